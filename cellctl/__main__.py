@@ -1,0 +1,3 @@
+from cellctl.cli import main
+
+raise SystemExit(main())

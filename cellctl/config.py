@@ -1,0 +1,75 @@
+"""Loading a config file: YAML → validated model, or a list of problems that each name the file,
+the key path, what was expected and what was found. Never a traceback for a user's mistake."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from pydantic import ValidationError
+
+from twin.config import Problem, SceneConfig
+
+_MAX_FOUND = 60
+
+
+class ConfigError(Exception):
+    """Carries every problem found, one line each, so a user fixes them in one pass."""
+
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__("\n".join(lines))
+        self.lines = lines
+
+
+def _found(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= _MAX_FOUND else text[: _MAX_FOUND - 3] + "..."
+
+
+def _expected(err: dict) -> tuple[str, str]:
+    """Turn one pydantic error into (expected, found) phrases."""
+    kind, msg = err["type"], err["msg"]
+    if kind == "missing" and isinstance(err["loc"][-1], int):
+        return "more values in this list", "too few"
+    if kind == "missing":
+        return "a value (required key)", "nothing"
+    if kind == "extra_forbidden":
+        return "only keys of the schema (misspelt?)", f"unknown key {err['loc'][-1]!r}"
+    if kind == "too_long":
+        return "fewer values in this list", "too many"
+    if msg.startswith("Input should be "):
+        return msg.removeprefix("Input should be "), _found(err["input"])
+    if msg.startswith("Value error, "):
+        return msg.removeprefix("Value error, "), _found(err["input"])
+    return msg[0].lower() + msg[1:], _found(err["input"])
+
+
+def _line(path: Path, loc: tuple, expected: str, found: str) -> str:
+    key = ".".join(str(k) for k in loc) or "(top level)"
+    return f"{path}: {key}: expected {expected}, found {found}"
+
+
+def load_config(path: str | Path, model: type[SceneConfig] = SceneConfig) -> SceneConfig:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read the file: {exc.strerror}"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        raise ConfigError([f"{where}: not valid YAML: {getattr(exc, 'problem', None) or exc}"]) from None
+    if not isinstance(data, dict):
+        raise ConfigError([_line(path, (), "a mapping with a 'version' key", _found(data))])
+    if "version" not in data:
+        raise ConfigError([_line(path, ("version",), "the config format version (1)", "nothing")])
+    try:
+        config = model.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError([_line(path, e["loc"], *_expected(e)) for e in exc.errors()]) from None
+    problems: list[Problem] = config.problems()
+    if problems:
+        raise ConfigError([_line(path, p.loc, p.expected, _found(p.found)) for p in problems])
+    return config

@@ -1,0 +1,82 @@
+"""Child processes of cellctl (the twin server, later the cells): started with the same Python,
+their readiness read from one announced stdout line, and always cleaned up."""
+
+from __future__ import annotations
+
+import json
+import queue
+import subprocess
+import sys
+import threading
+import time
+
+from twin.server import READY_PREFIX
+
+
+class ProcessFailed(RuntimeError):
+    pass
+
+
+class TwinProcess:
+    """A twin server in its own process, on ephemeral loopback ports unless told otherwise.
+
+        with TwinProcess("configs/demo_cell.yaml") as twin:
+            TwinDriver(twin.endpoint, "robot") ...
+    """
+
+    def __init__(self, config: str, port: int = 0, pub_port: int = 0, extra: list[str] | None = None,
+                 ready_timeout: float = 30.0) -> None:
+        self.cmd = [sys.executable, "-m", "cellctl", "twin", "serve", str(config), "--port", str(port),
+                    "--pub-port", str(pub_port), *(extra or [])]
+        self.ready_timeout = ready_timeout
+        self.proc: subprocess.Popen | None = None
+        self.endpoint = self.pub_endpoint = ""
+        self.output: list[str] = []
+
+    def __enter__(self) -> TwinProcess:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        lines: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._pump, args=(lines,), daemon=True).start()
+        deadline = time.monotonic() + self.ready_timeout
+        while True:
+            try:
+                line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                self.stop()
+                raise ProcessFailed(f"twin did not announce itself within {self.ready_timeout}s") from None
+            if line is None:
+                self.stop()
+                raise ProcessFailed("twin exited before it was ready:\n" + "".join(self.output))
+            if line.startswith(READY_PREFIX):
+                info = json.loads(line[len(READY_PREFIX):])
+                self.endpoint, self.pub_endpoint = info["endpoint"], info["pub"]
+                return
+
+    def _pump(self, lines: queue.Queue) -> None:
+        """Keep reading the child's output so it never blocks on a full pipe."""
+        for line in self.proc.stdout:
+            self.output.append(line)
+            lines.put(line)
+        lines.put(None)
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would (tests use it)."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()

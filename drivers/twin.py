@@ -1,0 +1,140 @@
+"""The driver contract over ZeroMQ to a twin server (``twin/server.py``).
+
+It never hangs: every request has a timeout; a server that does not answer surfaces as
+``ConnectionLost`` within that bound, the socket is thrown away (so a late reply to an old request
+can never be taken for a new one) and the next call reconnects, which is how the driver recovers
+when the server comes back.
+
+    with TwinDriver("tcp://127.0.0.1:5555", "press") as robot:
+        motion = robot.move_joints([[0, 0.5, 0, -1.2, 0, 1.4, 0]])
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+
+import zmq
+
+from drivers.commanding import CommandingMixin
+from drivers.errors import ConnectionLost, DriverError, from_code
+from drivers.types import GripperCommand, GripperState, JointState, MotionStatus, RobotDescription, Trajectory
+from twin import protocol as P
+
+
+class TwinMotion:
+    """Motion handle backed by the twin's motion id; a finished status is cached."""
+
+    def __init__(self, driver: TwinDriver, motion_id: int) -> None:
+        self._driver, self.id = driver, motion_id
+        self._status, self._reason = MotionStatus.RUNNING, None
+
+    def _refresh(self, info: dict) -> None:
+        self._status, self._reason = MotionStatus(info["status"]), info["reason"]
+
+    @property
+    def status(self) -> MotionStatus:
+        if not self._status.done:
+            self._refresh(self._driver.request("motion_status", motion=self.id))
+        return self._status
+
+    @property
+    def reason(self) -> str | None:
+        return self._reason
+
+    def cancel(self) -> None:
+        self._refresh(self._driver.request("cancel", motion=self.id))
+
+
+class TwinDriver(CommandingMixin):
+    def __init__(self, endpoint: str, robot: str, timeout: float = 2.0, client: str = "") -> None:
+        self.endpoint, self.robot, self.timeout = endpoint, robot, timeout
+        self.client = client or f"twin-driver-{os.getpid()}"
+        self._ctx = zmq.Context.instance()
+        self._sock: zmq.Socket | None = None
+        self._ids = itertools.count(1)
+        self._desc: RobotDescription | None = None
+        self.server_info: dict = {}
+
+    # -- connection --------------------------------------------------------------------------
+    def __enter__(self) -> TwinDriver:
+        self.connect()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def connect(self) -> None:
+        self._open()
+        self._desc = RobotDescription.from_wire(self.request("describe", robot=self.robot))
+
+    def _open(self) -> None:
+        self._drop()
+        self._sock = self._ctx.socket(zmq.DEALER)
+        self._sock.setsockopt(zmq.LINGER, 0)
+        self._sock.connect(self.endpoint)
+        self.server_info = self._call("hello", {"version": P.VERSION, "client": self.client})
+
+    def _drop(self) -> None:
+        if self._sock is not None:
+            self._sock.close(0)
+            self._sock = None
+
+    def close(self) -> None:
+        self._drop()
+        self.close_kinematics()
+
+    def request(self, op: str, **args: object) -> object:
+        """One request/reply; reconnects first if the previous request lost the link."""
+        if self._sock is None:
+            self._open()
+        return self._call(op, args)
+
+    def _call(self, op: str, args: dict) -> object:
+        req_id = next(self._ids)
+        self._sock.send(P.pack({"id": req_id, "op": op, "args": args}))
+        deadline_ms = int(self.timeout * 1000)
+        while self._sock.poll(deadline_ms):
+            reply = P.unpack(self._sock.recv())
+            if reply.get("id") != req_id:
+                continue  # a stale reply to a request that timed out earlier
+            if reply["ok"]:
+                return reply["result"]
+            err = reply["error"]
+            raise from_code(err["code"], err["message"])
+        self._drop()
+        raise ConnectionLost(f"twin at {self.endpoint} did not answer {op!r} within {self.timeout}s")
+
+    # -- contract ----------------------------------------------------------------------------
+    def describe(self) -> RobotDescription:
+        if self._desc is None:
+            raise DriverError("not connected: call connect() first (or use the driver as a context manager)")
+        return self._desc
+
+    def joint_state(self) -> JointState:
+        r = self.request("joint_state", robot=self.robot)
+        return JointState(tuple(r["names"]), tuple(r["positions"]), tuple(r["velocities"]), r["stamp"])
+
+    def execute(self, trajectory: Trajectory) -> TwinMotion:
+        r = self.request("execute", robot=self.robot, trajectory=trajectory.to_wire())
+        return TwinMotion(self, r["motion"])
+
+    def gripper(self, command: GripperCommand | str) -> TwinMotion:
+        r = self.request("gripper", robot=self.robot, command=GripperCommand(command).value)
+        return TwinMotion(self, r["motion"])
+
+    def gripper_state(self) -> GripperState:
+        r = self.request("gripper_state", robot=self.robot)
+        return GripperState(r["state"], r["part_present"], r["part_id"])
+
+    def read_io(self, name: str) -> bool:
+        return bool(self.request("read_io", robot=self.robot, name=name))
+
+    def write_io(self, name: str, value: bool) -> None:
+        self.request("write_io", robot=self.robot, name=name, value=bool(value))
+
+    def now(self) -> float:
+        return float(self.request("time")["time"])
+
+    def stop(self) -> None:
+        self.request("stop", robot=self.robot)

@@ -1,0 +1,134 @@
+"""One simulated robot: URDF body, trajectory execution under position control, its gripper
+and IO. Only simulates; deciding what to do is the controllers' job (dm_control's split)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pybullet as pb
+
+from drivers.types import JointState, MotionStatus, Pose, RobotDescription, Trajectory
+from twin.config import RobotConfig, TwinConfig
+from twin.gripper import SuctionGripper
+from twin.parts import Parts
+
+
+@dataclass
+class SimMotion:
+    id: int
+    robot: str
+    kind: str  # "trajectory" | "gripper"
+    started: float
+    status: MotionStatus = MotionStatus.RUNNING
+    reason: str | None = None
+    finished: float | None = None
+
+    def to_wire(self) -> dict:
+        return {"motion": self.id, "robot": self.robot, "kind": self.kind, "status": self.status.value,
+                "reason": self.reason, "started": self.started, "finished": self.finished}
+
+
+class SimRobot:
+    def __init__(self, client: int, name: str, cfg: RobotConfig, twin: TwinConfig, parts: Parts) -> None:
+        self._client = client
+        self.name = name
+        self.cfg = cfg
+        self._twin = twin
+        self.body = pb.loadURDF(cfg.spec.urdf, cfg.base.position, cfg.base.orientation, useFixedBase=True,
+                                physicsClientId=client)
+        info = [pb.getJointInfo(self.body, j, physicsClientId=client) for j in range(
+            pb.getNumJoints(self.body, physicsClientId=client))]
+        by_name = {i[1].decode(): i for i in info}
+        links = {i[12].decode(): i[0] for i in info}
+        if cfg.tcp_link not in links:
+            raise ValueError(f"robot {name}: TCP link {cfg.tcp_link!r} is not in {cfg.spec.urdf} (links: {sorted(links)})")
+        self.joints = [by_name[n][0] for n in cfg.spec.joints]
+        self._forces = [max(by_name[n][10], 1.0) for n in cfg.spec.joints]
+        lower = tuple(by_name[n][8] for n in cfg.spec.joints)
+        upper = tuple(by_name[n][9] for n in cfg.spec.joints)
+        home = np.asarray(cfg.home_position)
+        if np.any(home < lower) or np.any(home > upper):
+            raise ValueError(f"robot {name}: home {home.tolist()} is outside the joint limits")
+        box = cfg.workspace_box
+        self.description = RobotDescription(
+            name=name, model=cfg.model, urdf=cfg.spec.urdf, joint_names=cfg.spec.joints, lower=lower, upper=upper,
+            max_velocity=cfg.velocity_limits, max_acceleration=cfg.acceleration_limits,
+            base=Pose(cfg.base.position, cfg.base.orientation), tcp_link=cfg.tcp_link, tcp_offset=cfg.tcp_offset,
+            workspace_min=box.min, workspace_max=box.max, home=tuple(float(v) for v in home), io_names=tuple(sorted(cfg.io)),
+        )
+        for j, q in zip(self.joints, home):
+            pb.resetJointState(self.body, j, float(q), physicsClientId=client)
+        self._hold = home.copy()
+        self._traj: Trajectory | None = None
+        self._t0 = 0.0
+        self.motion: SimMotion | None = None
+        self.io = dict(cfg.io)
+        self.gripper = SuctionGripper(client, self.body, links[cfg.tcp_link], cfg.tcp_offset,
+                                      twin.gripper, parts)
+
+    # -- state -------------------------------------------------------------------------------
+    def positions(self) -> np.ndarray:
+        return np.array([s[0] for s in pb.getJointStates(self.body, self.joints, physicsClientId=self._client)])
+
+    def joint_state(self, now: float) -> JointState:
+        states = pb.getJointStates(self.body, self.joints, physicsClientId=self._client)
+        return JointState(self.description.joint_names, tuple(s[0] for s in states), tuple(s[1] for s in states), now)
+
+    @property
+    def moving(self) -> bool:
+        return self._traj is not None
+
+    # -- commands ----------------------------------------------------------------------------
+    def start(self, traj: Trajectory, motion: SimMotion, now: float) -> None:
+        self._traj, self._t0, self.motion = traj, now, motion
+
+    def halt(self, status: MotionStatus, reason: str, now: float) -> SimMotion | None:
+        """End the running trajectory and hold where the arm is now."""
+        motion = self.motion
+        if motion is None:
+            return None
+        self._hold = self.positions()
+        self._traj, self.motion = None, None
+        motion.status, motion.reason, motion.finished = status, reason, now
+        return motion
+
+    # -- simulation --------------------------------------------------------------------------
+    def control(self, now: float) -> SimMotion | None:
+        """Set this step's motor targets; returns the motion if it ended this step."""
+        traj = self._traj
+        if traj is None:
+            target, velocity = self._hold, np.zeros_like(self._hold)
+        else:
+            t = now - self._t0
+            target, velocity = _sample(traj, t)
+        pb.setJointMotorControlArray(
+            self.body, self.joints, pb.POSITION_CONTROL, targetPositions=target, targetVelocities=velocity,
+            forces=self._forces, positionGains=[0.2] * len(self.joints), velocityGains=[1.0] * len(self.joints),
+            physicsClientId=self._client,
+        )
+        if traj is None or now - self._t0 < traj.duration:
+            return None
+        error = float(np.max(np.abs(self.positions() - traj.goal)))
+        if error <= self._twin.goal_tolerance:
+            self._hold = traj.goal.copy()
+            motion, self._traj, self.motion = self.motion, None, None
+            motion.status, motion.finished = MotionStatus.SUCCEEDED, now
+            return motion
+        if now - self._t0 > traj.duration + self._twin.settle_time:
+            return self.halt(MotionStatus.FAILED, f"goal not reached within {self._twin.settle_time}s "
+                                                  f"of the trajectory's end (error {error:.4f} rad)", now)
+        return None
+
+
+def _sample(traj: Trajectory, t: float) -> tuple[np.ndarray, np.ndarray]:
+    times = traj.times
+    if t <= times[0]:
+        return traj.positions[0], traj.velocities[0]
+    if t >= times[-1]:
+        return traj.positions[-1], np.zeros(traj.positions.shape[1])
+    i = int(np.searchsorted(times, t)) - 1
+    w = (t - times[i]) / (times[i + 1] - times[i])
+    pos = traj.positions[i] + w * (traj.positions[i + 1] - traj.positions[i])
+    vel = traj.velocities[i] + w * (traj.velocities[i + 1] - traj.velocities[i])
+    return pos, vel

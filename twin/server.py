@@ -1,0 +1,109 @@
+"""The twin server process: a ROUTER socket for requests, a PUB socket for streams, and the
+loop that steps the world. Realtime mode paces physics to the wall clock (× rate)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import zmq
+
+from twin import protocol as P
+from twin.config import SceneConfig
+from twin.endpoints import check_loopback
+from twin.service import TwinService
+
+READY_PREFIX = "CELLCTL-TWIN-READY "
+JOINT_STATE_HZ = 50
+MAX_CATCH_UP_S = 0.25  # realtime: if the loop falls further behind, drop the backlog (and say so)
+MAX_REQUESTS_PER_TURN = 100
+
+
+class TwinServer:
+    def __init__(self, config: SceneConfig, host: str = "127.0.0.1", port: int = 0, pub_port: int = 0) -> None:
+        check_loopback(host)
+        self._ctx = zmq.Context()
+        self._router = self._ctx.socket(zmq.ROUTER)
+        self._pub = self._ctx.socket(zmq.PUB)
+        for s in (self._router, self._pub):
+            s.setsockopt(zmq.LINGER, 0)
+        if host == "::1":
+            for s in (self._router, self._pub):
+                s.setsockopt(zmq.IPV6, 1)
+        addr = f"[{host}]" if ":" in host else host
+        self.endpoint = self._bind(self._router, addr, port)
+        self.pub_endpoint = self._bind(self._pub, addr, pub_port)
+        self.service = TwinService(config, self.pub_endpoint)
+        self.config = config
+        self._publish_every = max(1, config.twin.physics_hz // JOINT_STATE_HZ)
+
+    @staticmethod
+    def _bind(sock: zmq.Socket, addr: str, port: int) -> str:
+        sock.bind(f"tcp://{addr}:{port if port else '*'}")
+        return sock.getsockopt_string(zmq.LAST_ENDPOINT)
+
+    def close(self) -> None:
+        self.service.close()
+        self._router.close(0)
+        self._pub.close(0)
+        self._ctx.term()
+
+    def announce(self) -> None:
+        """One line on stdout that a parent process waits for (PyBullet prints its own lines)."""
+        print(READY_PREFIX + json.dumps({"endpoint": self.endpoint, "pub": self.pub_endpoint}), flush=True)
+
+    # -- requests ----------------------------------------------------------------------------
+    def _serve_pending(self) -> None:
+        for _ in range(MAX_REQUESTS_PER_TURN):
+            try:
+                parts = self._router.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            reply = self.service.handle(parts[0].hex(), parts[-1])
+            self._router.send_multipart(parts[:-1] + [P.pack(reply)])
+            self._publish_events()
+
+    # -- streams -----------------------------------------------------------------------------
+    def _publish_events(self) -> None:
+        world = self.service.world
+        for ev in world.events:
+            self._pub.send_multipart([ev["topic"].encode(), P.pack(ev)])
+        world.events.clear()
+
+    def _publish_state(self) -> None:
+        world = self.service.world
+        if world.steps % self._publish_every:
+            return
+        self._pub.send_multipart([P.TOPIC_CLOCK, P.pack({"time": world.time, "steps": world.steps})])
+        for name, robot in world.robots.items():
+            js = robot.joint_state(world.time)
+            self._pub.send_multipart([P.TOPIC_JOINTS, P.pack(
+                {"robot": name, "names": js.names, "positions": js.positions, "velocities": js.velocities,
+                 "stamp": js.stamp})])
+
+    def step(self) -> None:
+        self.service.world.step()
+        self._publish_events()
+        self._publish_state()
+
+    # -- loop --------------------------------------------------------------------------------
+    def serve_forever(self) -> None:
+        """Realtime: step when the (scaled) wall clock says so, serve requests in between."""
+        rate, dt = self.config.twin.rate, 1.0 / self.config.twin.physics_hz
+        poller = zmq.Poller()
+        poller.register(self._router, zmq.POLLIN)
+        t0, base_steps = time.monotonic(), 0
+        while not self.service.shutdown_requested:
+            world = self.service.world
+            if world.steps < base_steps:  # reset rebuilt the world
+                t0, base_steps = time.monotonic(), 0
+            due = base_steps + int((time.monotonic() - t0) * rate / dt) - world.steps
+            if due * dt > MAX_CATCH_UP_S * rate:
+                print(f"twin: {due} steps behind real time x{rate}; dropping the backlog", file=sys.stderr)
+                t0, base_steps, due = time.monotonic(), world.steps, 1
+            for _ in range(due):
+                self.step()
+            wait = (t0 + (world.steps - base_steps + 1) * dt / rate) - time.monotonic()
+            if poller.poll(max(0, int(wait * 1000))):
+                self._serve_pending()

@@ -1,0 +1,232 @@
+"""The twin's request handlers: one method per op, each taking validated args and returning a
+result, or raising :class:`OpError` with a protocol error code. No sockets here (the server owns
+them), so handlers are tested and reused without a network."""
+
+from __future__ import annotations
+
+import itertools
+from collections import deque
+from collections.abc import Callable
+
+import numpy as np
+from pydantic import ValidationError
+
+from drivers.envelope import check_trajectory
+from drivers.errors import DriverError
+from drivers.kinematics import Kinematics
+from drivers.planning import joint_motion, kinematics_for, pose_motion
+from drivers.types import MotionStatus, Pose, Trajectory
+from twin import protocol as P
+from twin.config import SceneConfig
+from twin.robot import SimRobot
+from twin.world import World
+
+START_TOLERANCE = 0.05  # rad: a trajectory must start where the robot is
+REQUEST_LOG = 10_000
+
+
+class OpError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class TwinService:
+    def __init__(self, config: SceneConfig, pub_endpoint: str = "") -> None:
+        self.config = config
+        self.pub_endpoint = pub_endpoint
+        self.world = World(config)
+        self._kin: dict[str, Kinematics] = {}
+        self.shutdown_requested = False
+        self._log: deque[dict] = deque(maxlen=REQUEST_LOG)
+        self._log_seq = itertools.count(1)
+        self._handlers: dict[str, Callable] = {op: getattr(self, f"op_{op}") for op in P.OPS}
+
+    def close(self) -> None:
+        for kin in self._kin.values():
+            kin.close()
+        self.world.close()
+
+    # -- dispatch ----------------------------------------------------------------------------
+    def handle(self, client: str, frame: bytes) -> dict:
+        """Decode, validate and run one request; always returns a reply, never raises."""
+        try:
+            request = P.unpack(frame)
+        except Exception as exc:  # msgpack raises several unrelated types on garbage
+            return P.error(None, P.BAD_FRAME, f"not a msgpack frame: {exc}")
+        if not isinstance(request, dict) or "op" not in request or "id" not in request:
+            return P.error(None, P.BAD_FRAME, "a request is a map with keys id, op and args")
+        req_id, op, args = request.get("id"), request.get("op"), request.get("args", {})
+        if op not in self._handlers:
+            return P.error(req_id, P.UNKNOWN_OP, f"unknown op {op!r}; known ops: {', '.join(P.OPS)}")
+        try:
+            parsed = P.OPS[op].model_validate(args if args is not None else {})
+        except ValidationError as exc:
+            return P.error(req_id, P.BAD_ARGS, f"{op}: " + "; ".join(
+                f"{'.'.join(map(str, e['loc'])) or 'args'}: {e['msg']}" for e in exc.errors()))
+        self._log.append({"seq": next(self._log_seq), "time": self.world.time, "client": client, "op": op,
+                          "robot": getattr(parsed, "robot", None)})
+        try:
+            return P.ok(req_id, self._handlers[op](parsed))
+        except OpError as exc:
+            return P.error(req_id, exc.code, str(exc))
+        except DriverError as exc:
+            return P.error(req_id, exc.code, str(exc))
+        except Exception as exc:  # a bug must not take the line down: report it and keep serving
+            return P.error(req_id, P.INTERNAL, f"{type(exc).__name__}: {exc}")
+
+    # -- lookups -----------------------------------------------------------------------------
+    def _robot(self, name: str) -> SimRobot:
+        try:
+            return self.world.robots[name]
+        except KeyError:
+            raise OpError(P.UNKNOWN_ROBOT, f"unknown robot {name!r}; robots: {sorted(self.world.robots)}") from None
+
+    def _kinematics(self, robot: SimRobot) -> Kinematics:
+        if robot.name not in self._kin:
+            self._kin[robot.name] = kinematics_for(robot.description)
+        return self._kin[robot.name]
+
+    def _motion(self, motion_id: int):
+        try:
+            return self.world.motions[motion_id]
+        except KeyError:
+            raise OpError(P.UNKNOWN_MOTION, f"unknown motion {motion_id}") from None
+
+    # -- ops ---------------------------------------------------------------------------------
+    def op_hello(self, a: P.Hello) -> dict:
+        if a.version != P.VERSION:
+            raise OpError(P.VERSION_MISMATCH, f"this twin speaks protocol version {P.VERSION}, not {a.version}")
+        return {"version": P.VERSION, "server": "cellctl-twin", "mode": self.config.twin.mode,
+                "robots": sorted(self.world.robots), "time": self.world.time, "pub": self.pub_endpoint,
+                "physics_hz": self.config.twin.physics_hz}
+
+    def op_describe(self, a: P.RobotArg) -> dict:
+        return self._robot(a.robot).description.to_wire()
+
+    def op_joint_state(self, a: P.RobotArg) -> dict:
+        js = self._robot(a.robot).joint_state(self.world.time)
+        return {"names": js.names, "positions": js.positions, "velocities": js.velocities, "stamp": js.stamp}
+
+    def _start(self, robot: SimRobot, traj: Trajectory) -> dict:
+        if robot.moving:
+            raise OpError(P.BUSY, f"robot {robot.name} is executing motion {robot.motion.id}; cancel it first")
+        motion = self.world.new_motion(robot.name, "trajectory")
+        robot.start(traj, motion, self.world.time)
+        return {"motion": motion.id, "duration": traj.duration}
+
+    def op_execute(self, a: P.Execute) -> dict:
+        robot = self._robot(a.robot)
+        t = a.trajectory
+        if len(t.positions) != len(t.times) or (t.velocities is not None and len(t.velocities) != len(t.times)):
+            raise OpError(P.BAD_ARGS, "execute: times, positions and velocities need one entry per sample")
+        traj = Trajectory.from_wire(t.model_dump())
+        check_trajectory(robot.description, traj, self._kinematics(robot).fk)
+        gap = float(np.max(np.abs(traj.positions[0] - robot.positions())))
+        if gap > START_TOLERANCE:
+            raise OpError(P.LIMIT_VIOLATION, f"trajectory starts {gap:.3f} rad from the robot's position "
+                                             f"(at most {START_TOLERANCE} allowed)")
+        return self._start(robot, traj)
+
+    def op_move_joints(self, a: P.MoveJoints) -> dict:
+        robot = self._robot(a.robot)
+        return self._start(robot, joint_motion(robot.description, self._kinematics(robot), robot.positions(),
+                                               a.waypoints, a.speed))
+
+    def op_move_pose(self, a: P.MovePose) -> dict:
+        robot = self._robot(a.robot)
+        poses = [Pose(p.position, p.orientation, p.frame) for p in a.poses]
+        return self._start(robot, pose_motion(robot.description, self._kinematics(robot), robot.positions(),
+                                              poses, a.speed))
+
+    def op_motion_status(self, a: P.MotionArg) -> dict:
+        return self._motion(a.motion).to_wire()
+
+    def op_cancel(self, a: P.MotionArg) -> dict:
+        motion = self._motion(a.motion)
+        robot = self.world.robots[motion.robot]
+        if motion.status is MotionStatus.RUNNING and motion.kind == "trajectory":
+            self.world.finish(robot.halt(MotionStatus.CANCELLED, "cancelled by request", self.world.time))
+        return motion.to_wire()
+
+    def op_stop(self, a: P.RobotArg) -> dict:
+        robot = self._robot(a.robot)
+        motion = robot.halt(MotionStatus.CANCELLED, "stopped", self.world.time)
+        self.world.finish(motion)
+        return {"cancelled": motion.id if motion else None}
+
+    def op_gripper(self, a: P.Gripper) -> dict:
+        return {"motion": self.world.gripper_motion(self._robot(a.robot), a.command).id}
+
+    def op_gripper_state(self, a: P.RobotArg) -> dict:
+        g = self._robot(a.robot).gripper.snapshot()
+        return {"state": g.state, "part_present": g.part_present, "part_id": g.part_id}
+
+    def _io_name(self, robot: SimRobot, name: str) -> str:
+        if name not in robot.io:
+            raise OpError(P.UNSUPPORTED, f"robot {robot.name} has no IO named {name!r}; configured: {sorted(robot.io)}")
+        return name
+
+    def op_read_io(self, a: P.ReadIo) -> bool:
+        robot = self._robot(a.robot)
+        return robot.io[self._io_name(robot, a.name)]
+
+    def op_write_io(self, a: P.WriteIo) -> bool:
+        robot = self._robot(a.robot)
+        robot.io[self._io_name(robot, a.name)] = a.value
+        return a.value
+
+    def op_spawn_part(self, a: P.SpawnPart) -> dict:
+        world = self.world
+        if a.id in world.parts.by_id:
+            raise OpError(P.CONFLICT, f"part {a.id!r} exists already")
+        if a.type not in self.config.part_types:
+            raise OpError(P.BAD_ARGS, f"unknown part type {a.type!r}; types: {sorted(self.config.part_types)}")
+        if (a.station is None) == (a.position is None):
+            raise OpError(P.BAD_ARGS, "spawn_part needs exactly one of station or position")
+        if a.station is not None and a.station not in self.config.stations:
+            raise OpError(P.UNKNOWN_STATION, f"unknown station {a.station!r}; stations: {sorted(self.config.stations)}")
+        at = self.config.stations[a.station].position if a.station else a.position
+        world.parts.spawn(a.id, a.type, at)
+        world.events.append({"topic": "parts", "event": "spawned", "part": a.id, "time": world.time})
+        return self._part(a.id)
+
+    def op_remove_part(self, a: P.PartArg) -> dict:
+        world = self.world
+        part = world.parts.by_id.get(a.id)
+        if part is None:
+            raise OpError(P.UNKNOWN_PART, f"unknown part {a.id!r}")
+        for robot in world.robots.values():
+            if robot.gripper.held is part:
+                robot.gripper.release()
+        world.parts.remove(a.id)
+        world.events.append({"topic": "parts", "event": "removed", "part": a.id, "time": world.time})
+        return {"removed": a.id}
+
+    def _part(self, part_id: str) -> dict:
+        part = self.world.parts.by_id[part_id]
+        pos, orn = self.world.parts.pose(part_id)
+        held_by = next((r.name for r in self.world.robots.values() if r.gripper.held is part), None)
+        return {"id": part_id, "type": part.type, "position": list(pos), "orientation": list(orn), "held_by": held_by}
+
+    def op_list_parts(self, a: P.Nothing) -> list[dict]:
+        return [self._part(pid) for pid in sorted(self.world.parts.by_id)]
+
+    def op_faults(self, a: P.Since) -> list[dict]:
+        return [f for f in self.world.faults if f["seq"] > a.since]
+
+    def op_request_log(self, a: P.Since) -> list[dict]:
+        return [r for r in self._log if r["seq"] > a.since]
+
+    def op_time(self, a: P.Nothing) -> dict:
+        return {"time": self.world.time, "steps": self.world.steps, "mode": self.config.twin.mode}
+
+    def op_reset(self, a: P.Nothing) -> dict:
+        """Rebuild the world from the config: robots home, parts where configured, time zero."""
+        self.world.close()
+        self.world = World(self.config)
+        return {"time": self.world.time}
+
+    def op_shutdown(self, a: P.Nothing) -> dict:
+        self.shutdown_requested = True
+        return {"shutting_down": True}

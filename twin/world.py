@@ -1,0 +1,117 @@
+"""The twin's PyBullet world: robots, stations and parts built from a scene config, stepped at a
+fixed rate. It only simulates and records what happened (motions ending, parts attached,
+contact faults) as events; the server decides what to publish."""
+
+from __future__ import annotations
+
+import itertools
+from collections import deque
+
+import pybullet as pb
+import pybullet_data
+
+from drivers.types import MotionStatus
+from twin.config import SceneConfig, StationConfig
+from twin.parts import Parts
+from twin.robot import SimMotion, SimRobot
+
+STATION_COLOR = (0.55, 0.55, 0.6, 1.0)
+FAULT_LOG = 10_000
+
+
+class World:
+    def __init__(self, config: SceneConfig) -> None:
+        self.config = config
+        self.dt = 1.0 / config.twin.physics_hz
+        self.client = pb.connect(pb.DIRECT)
+        pb.setAdditionalSearchPath(pybullet_data.getDataPath(), physicsClientId=self.client)
+        pb.setGravity(0, 0, -9.81, physicsClientId=self.client)
+        pb.setTimeStep(self.dt, physicsClientId=self.client)
+        pb.setPhysicsEngineParameter(deterministicOverlappingPairs=1, physicsClientId=self.client)
+        self.plane = pb.loadURDF("plane.urdf", physicsClientId=self.client)
+        self.parts = Parts(self.client, config.part_types)
+        self.stations = {name: self._station(s) for name, s in config.stations.items()}
+        self.robots = {name: SimRobot(self.client, name, r, config.twin, self.parts) for name, r in config.robots.items()}
+        self._robot_bodies = {r.body: r for r in self.robots.values()}
+        self._station_bodies = {b: n for n, b in self.stations.items()}
+        for part in config.parts:
+            self.parts.spawn(part.id, part.type, config.stations[part.station].position)
+        self.steps = 0
+        self.time = 0.0
+        self.motions: dict[int, SimMotion] = {}
+        self._motion_ids = itertools.count(1)
+        self.events: list[dict] = []  # drained by the server after each step
+        self.faults: deque[dict] = deque(maxlen=FAULT_LOG)
+        self._fault_seq = 0
+        self._contacts: set[tuple] = set()
+
+    def close(self) -> None:
+        if self.client >= 0:
+            pb.disconnect(self.client)
+            self.client = -1
+
+    def _station(self, s: StationConfig) -> int:
+        x, y, z = s.position
+        half = (s.size[0] / 2, s.size[1] / 2, z / 2)
+        col = pb.createCollisionShape(pb.GEOM_BOX, halfExtents=half, physicsClientId=self.client)
+        vis = pb.createVisualShape(pb.GEOM_BOX, halfExtents=half, rgbaColor=STATION_COLOR, physicsClientId=self.client)
+        return pb.createMultiBody(0, col, vis, basePosition=(x, y, z / 2), physicsClientId=self.client)
+
+    # -- motions -----------------------------------------------------------------------------
+    def new_motion(self, robot: str, kind: str) -> SimMotion:
+        motion = SimMotion(next(self._motion_ids), robot, kind, self.time)
+        self.motions[motion.id] = motion
+        return motion
+
+    def finish(self, motion: SimMotion | None) -> None:
+        if motion is not None:
+            self.events.append({"topic": "motions", **motion.to_wire()})
+
+    def gripper_motion(self, robot: SimRobot, command: str) -> SimMotion:
+        motion = self.new_motion(robot.name, "gripper")
+
+        def done() -> None:
+            motion.status, motion.finished = MotionStatus.SUCCEEDED, self.time
+            self.finish(motion)
+
+        robot.gripper.command(command, self.time, done)
+        return motion
+
+    # -- stepping ----------------------------------------------------------------------------
+    def step(self) -> None:
+        for robot in self.robots.values():
+            self.finish(robot.control(self.time))
+        pb.stepSimulation(physicsClientId=self.client)
+        self.steps += 1
+        self.time = self.steps * self.dt
+        for robot in self.robots.values():
+            for ev in robot.gripper.update(self.time):
+                self.events.append({"topic": "parts", "robot": robot.name, "time": self.time, **ev})
+        self._check_contacts()
+
+    def _check_contacts(self) -> None:
+        """Report each new contact of a robot with another robot, a station, or a part it does
+        not hold, once, when it starts."""
+        now: set[tuple] = set()
+        for robot in self.robots.values():
+            held = robot.gripper.held.body if robot.gripper.held else None
+            for c in pb.getContactPoints(bodyA=robot.body, physicsClientId=self.client):
+                other = c[2]
+                if other == self.plane or other == held or other == robot.body:
+                    continue
+                if other in self._robot_bodies:
+                    kind, what = "robot_robot", self._robot_bodies[other].name
+                elif other in self._station_bodies:
+                    kind, what = "robot_station", self._station_bodies[other]
+                elif other in self.parts.by_body:
+                    kind, what = "robot_part", self.parts.by_body[other].id
+                else:
+                    continue
+                key = (robot.name, kind, what)
+                now.add(key)
+                if key not in self._contacts:
+                    self._fault_seq += 1
+                    fault = {"seq": self._fault_seq, "time": self.time, "robot": robot.name, "kind": kind, "with": what}
+                    self.faults.append(fault)
+                    self.events.append({"topic": "faults", **fault})
+        self._contacts = now
