@@ -63,7 +63,8 @@ class SuctionGripper:
     def _attach(self, part: SimPart) -> None:
         link = pb.getLinkState(self._body, self._link, computeForwardKinematics=True, physicsClientId=self._client)
         pos, orn = pb.getBasePositionAndOrientation(part.body, physicsClientId=self._client)
-        inv_pos, inv_orn = pb.invertTransform(link[4], link[5])
+        # Constraint frames are relative to the link's centre of mass, not its URDF frame.
+        inv_pos, inv_orn = pb.invertTransform(link[0], link[1])
         rel_pos, rel_orn = pb.multiplyTransforms(inv_pos, inv_orn, pos, orn)
         self._constraint = pb.createConstraint(
             self._body, self._link, part.body, -1, pb.JOINT_FIXED, (0, 0, 0),

@@ -13,7 +13,7 @@ truth it is written from.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgpack
 from pydantic import BaseModel, ConfigDict, Field
@@ -61,6 +61,11 @@ def error(req_id: object, code: str, message: str) -> dict:
     return {"id": req_id, "ok": False, "error": {"code": code, "message": message}}
 
 
+# msgpack has no tuples: fixed-size vectors are lists with a fixed length.
+Vec3 = Annotated[list[float], Field(min_length=3, max_length=3)]
+Quat = Annotated[list[float], Field(min_length=4, max_length=4)]
+
+
 class Args(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
@@ -97,8 +102,8 @@ class MoveJoints(Args):
 
 
 class PoseArgs(Args):
-    position: tuple[float, float, float]
-    orientation: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 1.0)
+    position: Vec3
+    orientation: Quat = [0.0, 0.0, 0.0, 1.0]
     frame: Literal["world", "base"] = "world"
 
 
@@ -132,7 +137,7 @@ class SpawnPart(Args):
     id: str
     type: str = "box"
     station: str | None = None
-    position: tuple[float, float, float] | None = None
+    position: Vec3 | None = None
 
 
 class PartArg(Args):

@@ -135,7 +135,7 @@ class TwinService:
 
     def op_move_pose(self, a: P.MovePose) -> dict:
         robot = self._robot(a.robot)
-        poses = [Pose(p.position, p.orientation, p.frame) for p in a.poses]
+        poses = [Pose(tuple(p.position), tuple(p.orientation), p.frame) for p in a.poses]
         return self._start(robot, pose_motion(robot.description, self._kinematics(robot), robot.positions(),
                                               poses, a.speed))
 
@@ -186,7 +186,7 @@ class TwinService:
             raise OpError(P.BAD_ARGS, "spawn_part needs exactly one of station or position")
         if a.station is not None and a.station not in self.config.stations:
             raise OpError(P.UNKNOWN_STATION, f"unknown station {a.station!r}; stations: {sorted(self.config.stations)}")
-        at = self.config.stations[a.station].position if a.station else a.position
+        at = self.config.stations[a.station].position if a.station else tuple(a.position)
         world.parts.spawn(a.id, a.type, at)
         world.events.append({"topic": "parts", "event": "spawned", "part": a.id, "time": world.time})
         return self._part(a.id)

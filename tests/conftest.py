@@ -1,0 +1,67 @@
+"""Shared fixtures: real twin servers in their own processes on ephemeral loopback ports,
+always stopped; ZeroMQ sockets closed with linger 0 (pyzmq's own test habits)."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+import zmq
+
+from cellctl.processes import TwinProcess
+from drivers.twin import TwinDriver
+
+CONFIGS = Path(__file__).parent / "configs"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def twin_factory():
+    started: list[TwinProcess] = []
+
+    def start(config: str | Path, **kwargs) -> TwinProcess:
+        twin = TwinProcess(str(config), **kwargs)
+        started.append(twin)
+        twin.start()
+        return twin
+
+    yield start
+    for twin in started:
+        twin.stop()
+
+
+@pytest.fixture
+def kuka_twin(twin_factory) -> TwinProcess:
+    return twin_factory(CONFIGS / "kuka.yaml")
+
+
+@pytest.fixture
+def kuka(kuka_twin):
+    with TwinDriver(kuka_twin.endpoint, "press") as driver:
+        yield driver
+
+
+@pytest.fixture
+def raw_client(kuka_twin):
+    """A bare DEALER socket on the twin, for sending frames no driver would send."""
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(kuka_twin.endpoint)
+    yield sock
+    sock.close(0)
+    ctx.term()
+
+
+def recv(sock: zmq.Socket, timeout: float = 5.0):
+    """Receive one reply or fail the test, never hang."""
+    from twin.protocol import unpack
+
+    assert sock.poll(int(timeout * 1000)), f"no reply within {timeout}s"
+    return unpack(sock.recv())

@@ -1,0 +1,89 @@
+"""Broken configs: each gets its exact message (file, key path, expected, found), exit 2, and no
+traceback from the CLI."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from cellctl.config import ConfigError, load_config
+
+GOOD = """\
+version: 1
+robots:
+  r1: {model: kuka_iiwa, base: {position: [0, 0, 0]}}
+stations:
+  s1: {position: [0.5, 0, 0.3]}
+parts:
+  - {id: p1, station: s1}
+"""
+
+CASES = [
+    ("version: 2\nrobots: {r1: {model: kuka_iiwa, base: {position: [0, 0, 0]}}}\n",
+     ["version: expected 1, found 2"]),
+    ("robots: {}\n", ["version: expected the config format version (1), found nothing"]),
+    ("version: 1\nrobots:\n  r1: {model: ur5, base: {position: [0, 0, 0]}}\n",
+     ["robots.r1.model: expected 'kuka_iiwa', 'franka_panda' or 'xarm', found 'ur5'"]),
+    ("version: 1\nrobots:\n  r1: {model: xarm, base: {position: [0, 0, 0]}, tcpp: {link: x}}\n",
+     ["robots.r1.tcpp: expected only keys of the schema (misspelt?), found unknown key 'tcpp'"]),
+    ("version: 1\nrobots:\n  r1: {model: xarm, base: {position: [0, zero, 0]}}\n",
+     ["robots.r1.base.position.1: expected a valid number, unable to parse string as a number, found 'zero'"]),
+    ("version: 1\nrobots:\n  r1: {model: xarm, base: {position: [0, 0, 0]}, max_velocity: [1, 2]}\n",
+     ["robots.r1.max_velocity: expected 6 values (one per joint of xarm), found 2"]),
+    ("version: 1\nrobots:\n  r1: {model: xarm, base: {position: [0, 0, 0]}, max_velocity: [1, 2, 3, 4, 5, -6]}\n",
+     ["robots.r1.max_velocity.5: expected greater than 0, found -6"]),
+    (GOOD.replace("station: s1", "station: s9"),
+     ["parts.0.station: expected one of the stations ['s1'], found 's9'"]),
+    ("version: 1\nrobots: [oops\n", ["3:1: not valid YAML: expected ',' or ']', but got '<stream end>'"]),
+]
+
+
+@pytest.mark.parametrize("text,expected", CASES)
+def test_broken_config_messages(tmp_path, text, expected):
+    path = tmp_path / "line.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert err.value.lines == [f"{path}: {e}" if not e[0].isdigit() else f"{path}:{e}" for e in expected]
+
+
+def test_good_config_loads(tmp_path):
+    path = tmp_path / "line.yaml"
+    path.write_text(GOOD)
+    config = load_config(path)
+    assert config.robots["r1"].tcp_link == "lbr_iiwa_link_7"
+    assert [p.id for p in config.parts] == ["p1"]
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        load_config(tmp_path / "nope.yaml")
+    assert err.value.lines == [f"{tmp_path / 'nope.yaml'}: cannot read the file: No such file or directory"]
+
+
+def _cellctl(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cellctl", *args], capture_output=True, text=True, timeout=60)
+
+
+def test_check_cli_exit_codes(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(textwrap.dedent(CASES[2][0]))
+    result = _cellctl("check", str(bad))
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"{bad}: {CASES[2][1][0]}"
+    assert "Traceback" not in result.stderr
+    good = tmp_path / "good.yaml"
+    good.write_text(GOOD)
+    result = _cellctl("check", str(good))
+    assert result.returncode == 0, result.stderr
+    assert "ok (1 robots, 1 stations, 1 parts)" in result.stdout
+
+
+def test_twin_serve_refuses_non_loopback():
+    result = _cellctl("twin", "serve", "configs/demo_cell.yaml", "--host", "0.0.0.0", "--port", "0")
+    assert result.returncode == 2
+    assert "refusing to bind '0.0.0.0': the twin serves loopback addresses only" in result.stderr
+    assert "CURVE" in result.stderr
