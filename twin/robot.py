@@ -60,6 +60,7 @@ class SimRobot:
         for j, q in zip(self.joints, home):
             pb.resetJointState(self.body, j, float(q), physicsClientId=client)
         self._hold = home.copy()
+        self._hold_applied = False
         self._traj: Trajectory | None = None
         self._t0 = 0.0
         self.motion: SimMotion | None = None
@@ -88,7 +89,7 @@ class SimRobot:
         motion = self.motion
         if motion is None:
             return None
-        self._hold = self.positions()
+        self._hold, self._hold_applied = self.positions(), False
         self._traj, self.motion = None, None
         motion.status, motion.reason, motion.finished = status, reason, now
         return motion
@@ -98,6 +99,9 @@ class SimRobot:
         """Set this step's motor targets; returns the motion if it ended this step."""
         traj = self._traj
         if traj is None:
+            if self._hold_applied:  # PyBullet keeps motor targets: re-sending a hold is wasted work
+                return None
+            self._hold_applied = True
             target, velocity = self._hold, np.zeros_like(self._hold)
         else:
             t = now - self._t0
@@ -111,7 +115,7 @@ class SimRobot:
             return None
         error = float(np.max(np.abs(self.positions() - traj.goal)))
         if error <= self._twin.goal_tolerance:
-            self._hold = traj.goal.copy()
+            self._hold, self._hold_applied = traj.goal.copy(), False
             motion, self._traj, self.motion = self.motion, None, None
             motion.status, motion.finished = MotionStatus.SUCCEEDED, now
             return motion
