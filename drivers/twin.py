@@ -133,6 +133,11 @@ class TwinDriver(CommandingMixin):
     def write_io(self, name: str, value: bool) -> None:
         self.request("write_io", robot=self.robot, name=name, value=bool(value))
 
+    def locate(self, part_id: str) -> tuple[float, float, float] | None:
+        """Bottom-face centre of a part in the twin (skills' ``SkillContext.locate``), None if gone."""
+        part = next((p for p in self.request("list_parts") if p["id"] == part_id), None)
+        return tuple(part["bottom"]) if part else None
+
     def now(self) -> float:
         return float(self.request("time")["time"])
 

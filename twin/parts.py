@@ -57,7 +57,13 @@ class Parts:
         pos, orn = pb.getBasePositionAndOrientation(self.by_id[part_id].body, physicsClientId=self._client)
         return pos, orn
 
-    def top_centre(self, part: SimPart) -> tuple[float, float, float]:
+    def _face_centre(self, part: SimPart, sign: float) -> tuple[float, float, float]:
         pos, orn = pb.getBasePositionAndOrientation(part.body, physicsClientId=self._client)
-        top, _ = pb.multiplyTransforms(pos, orn, (0, 0, part.height / 2), (0, 0, 0, 1))
-        return top
+        point, _ = pb.multiplyTransforms(pos, orn, (0, 0, sign * part.height / 2), (0, 0, 0, 1))
+        return point
+
+    def top_centre(self, part: SimPart) -> tuple[float, float, float]:
+        return self._face_centre(part, 1.0)
+
+    def bottom_centre(self, part: SimPart) -> tuple[float, float, float]:
+        return self._face_centre(part, -1.0)

@@ -207,7 +207,9 @@ class TwinService:
         part = self.world.parts.by_id[part_id]
         pos, orn = self.world.parts.pose(part_id)
         held_by = next((r.name for r in self.world.robots.values() if r.gripper.held is part), None)
-        return {"id": part_id, "type": part.type, "position": list(pos), "orientation": list(orn), "held_by": held_by}
+        bottom = self.world.parts.bottom_centre(part)
+        return {"id": part_id, "type": part.type, "position": list(pos), "orientation": list(orn),
+                "bottom": list(bottom), "held_by": held_by}
 
     def op_list_parts(self, a: P.Nothing) -> list[dict]:
         return [self._part(pid) for pid in sorted(self.world.parts.by_id)]

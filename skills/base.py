@@ -1,0 +1,214 @@
+"""The skill base: a finite-state machine declared as data on ``transitions``, with a lifecycle
+owned by the framework (py_trees' habit): ``setup`` → preconditions → ``initialise`` → ``update``
+per tick → ``terminate``.
+
+A skill declares ``steps`` (its working states, in order) and optionally extra ``transitions``
+rows. For each step the framework calls ``act_<step>()`` on entry, which may return a Motion; each
+tick it polls that motion (or calls ``poll_<step>()`` if the step has no motion) and, when the step
+is done, runs ``check_<step>()`` (a failure reason or None) and fires ``done``. Nothing blocks:
+``tick()`` returns at once. Time is ``driver.now()``: deadlines are in driver time, never wall time.
+
+    idle --start--> step1 --done--> step2 ... --done--> succeeded
+    (any step) --fail--> failed     (any step) --cancel--> cancelled
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from transitions import Machine
+
+from drivers.contract import Motion, RobotDriver
+from drivers.errors import DriverError
+from drivers.types import MotionStatus
+from skills.context import SkillContext
+from skills.events import EventSink, make_event
+
+TERMINAL = ("succeeded", "failed", "cancelled")
+
+
+class SkillStatus(str, enum.Enum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True)
+class SkillResult:
+    status: SkillStatus
+    reason: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status is SkillStatus.SUCCEEDED
+
+
+@dataclass(frozen=True)
+class Feedback:
+    state: str
+    progress: float  # 0..1, by steps completed
+
+
+class SkillParameterError(ValueError):
+    """A parameter is missing or mistyped; the message names the skill and the parameter."""
+
+
+class Params(BaseModel):
+    """Base of every skill's parameters. ``timeout`` is the deadline in driver seconds."""
+
+    model_config = ConfigDict(extra="forbid")
+    timeout: float = Field(60.0, gt=0, description="deadline in driver time (s) from the first tick")
+
+
+class Skill:
+    name: ClassVar[str] = ""
+    Params: ClassVar[type[Params]] = Params
+    steps: ClassVar[list[str]] = []
+    transitions: ClassVar[list[dict]] = []  # extra rows beyond the linear step chain
+
+    def __init__(self, ctx: SkillContext, params: dict | Params | None = None) -> None:
+        self.ctx = ctx
+        self.driver: RobotDriver = ctx.driver
+        self.params = self.validate(params)
+        self.motion: Motion | None = None
+        self.result: SkillResult | None = None
+        self._started_at: float | None = None
+        self._step_done = False
+        self.machine = Machine(model=self, states=["idle", *self.steps, *TERMINAL], initial="idle",
+                               transitions=self.table(), auto_transitions=False,
+                               after_state_change="_on_state_change", send_event=True)
+
+    # -- declaration -------------------------------------------------------------------------
+    @classmethod
+    def validate(cls, params: dict | Params | None) -> Params:
+        if isinstance(params, cls.Params):
+            return params
+        try:
+            return cls.Params.model_validate(params or {})
+        except ValidationError as exc:
+            problems = "; ".join(f"parameter {'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            raise SkillParameterError(f"skill {cls.name}: {problems}") from None
+
+    @classmethod
+    def table(cls) -> list[dict]:
+        """The whole transition table: the step chain, fail/cancel from every step, extras."""
+        rows = [{"trigger": "start", "source": "idle", "dest": cls.steps[0] if cls.steps else "succeeded"}]
+        rows += [{"trigger": "done", "source": a, "dest": b}
+                 for a, b in zip(cls.steps, [*cls.steps[1:], "succeeded"])]
+        rows += [{"trigger": "fail", "source": ["idle", *cls.steps], "dest": "failed"},
+                 {"trigger": "cancel_", "source": ["idle", *cls.steps], "dest": "cancelled"}]
+        return rows + list(cls.transitions)
+
+    @classmethod
+    def mermaid(cls) -> str:
+        lines = ["stateDiagram-v2", "    [*] --> idle"]
+        for row in cls.table():
+            sources = row["source"] if isinstance(row["source"], list) else [row["source"]]
+            for src in sources:
+                lines.append(f"    {src} --> {row['dest']}: {row['trigger'].rstrip('_')}")
+        lines += [f"    {t} --> [*]" for t in TERMINAL]
+        return "\n".join(lines)
+
+    # -- lifecycle hooks for subclasses --------------------------------------------------------
+    def setup(self) -> None:
+        """Once, before the first tick's preconditions (e.g. read the robot description)."""
+
+    def preconditions(self) -> list[tuple[str, bool]]:
+        """(description, holds) pairs, checked before anything moves."""
+        return []
+
+    def initialise(self) -> None:
+        """After the preconditions hold, before the first step."""
+
+    def terminate(self, result: SkillResult) -> None:
+        """Once, when the skill ends, whatever the outcome."""
+
+    # -- framework ---------------------------------------------------------------------------
+    @property
+    def feedback(self) -> Feedback:
+        if self.state in self.steps:
+            progress = self.steps.index(self.state) / len(self.steps)
+        else:
+            progress = 1.0 if self.state == "succeeded" else 0.0
+        return Feedback(self.state, progress)
+
+    def tick(self) -> SkillResult | None:
+        """Advance by one control period; returns the result once the skill has ended."""
+        if self.result is not None:
+            return self.result
+        try:
+            if self.state == "idle":
+                self._begin()
+            elif self.ctx.now() - self._started_at > self.params.timeout:
+                self._finish("fail", f"deadline of {self.params.timeout}s exceeded in state {self.state}")
+            else:
+                self._update()
+        except DriverError as exc:
+            self._halt()
+            self._finish("fail", f"{type(exc).__name__} in state {self.state}: {exc}")
+        return self.result
+
+    def cancel(self) -> None:
+        """Command the robot to stop now; the gripper keeps its last commanded state, so a held
+        part is never dropped by a cancel."""
+        if self.result is None:
+            self._halt()
+            self._finish("cancel_", "cancelled")
+
+    def _begin(self) -> None:
+        self._started_at = self.ctx.now()
+        self.setup()
+        for description, holds in self.preconditions():
+            if not holds:
+                self._finish("fail", f"precondition failed: {description}")
+                return
+        self.initialise()
+        self._advance("start")
+
+    def _update(self) -> None:
+        state = self.state
+        if self.motion is not None:
+            status = self.motion.status
+            if status is MotionStatus.RUNNING:
+                return
+            if status is not MotionStatus.SUCCEEDED:
+                self._finish("fail", f"motion {status.value} in state {state}: {self.motion.reason}")
+                return
+        elif hasattr(self, f"poll_{state}") and not getattr(self, f"poll_{state}")():
+            return
+        problem = getattr(self, f"check_{state}", lambda: None)()
+        if problem:
+            self._finish("fail", f"{state}: {problem}")
+        else:
+            self._advance("done")
+
+    def _advance(self, trigger: str) -> None:
+        self.trigger(trigger)
+        if self.state == "succeeded":
+            self.result = SkillResult(SkillStatus.SUCCEEDED)
+            self.terminate(self.result)
+
+    def _on_state_change(self, event) -> None:
+        self.ctx.emit(make_event("skill", self.ctx.now(), skill=self.name, trigger=event.event.name.rstrip("_"),
+                                 source=event.transition.source, dest=event.transition.dest))
+        self.motion = None
+        if self.state in self.steps:
+            act = getattr(self, f"act_{self.state}", None)
+            self.motion = act() if act else None
+
+    def _halt(self) -> None:
+        if self.motion is not None and not self.motion.status.done:
+            self.motion.cancel()
+        self.driver.stop()
+
+    def _finish(self, trigger: str, reason: str) -> None:
+        if self.state in TERMINAL:
+            return
+        self.trigger(trigger)
+        status = SkillStatus.FAILED if trigger == "fail" else SkillStatus.CANCELLED
+        self.result = SkillResult(status, reason)
+        self.terminate(self.result)

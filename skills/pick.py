@@ -1,0 +1,74 @@
+"""Pick: take a part from a station (or a located part) with the suction gripper.
+
+approach (hover above) → descend (suction cup just above the top face) → grip (suction on;
+checks ``gripper_state()`` that a part is held, and which one where the backend knows) → lift."""
+
+from __future__ import annotations
+
+from pydantic import Field, model_validator
+
+from drivers.types import GripperCommand, Vec3
+from skills.base import Params, Skill
+from skills.registry import register
+
+
+class PickParams(Params):
+    station: str | None = Field(None, description="pick whatever rests on this station")
+    part: str | None = Field(None, description="pick this part id (needs a backend that locates parts)")
+    hover: float = Field(0.10, gt=0, description="approach height above the grip pose (m)")
+    gap: float = Field(0.005, ge=0, description="suction cup to part top face at the grip pose (m)")
+    speed: float = Field(1.0, gt=0, le=1)
+    approach_speed: float = Field(0.5, gt=0, le=1, description="speed of the last approach and the lift")
+
+    @model_validator(mode="after")
+    def _one_target(self) -> PickParams:
+        if (self.station is None) == (self.part is None):
+            raise ValueError("give exactly one of station or part")
+        return self
+
+
+@register
+class Pick(Skill):
+    name = "pick"
+    Params = PickParams
+    steps = ["approach", "descend", "grip", "lift"]
+
+    def setup(self) -> None:
+        self.target: Vec3 | None = None
+        if self.params.station is not None and self.params.station in self.ctx.stations:
+            self.target = self.ctx.station(self.params.station)
+        elif self.params.part is not None and self.ctx.locate is not None:
+            self.target = self.ctx.locate(self.params.part)
+
+    def preconditions(self) -> list[tuple[str, bool]]:
+        where = f"station {self.params.station!r}" if self.params.station else f"part {self.params.part!r}"
+        return [(f"{where} is known (stations: {sorted(self.ctx.stations)})", self.target is not None),
+                ("the gripper holds no part", not self.driver.gripper_state().part_present)]
+
+    def _grip_height(self) -> float:
+        return self.ctx.part_height + self.params.gap
+
+    def act_approach(self):
+        return self.driver.move_pose([self.ctx.above(self.target, self._grip_height() + self.params.hover)],
+                                     self.params.speed)
+
+    def act_descend(self):
+        return self.driver.move_pose([self.ctx.above(self.target, self._grip_height())], self.params.approach_speed)
+
+    def act_grip(self):
+        return self.driver.gripper(GripperCommand.CLOSE)
+
+    def check_grip(self) -> str | None:
+        state = self.driver.gripper_state()
+        if not state.part_present:
+            return "suction on, but no part attached"
+        if self.params.part is not None and state.part_id not in (None, self.params.part):
+            return f"holding {state.part_id!r}, not {self.params.part!r}"
+        return None
+
+    def act_lift(self):
+        return self.driver.move_pose([self.ctx.above(self.target, self._grip_height() + self.params.hover)],
+                                     self.params.approach_speed)
+
+    def check_lift(self) -> str | None:
+        return None if self.driver.gripper_state().part_present else "the part was lost during the lift"

@@ -1,0 +1,56 @@
+"""Skills found by name (Gymnasium's ``register``/``make`` habit), so YAML recipes can name them.
+
+Users add their own with ``@register`` or, without touching this package, an entry point in the
+``cellctl.skills`` group (``name = "package.module:SkillClass"``).
+"""
+
+from __future__ import annotations
+
+import importlib
+from importlib.metadata import entry_points
+
+from skills.base import Skill
+from skills.context import SkillContext
+
+_SKILLS: dict[str, type[Skill]] = {}
+_BUILTIN = ("skills.move_joints", "skills.move_pose", "skills.pick", "skills.place", "skills.wait")
+ENTRY_POINT_GROUP = "cellctl.skills"
+
+
+class UnknownSkill(KeyError):
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+def register(cls: type[Skill]) -> type[Skill]:
+    """Class decorator: ``@register`` on a Skill subclass with a ``name``."""
+    if not cls.name:
+        raise ValueError(f"{cls.__qualname__} needs a class attribute 'name' to be registered")
+    _SKILLS[cls.name] = cls
+    return cls
+
+
+def _load() -> None:
+    for module in _BUILTIN:
+        importlib.import_module(module)
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name not in _SKILLS:
+            register(ep.load())
+
+
+def names() -> list[str]:
+    _load()
+    return sorted(_SKILLS)
+
+
+def get(name: str) -> type[Skill]:
+    if name not in _SKILLS:
+        _load()
+    try:
+        return _SKILLS[name]
+    except KeyError:
+        raise UnknownSkill(f"unknown skill {name!r}; known skills: {', '.join(sorted(_SKILLS))}") from None
+
+
+def create(name: str, ctx: SkillContext, params: dict | None = None) -> Skill:
+    return get(name)(ctx, params)
