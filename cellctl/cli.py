@@ -52,6 +52,41 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args.config, parts=args.parts, as_json=args.json)
 
 
+def cmd_skills_list(args: argparse.Namespace) -> int:
+    from skills.registry import get, names
+
+    for name in names():
+        doc = _doc(get(name)).splitlines()
+        print(f"{name:14} {doc[0] if doc else ''}")
+    return 0
+
+
+def cmd_skills_show(args: argparse.Namespace) -> int:
+    from skills.registry import UnknownSkill, get
+
+    try:
+        skill = get(args.name)
+    except UnknownSkill as exc:
+        print(f"cellctl skills show: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"# {skill.name}\n\n{_doc(skill)}\n\n```mermaid\n{skill.mermaid()}\n```\n")
+    print("| parameter | type | default | description |\n|---|---|---|---|")
+    for field_name, field in skill.Params.model_fields.items():
+        default = "required" if field.is_required() else repr(field.get_default(call_default_factory=True))
+        print(f"| {field_name} | {_type_name(field.annotation)} | {default} | {field.description or ''} |")
+    return 0
+
+
+def _doc(skill: type) -> str:
+    """A skill's class docstring, else its module's (standard skills document the module)."""
+    return (skill.__doc__ or sys.modules[skill.__module__].__doc__ or "").strip()
+
+
+def _type_name(annotation: object) -> str:
+    name = getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+    return name.replace(" | ", " or ")  # a bare | would split the markdown table cell
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cellctl", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -67,6 +102,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=5555, help="request port (ROUTER); 0 = ephemeral")
     p.add_argument("--pub-port", type=int, default=0, help="stream port (PUB); 0 = ephemeral")
     p.set_defaults(func=cmd_twin_serve)
+
+    skills = sub.add_parser("skills", help="the skill registry").add_subparsers(dest="skills_command", required=True)
+    p = skills.add_parser("list", help="registered skills")
+    p.set_defaults(func=cmd_skills_list)
+    p = skills.add_parser("show", help="a skill's state machine (mermaid) and parameters")
+    p.add_argument("name")
+    p.set_defaults(func=cmd_skills_show)
 
     p = sub.add_parser("demo", help="run the demo headless and print what happened")
     p.add_argument("--config", default=str(DEMO_CONFIG), help=argparse.SUPPRESS)

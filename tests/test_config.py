@@ -87,3 +87,16 @@ def test_twin_serve_refuses_non_loopback():
     assert result.returncode == 2
     assert "refusing to bind '0.0.0.0': the twin serves loopback addresses only" in result.stderr
     assert "CURVE" in result.stderr
+
+
+def test_skills_cli():
+    listed = _cellctl("skills", "list")
+    assert listed.returncode == 0
+    assert [line.split()[0] for line in listed.stdout.splitlines()] == ["move_joints", "move_pose", "pick", "place",
+                                                                        "wait"]
+    shown = _cellctl("skills", "show", "pick")
+    assert shown.returncode == 0
+    assert "```mermaid\nstateDiagram-v2\n    [*] --> idle\n    idle --> approach: start" in shown.stdout
+    assert "| station | str or None | None | pick whatever rests on this station |" in shown.stdout
+    unknown = _cellctl("skills", "show", "fly")
+    assert unknown.returncode == 2 and "unknown skill 'fly'" in unknown.stderr
