@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cellctl.demo import GAP, HOVER
+GAP, HOVER = 0.005, 0.10  # suction cup above the part top; approach height
 from drivers.conformance import check_driver
 from drivers.errors import ConnectionLost, LimitViolation, Unreachable
 from drivers.geometry import facing
