@@ -10,7 +10,6 @@ reads back what was written; and, given ``break_link``, a lost connection raises
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 import numpy as np
@@ -18,7 +17,7 @@ import numpy as np
 from drivers.contract import RobotDriver
 from drivers.errors import ConnectionLost, LimitViolation
 from drivers.types import GripperCommand, MotionStatus
-from drivers.wait import wait
+from drivers.wait import sleep, wait
 
 GOAL_TOLERANCE = 0.02  # rad
 REST_VELOCITY = 0.05  # rad/s
@@ -69,15 +68,10 @@ def check_driver(driver: RobotDriver, break_link: Callable[[], None] | None = No
     far = reached.copy()
     far[0] = _step_within_limits(reached[0], desc.lower[0], desc.upper[0], 1.0)
     motion = driver.move_joints([far.tolist()], speed=0.3)
-    t0 = driver.now()
-    deadline = time.monotonic() + timeout
-    while driver.now() - t0 < 0.3 and time.monotonic() < deadline:
-        time.sleep(0.005)
+    sleep(driver, 0.3, timeout)
     motion.cancel()
     _require(wait(motion, timeout) is MotionStatus.CANCELLED, "cancel", f"status {motion.status.value}")
-    t1 = driver.now()
-    while driver.now() - t1 < 0.5 and time.monotonic() < deadline:
-        time.sleep(0.005)
+    sleep(driver, 0.5, timeout)
     after = driver.joint_state()
     stamps.append(driver.now())
     _require(max(abs(v) for v in after.velocities) < REST_VELOCITY, "cancel",

@@ -17,6 +17,7 @@ import os
 import zmq
 
 from drivers.commanding import CommandingMixin
+from drivers.cosim import Clock, LockstepClock, WallClock
 from drivers.errors import ConnectionLost, DriverError, from_code
 from drivers.types import GripperCommand, GripperState, JointState, MotionStatus, RobotDescription, Trajectory
 from twin import protocol as P
@@ -27,6 +28,7 @@ class TwinMotion:
 
     def __init__(self, driver: TwinDriver, motion_id: int) -> None:
         self._driver, self.id = driver, motion_id
+        self.clock = driver.clock
         self._status, self._reason = MotionStatus.RUNNING, None
 
     def _refresh(self, info: dict) -> None:
@@ -54,6 +56,7 @@ class TwinDriver(CommandingMixin):
         self._sock: zmq.Socket | None = None
         self._ids = itertools.count(1)
         self._desc: RobotDescription | None = None
+        self._clock: Clock | None = None
         self.server_info: dict = {}
 
     # -- connection --------------------------------------------------------------------------
@@ -80,20 +83,39 @@ class TwinDriver(CommandingMixin):
             self._sock.close(0)
             self._sock = None
 
+    @property
+    def clock(self) -> Clock:
+        """How time passes for code using this driver: a lockstep participant (named after the
+        client, woken by this robot's events) on a lockstep twin, the wall clock otherwise."""
+        if self._clock is None:
+            if self.server_info.get("mode") == "lockstep":
+                self._clock = LockstepClock(self, self.client, [self.robot])
+            else:
+                self._clock = WallClock(self)
+        return self._clock
+
+    def use_clock(self, clock: Clock) -> None:
+        """Install a clock built elsewhere (a cell's, with its mailbox and name)."""
+        self._clock = clock
+
     def close(self) -> None:
+        if self._clock is not None and self._sock is not None:
+            self._clock.close()
+        self._clock = None
         self._drop()
         self.close_kinematics()
 
-    def request(self, op: str, **args: object) -> object:
+    def request(self, op: str, _timeout: float | None = None, **args: object) -> object:
         """One request/reply; reconnects first if the previous request lost the link."""
         if self._sock is None:
             self._open()
-        return self._call(op, args)
+        return self._call(op, args, _timeout or self.timeout)
 
-    def _call(self, op: str, args: dict) -> object:
+    def _call(self, op: str, args: dict, timeout: float | None = None) -> object:
+        timeout = timeout or self.timeout
         req_id = next(self._ids)
         self._sock.send(P.pack({"id": req_id, "op": op, "args": args}))
-        deadline_ms = int(self.timeout * 1000)
+        deadline_ms = int(timeout * 1000)
         while self._sock.poll(deadline_ms):
             reply = P.unpack(self._sock.recv())
             if reply.get("id") != req_id:
@@ -103,7 +125,7 @@ class TwinDriver(CommandingMixin):
             err = reply["error"]
             raise from_code(err["code"], err["message"])
         self._drop()
-        raise ConnectionLost(f"twin at {self.endpoint} did not answer {op!r} within {self.timeout}s")
+        raise ConnectionLost(f"twin at {self.endpoint} did not answer {op!r} within {timeout}s")
 
     # -- contract ----------------------------------------------------------------------------
     def describe(self) -> RobotDescription:
@@ -139,6 +161,8 @@ class TwinDriver(CommandingMixin):
         return tuple(part["bottom"]) if part else None
 
     def now(self) -> float:
+        if isinstance(self._clock, LockstepClock):
+            return self._clock.now()  # the twin cannot have moved on without our acknowledgement
         return float(self.request("time")["time"])
 
     def stop(self) -> None:

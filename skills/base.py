@@ -136,6 +136,13 @@ class Skill:
             progress = 1.0 if self.state == "succeeded" else 0.0
         return Feedback(self.state, progress)
 
+    def wake_hint(self) -> float | None:
+        """While a step only waits for its motion, nothing needs a tick before the deadline or an
+        event on the robot (which ends the motion): lockstep skips the periods in between."""
+        if self.motion is not None and self.result is None:
+            return self._started_at + self.params.timeout
+        return None
+
     def tick(self) -> SkillResult | None:
         """Advance by one control period; returns the result once the skill has ended."""
         if self.result is not None:

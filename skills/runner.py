@@ -1,6 +1,8 @@
 """Drive a skill (or sequence) to its end from a plain loop: what a script, a test or the CLI
-does without a cell. One tick per control period; the period is paced on the wall clock because
-a realtime twin or a real robot advances by itself. The wall-clock bound is a liveness limit."""
+does without a cell. Between ticks, time passes through the driver's clock: one control period
+of wall time on a realtime twin or a robot; on a lockstep twin, one period, or up to the skill's
+next deadline or an event on its robot when it is only waiting for a motion (next-event advance).
+The wall-clock bound is a liveness limit."""
 
 from __future__ import annotations
 
@@ -8,19 +10,25 @@ import time
 from typing import Protocol
 
 from drivers.errors import Timeout
+from drivers.wait import clock_of
 from skills.base import SkillResult
-
-CONTROL_PERIOD = 0.02  # s
+from skills.context import SkillContext
 
 
 class Tickable(Protocol):
+    ctx: SkillContext
+
     def tick(self) -> SkillResult | None: ...
 
+    def wake_hint(self) -> float | None:
+        """Driver time by which the next tick is needed, if nothing happens first; None = next period."""
 
-def run(skill: Tickable, period: float = CONTROL_PERIOD, timeout: float = 120.0) -> SkillResult:
+
+def run(skill: Tickable, timeout: float = 120.0) -> SkillResult:
+    clock = clock_of(skill.ctx.driver)
     deadline = time.monotonic() + timeout
     while (result := skill.tick()) is None:
         if time.monotonic() > deadline:
             raise Timeout(f"skill still running after {timeout}s of wall time")
-        time.sleep(period)
+        clock.advance(skill.wake_hint())
     return result

@@ -110,6 +110,9 @@ class SkillSequence:
         self.index += 1
         self.attempt = 0
 
+    def wake_hint(self) -> float | None:
+        return self.current.wake_hint() if self.current is not None else None
+
     def cancel(self) -> None:
         if self.current is not None:
             self.current.cancel()

@@ -24,3 +24,6 @@ class Wait(Skill):
 
     def poll_waiting(self) -> bool:
         return self.ctx.now() >= self.until
+
+    def wake_hint(self) -> float | None:
+        return self.until if self.state == "waiting" else None

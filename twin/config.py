@@ -165,10 +165,15 @@ class GripperConfig(Strict):
 
 
 class TwinConfig(Strict):
-    mode: Literal["realtime"] = "realtime"  # lockstep: see the lockstep issue; refused until it lands
+    mode: Literal["realtime", "lockstep"] = "realtime"
     physics_hz: int = Field(240, ge=60, le=2000)
     rate: float = Field(1.0, gt=0, description="realtime mode: sim seconds per wall second")
     seed: int = 0
+    period_steps: int = Field(5, ge=1, description="lockstep: physics steps per control period")
+    silence_timeout: float = Field(5.0, gt=0, description="lockstep: wall seconds before a silent controller is dropped")
+    expect: list[str] = Field(default_factory=list,
+                              description="lockstep: hold time at 0 until these participants have registered, "
+                                          "so a run does not depend on which process started first")
     gripper: GripperConfig = GripperConfig()
     goal_tolerance: float = Field(0.01, gt=0, description="rad; a motion succeeds within it of its goal")
     settle_time: float = Field(1.0, gt=0, description="s after a trajectory's end to reach the goal")

@@ -43,6 +43,7 @@ TOPIC_PARTS = b"parts"
 TOPIC_FAULTS = b"faults"
 TOPIC_MOTIONS = b"motions"
 TOPIC_CLOCK = b"clock"
+TOPIC_PARTICIPANTS = b"participants"
 
 
 def pack(obj: object) -> bytes:
@@ -148,6 +149,21 @@ class Since(Args):
     since: int = Field(0, ge=0)
 
 
+class Register(Args):
+    name: str = Field(min_length=1)
+    robots: list[str] = Field(default_factory=list, description="wake this participant on these robots' events")
+
+
+class Deregister(Args):
+    name: str
+
+
+class Advance(Args):
+    name: str
+    until: float | None = Field(None, description="sim time to be woken by at the latest; None = one period")
+    sent: dict[str, int] = Field(default_factory=dict, description="messages sent to each peer this period")
+
+
 OPS: dict[str, type[Args]] = {
     "hello": Hello,
     "describe": RobotArg,
@@ -170,4 +186,8 @@ OPS: dict[str, type[Args]] = {
     "time": Nothing,
     "reset": Nothing,
     "shutdown": Nothing,
+    "register": Register,
+    "deregister": Deregister,
+    "advance": Advance,
 }
+DEFERRED = object()  # a handler's result meaning "the reply comes later" (lockstep grants)

@@ -18,6 +18,7 @@ READY_PREFIX = "CELLCTL-TWIN-READY "
 JOINT_STATE_HZ = 50
 MAX_CATCH_UP_S = 0.25  # realtime: if the loop falls further behind, drop the backlog (and say so)
 MAX_REQUESTS_PER_TURN = 100
+LOCKSTEP_POLL_MS = 50  # how often a lockstep server looks for silent participants
 MAX_STEPS_PER_TURN = 24  # at 240 Hz: 0.1 s of sim time between looks at the request socket
 
 
@@ -61,16 +62,19 @@ class TwinServer:
                 parts = self._router.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return
-            reply = self.service.handle(parts[0].hex(), parts[-1])
-            self._router.send_multipart(parts[:-1] + [P.pack(reply)])
+            reply = self.service.handle(parts[:-1], parts[-1])
+            if reply is not None:
+                self._router.send_multipart(parts[:-1] + [P.pack(reply)])
             self._publish_events()
 
     # -- streams -----------------------------------------------------------------------------
-    def _publish_events(self) -> None:
+    def _publish_events(self) -> list[dict]:
         world = self.service.world
-        for ev in world.events:
+        events = world.events
+        for ev in events:
             self._pub.send_multipart([ev["topic"].encode(), P.pack(ev)])
-        world.events.clear()
+        world.events = []
+        return events
 
     def _publish_state(self) -> None:
         world = self.service.world
@@ -83,13 +87,43 @@ class TwinServer:
                 {"robot": name, "names": js.names, "positions": js.positions, "velocities": js.velocities,
                  "stamp": js.stamp})])
 
-    def step(self) -> None:
+    def step(self) -> list[dict]:
         self.service.world.step()
-        self._publish_events()
+        events = self._publish_events()
         self._publish_state()
+        return events
+
+    def _step_period(self) -> list[dict]:
+        return [ev for _ in range(self.config.twin.period_steps) for ev in self.step()]
 
     # -- loop --------------------------------------------------------------------------------
     def serve_forever(self) -> None:
+        if self.service.lockstep is not None:
+            self._serve_lockstep()
+        else:
+            self._serve_realtime()
+
+    def _serve_lockstep(self) -> None:
+        """Lockstep: serve requests; whenever every participant has acknowledged, advance and send
+        the grants; drop participants silent for longer than the configured wall time."""
+        lockstep = self.service.lockstep
+        poller = zmq.Poller()
+        poller.register(self._router, zmq.POLLIN)
+        while not self.service.shutdown_requested:
+            if poller.poll(LOCKSTEP_POLL_MS):
+                self._serve_pending()
+            for name in lockstep.silent(time.monotonic()):
+                lockstep.deregister(name)
+                print(f"twin: participant {name!r} silent for over {lockstep.silence_timeout}s: deregistered",
+                      file=sys.stderr, flush=True)
+                self.service.world.events.append({"topic": "participants", "event": "deregistered", "name": name,
+                                                  "reason": "silent", "time": self.service.world.time})
+                self._publish_events()
+            while lockstep.ready():
+                for envelope, req_id, grant in lockstep.advance(self.service.world.steps, self._step_period):
+                    self._router.send_multipart(envelope + [P.pack(P.ok(req_id, grant))])
+
+    def _serve_realtime(self) -> None:
         """Realtime: step when the (scaled) wall clock says so, serve requests in between."""
         rate, dt = self.config.twin.rate, 1.0 / self.config.twin.physics_hz
         poller = zmq.Poller()

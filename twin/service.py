@@ -18,6 +18,7 @@ from drivers.planning import joint_motion, kinematics_for, pose_motion
 from drivers.types import MotionStatus, Pose, Trajectory
 from twin import protocol as P
 from twin.config import SceneConfig
+from twin.lockstep import Lockstep, LockstepError
 from twin.robot import SimRobot
 from twin.world import World
 
@@ -41,6 +42,11 @@ class TwinService:
         self._log: deque[dict] = deque(maxlen=REQUEST_LOG)
         self._log_seq = itertools.count(1)
         self._handlers: dict[str, Callable] = {op: getattr(self, f"op_{op}") for op in P.OPS}
+        twin = config.twin
+        self.lockstep = Lockstep(twin.physics_hz, twin.period_steps, twin.silence_timeout, twin.expect) \
+            if twin.mode == "lockstep" else None
+        self._envelope: list[bytes] = []
+        self._req_id: object = None
 
     def close(self) -> None:
         for kin in self._kin.values():
@@ -48,8 +54,10 @@ class TwinService:
         self.world.close()
 
     # -- dispatch ----------------------------------------------------------------------------
-    def handle(self, client: str, frame: bytes) -> dict:
-        """Decode, validate and run one request; always returns a reply, never raises."""
+    def handle(self, envelope: list[bytes], frame: bytes) -> dict | None:
+        """Decode, validate and run one request; returns the reply (None when it is deferred, as
+        a lockstep grant is), never raises."""
+        client = envelope[0].hex() if envelope else ""
         try:
             request = P.unpack(frame)
         except Exception as exc:  # msgpack raises several unrelated types on garbage
@@ -66,10 +74,14 @@ class TwinService:
                 f"{'.'.join(map(str, e['loc'])) or 'args'}: {e['msg']}" for e in exc.errors()))
         self._log.append({"seq": next(self._log_seq), "time": self.world.time, "client": client, "op": op,
                           "robot": getattr(parsed, "robot", None)})
+        self._envelope, self._req_id = envelope, req_id
         try:
-            return P.ok(req_id, self._handlers[op](parsed))
+            result = self._handlers[op](parsed)
+            return None if result is P.DEFERRED else P.ok(req_id, result)
         except OpError as exc:
             return P.error(req_id, exc.code, str(exc))
+        except LockstepError as exc:
+            return P.error(req_id, P.BAD_ARGS, str(exc))
         except DriverError as exc:
             return P.error(req_id, exc.code, str(exc))
         except Exception as exc:  # a bug must not take the line down: report it and keep serving
@@ -225,6 +237,9 @@ class TwinService:
 
     def op_reset(self, a: P.Nothing) -> dict:
         """Rebuild the world from the config: robots home, parts where configured, time zero."""
+        if self.lockstep is not None and self.lockstep.participants:
+            raise OpError(P.BUSY, f"cannot reset while lockstep participants are registered: "
+                                  f"{sorted(self.lockstep.participants)}")
         self.world.close()
         self.world = World(self.config)
         return {"time": self.world.time}
@@ -232,3 +247,29 @@ class TwinService:
     def op_shutdown(self, a: P.Nothing) -> dict:
         self.shutdown_requested = True
         return {"shutting_down": True}
+
+    # -- lockstep ----------------------------------------------------------------------------
+    def _coordinator(self) -> Lockstep:
+        if self.lockstep is None:
+            raise OpError(P.UNSUPPORTED, "lockstep ops need a twin running with twin.mode: lockstep")
+        return self.lockstep
+
+    def op_register(self, a: P.Register) -> dict:
+        lockstep = self._coordinator()
+        for robot in a.robots:
+            self._robot(robot)
+        lockstep.register(a.name, a.robots)
+        self.world.events.append({"topic": "participants", "event": "registered", "name": a.name,
+                                  "time": self.world.time})
+        return {"time": self.world.time, "steps": self.world.steps, "period_steps": lockstep.period,
+                "dt": self.world.dt}
+
+    def op_deregister(self, a: P.Deregister) -> dict:
+        self._coordinator().deregister(a.name)
+        self.world.events.append({"topic": "participants", "event": "deregistered", "name": a.name,
+                                  "reason": "by request", "time": self.world.time})
+        return {"time": self.world.time}
+
+    def op_advance(self, a: P.Advance) -> object:
+        self._coordinator().acknowledge(a.name, self._envelope, self._req_id, a.until, a.sent, self.world.steps)
+        return P.DEFERRED

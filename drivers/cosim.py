@@ -1,0 +1,146 @@
+"""Time and messages for controllers, the same code in both twin modes.
+
+- :class:`WallClock` (realtime twin, real robots): ``advance`` sleeps one control period of wall
+  time; messages are read as they arrive.
+- :class:`LockstepClock` (lockstep twin): ``advance`` acknowledges the period just worked in and
+  blocks until the twin grants the next one — one period, or until a time or an event on this
+  controller's robots (next-event advance). Messages sent to peers in a period are counted in
+  the acknowledgement and read, exactly, at the start of the next (causal delivery).
+- :class:`Mailbox`: peer-to-peer messages between controllers (ZeroMQ PULL here, PUSH to peers),
+  msgpack frames ``{"from", "seq", "payload"}``; the handoff protocol runs on it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, defaultdict, deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+import zmq
+
+from drivers.errors import ConnectionLost
+from twin import protocol as P
+
+if TYPE_CHECKING:
+    from drivers.twin import TwinDriver
+
+CONTROL_PERIOD = 0.02  # s, the wall clock's period (the twin's is physics steps × period_steps)
+
+
+@dataclass(frozen=True)
+class Grant:
+    time: float
+    events: list[dict] = field(default_factory=list)  # events on this controller's robots
+    messages: list[tuple[str, object]] = field(default_factory=list)  # (sender, payload), in delivery order
+
+
+class Clock(Protocol):
+    def now(self) -> float: ...
+
+    def advance(self, until: float | None = None) -> Grant:
+        """Return after one control period, or (lockstep) at ``until`` or an earlier event."""
+
+    def close(self) -> None: ...
+
+
+class Mailbox:
+    def __init__(self, name: str, endpoint: str = "tcp://127.0.0.1:*") -> None:
+        self.name = name
+        self._ctx = zmq.Context.instance()
+        self._pull = self._ctx.socket(zmq.PULL)
+        self._pull.setsockopt(zmq.LINGER, 0)
+        self._pull.bind(endpoint)
+        self.endpoint = self._pull.getsockopt_string(zmq.LAST_ENDPOINT)
+        self._push: dict[str, zmq.Socket] = {}
+        self._seq: Counter[str] = Counter()
+        self._unacked: Counter[str] = Counter()
+        self._buffer: dict[str, deque] = defaultdict(deque)
+
+    def connect(self, peer: str, endpoint: str) -> None:
+        sock = self._ctx.socket(zmq.PUSH)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.connect(endpoint)
+        self._push[peer] = sock
+
+    def send(self, peer: str, payload: object) -> None:
+        self._seq[peer] += 1
+        self._unacked[peer] += 1
+        self._push[peer].send(P.pack({"from": self.name, "seq": self._seq[peer], "payload": payload}))
+
+    def take_sent(self) -> dict[str, int]:
+        """Messages sent since the last acknowledgement, per peer (and reset the count)."""
+        sent, self._unacked = dict(self._unacked), Counter()
+        return sent
+
+    def _read(self, timeout_ms: int) -> bool:
+        if not self._pull.poll(timeout_ms):
+            return False
+        msg = P.unpack(self._pull.recv())
+        self._buffer[msg["from"]].append(msg["payload"])
+        return True
+
+    def collect(self, deliver: dict[str, int] | None, timeout: float = 10.0) -> list[tuple[str, object]]:
+        """``deliver=None``: whatever has arrived. Otherwise exactly ``deliver[sender]`` messages from
+        each sender (waiting for those in flight), in sender-name order: the same on every run."""
+        if deliver is None:
+            while self._read(0):
+                pass
+            out = [(s, m) for s in sorted(self._buffer) for m in self._buffer[s]]
+            self._buffer.clear()
+            return out
+        deadline = time.monotonic() + timeout
+        while any(len(self._buffer[s]) < n for s, n in deliver.items()):
+            if not self._read(max(0, int((deadline - time.monotonic()) * 1000))):
+                raise ConnectionLost(f"mailbox {self.name}: messages announced by the twin did not arrive "
+                                     f"within {timeout}s ({deliver})")
+        return [(s, self._buffer[s].popleft()) for s in sorted(deliver) for _ in range(deliver[s])]
+
+    def close(self) -> None:
+        for sock in [self._pull, *self._push.values()]:
+            sock.close(0)
+
+
+class WallClock:
+    def __init__(self, driver: TwinDriver | None = None, mailbox: Mailbox | None = None,
+                 period: float = CONTROL_PERIOD) -> None:
+        self._driver, self.mailbox, self.period = driver, mailbox, period
+
+    def now(self) -> float:
+        return self._driver.now() if self._driver is not None else time.monotonic()
+
+    def advance(self, until: float | None = None) -> Grant:
+        time.sleep(self.period)
+        if self.mailbox is not None:
+            self.mailbox.take_sent()
+        return Grant(self.now(), [], self.mailbox.collect(None) if self.mailbox else [])
+
+    def close(self) -> None:
+        pass
+
+
+class LockstepClock:
+    """One lockstep participant: registered on creation, deregistered by ``close()``."""
+
+    def __init__(self, driver: TwinDriver, name: str, robots: list[str], mailbox: Mailbox | None = None,
+                 grant_timeout: float = 60.0) -> None:
+        self._driver, self.name, self.mailbox = driver, name, mailbox
+        self.grant_timeout = grant_timeout
+        info = driver.request("register", name=name, robots=robots)
+        self._time = info["time"]
+
+    def now(self) -> float:
+        return self._time
+
+    def advance(self, until: float | None = None) -> Grant:
+        sent = self.mailbox.take_sent() if self.mailbox else {}
+        grant = self._driver.request("advance", _timeout=self.grant_timeout, name=self.name, until=until, sent=sent)
+        self._time = grant["time"]
+        messages = self.mailbox.collect(grant["deliver"]) if self.mailbox else []
+        return Grant(self._time, grant["events"], messages)
+
+    def close(self) -> None:
+        try:
+            self._driver.request("deregister", name=self.name)
+        except ConnectionLost:
+            pass  # the twin is gone, and with it the registration

@@ -1,0 +1,126 @@
+"""Lockstep co-simulation: the twin advances only when every registered controller has
+acknowledged, and then only as far as the earliest of their requests (HLA-style time management,
+IEEE 1516). Pure logic: the server feeds it requests and sends the grants it returns.
+
+Time is counted in physics steps (integers) so that "the same time" is exact. A controller's
+``advance`` request is its acknowledgement of the period it just worked in, and asks for its next
+grant: ``until`` a time (or one period), waking early on an event of its robots (a motion or
+gripper actuation ending, a part attached or released, a contact fault) or on a message from a
+peer. Messages between controllers travel peer to peer; an acknowledgement only counts what it
+sent to each peer, and the receiver's grant says how many to read before it ticks, so a message
+sent in period k is read at the start of period k+1 whatever the network did (IEEE 1516's Next
+Message Request). Grants go out as replies on the request socket, never over PUB.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Participant:
+    name: str
+    robots: frozenset[str] = frozenset()
+    pending: tuple | None = None  # (envelope, req_id, until_steps) while waiting for a grant
+    waiting_since: float = field(default_factory=time.monotonic)  # wall time we started waiting for its ack
+    owed: dict[str, int] = field(default_factory=lambda: defaultdict(int))  # sender -> messages to read
+    events: list[dict] = field(default_factory=list)
+
+
+class LockstepError(ValueError):
+    pass
+
+
+class Lockstep:
+    def __init__(self, physics_hz: int, period_steps: int, silence_timeout: float,
+                 expect: list[str] | None = None) -> None:
+        self.dt = 1.0 / physics_hz
+        self._expect = set(expect or ())  # emptied once all have joined: a start barrier only
+        self.period = period_steps
+        self.silence_timeout = silence_timeout
+        self.participants: dict[str, Participant] = {}
+        self.periods = 0
+
+    # -- membership (between periods) ---------------------------------------------------------
+    def register(self, name: str, robots: list[str]) -> None:
+        if name in self.participants:
+            raise LockstepError(f"a participant named {name!r} is registered already")
+        self.participants[name] = Participant(name, frozenset(robots))
+
+    def deregister(self, name: str) -> Participant:
+        try:
+            return self.participants.pop(name)
+        except KeyError:
+            raise LockstepError(f"no participant named {name!r}") from None
+
+    def silent(self, now: float) -> list[str]:
+        """Participants that owe an acknowledgement for longer than the silence timeout (none
+        while the start barrier still waits for expected participants)."""
+        if self._expect:
+            return []
+        return [p.name for p in self.participants.values()
+                if p.pending is None and now - p.waiting_since > self.silence_timeout]
+
+    # -- acknowledgements -----------------------------------------------------------------------
+    def acknowledge(self, name: str, envelope: list[bytes], req_id: object, until: float | None,
+                    sent: dict[str, int], steps_now: int) -> None:
+        p = self.participants.get(name)
+        if p is None:
+            raise LockstepError(f"no participant named {name!r}: register first")
+        if p.pending is not None:
+            raise LockstepError(f"participant {name!r} is already waiting for a grant")
+        if any(count < 0 for count in sent.values()):
+            raise LockstepError("message counts cannot be negative")
+        for peer, count in sent.items():
+            # A peer that is not registered (gone, or not joined yet) is not in lockstep: nothing
+            # to synchronise; the handoff protocol's resync deals with what it missed.
+            if count and peer in self.participants:
+                self.participants[peer].owed[name] += count
+        next_period = self._round_up(steps_now + 1)
+        target = next_period if until is None else max(next_period, self._round_up(math.ceil(until / self.dt - 1e-6)))
+        p.pending = (envelope, req_id, target)
+
+    def _round_up(self, steps: int) -> int:
+        return -(-steps // self.period) * self.period
+
+    # -- advancing --------------------------------------------------------------------------------
+    def ready(self) -> bool:
+        if self._expect:
+            if not self._expect <= self.participants.keys():
+                return False
+            self._expect = set()
+        return bool(self.participants) and all(p.pending is not None for p in self.participants.values())
+
+    def advance(self, steps_now: int, step_period: Callable[[], list[dict]]) -> list[tuple[list[bytes], object, dict]]:
+        """Step whole periods up to the earliest target, stopping early at the end of a period with
+        an event someone waits on; returns (envelope, req_id, grant) for every participant woken."""
+        waiting = list(self.participants.values())
+        target = min(p.pending[2] for p in waiting)
+        if any(p.owed for p in waiting):
+            target = min(target, self._round_up(steps_now + 1))
+        steps = steps_now
+        while steps < target:
+            events = step_period()
+            steps += self.period
+            self.periods += 1
+            woke = False
+            for ev in events:
+                for p in waiting:
+                    if ev.get("robot") in p.robots:
+                        p.events.append(ev)
+                        woke = True
+            if woke:
+                break
+        grants = []
+        for p in waiting:
+            envelope, req_id, until = p.pending
+            if until <= steps or p.events or p.owed:
+                grant = {"time": steps * self.dt, "steps": steps, "deliver": dict(p.owed), "events": p.events}
+                p.pending, p.events, p.owed = None, [], defaultdict(int)
+                p.waiting_since = time.monotonic()
+                grants.append((envelope, req_id, grant))
+        return grants
