@@ -87,6 +87,71 @@ def _type_name(annotation: object) -> str:
     return name.replace(" | ", " or ")  # a bare | would split the markdown table cell
 
 
+def cmd_cell_run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from cellctl.cell_process import run_cell
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        for line in exc.lines:
+            print(line, file=sys.stderr)
+        return EXIT_USAGE
+    if args.cell not in config.cells:
+        print(f"cellctl cell run: {args.config}: no cell {args.cell!r}; cells: {sorted(config.cells)}", file=sys.stderr)
+        return EXIT_USAGE
+    return run_cell(args.config, args.cell, args.twin, Path(args.run_dir), args.parts, args.start,
+                    args.exit_when_complete)
+
+
+def _control_endpoints(target: str) -> list[str]:
+    """TARGET is a control endpoint, or a run directory whose control-*.json name them."""
+    import json
+    from pathlib import Path
+
+    if Path(target).is_dir():
+        return [json.loads(p.read_text())["endpoint"] for p in sorted(Path(target).glob("control-*.json"))]
+    return [target]
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from cellctl.control import request
+
+    endpoints = _control_endpoints(args.target)
+    if not endpoints:
+        print(f"cellctl status: no cells found in {args.target}", file=sys.stderr)
+        return EXIT_USAGE
+    code = 0
+    for endpoint in endpoints:
+        try:
+            reply = request(endpoint, "status")
+        except TimeoutError as exc:
+            print(f"{endpoint}: {exc}", file=sys.stderr)
+            code = 1
+            continue
+        r = reply["result"]
+        print(f"{r['cell']}: {r['state']} ({r['state_number']}), skill {r['skill'] or '-'}, "
+              f"parts done {r['parts_done']}/{r['work_order'] or '-'}, part {r['part'] or '-'}"
+              + (f", fault: {r['fault']}" if r["fault"] else ""))
+    return code
+
+
+def cmd_cmd(args: argparse.Namespace) -> int:
+    from cellctl.control import request
+
+    try:
+        reply = request(args.target, "command", command=args.command)
+    except TimeoutError as exc:
+        print(f"cellctl cmd: {exc}", file=sys.stderr)
+        return 1
+    if not reply["ok"]:
+        print(f"cellctl cmd: {reply['error']['message']}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"{reply['result']['cell']}: {reply['result']['state']}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cellctl", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -109,6 +174,25 @@ def build_parser() -> argparse.ArgumentParser:
     p = skills.add_parser("show", help="a skill's state machine (mermaid) and parameters")
     p.add_argument("name")
     p.set_defaults(func=cmd_skills_show)
+
+    cell = sub.add_parser("cell", help="one cell").add_subparsers(dest="cell_command", required=True)
+    p = cell.add_parser("run", help="run one cell against a twin (one cell per PC)")
+    p.add_argument("config")
+    p.add_argument("--cell", required=True)
+    p.add_argument("--twin", default="tcp://127.0.0.1:5555", help="the twin's request endpoint")
+    p.add_argument("--parts", type=int, default=None, help="work order (default: the config's)")
+    p.add_argument("--run-dir", default="runs/cell", help="where events and the control endpoint go")
+    p.add_argument("--start", action="store_true", help="send Reset and Start (else wait for commands)")
+    p.add_argument("--exit-when-complete", action="store_true", help="exit once the work order is Complete")
+    p.set_defaults(func=cmd_cell_run)
+
+    p = sub.add_parser("status", help="state of a cell (control endpoint) or of every cell of a run directory")
+    p.add_argument("target")
+    p.set_defaults(func=cmd_status)
+    p = sub.add_parser("cmd", help="send a PackML command to a cell")
+    p.add_argument("target", help="the cell's control endpoint")
+    p.add_argument("command", help="Reset, Start, Stop, Hold, Unhold, Suspend, Unsuspend, Abort, Clear")
+    p.set_defaults(func=cmd_cmd)
 
     p = sub.add_parser("demo", help="run the demo headless and print what happened")
     p.add_argument("--config", default=str(DEMO_CONFIG), help=argparse.SUPPRESS)

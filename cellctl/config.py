@@ -8,6 +8,7 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
+from cellctl.line_config import LineConfig
 from twin.config import Problem, SceneConfig
 
 _MAX_FOUND = 60
@@ -49,7 +50,7 @@ def _line(path: Path, loc: tuple, expected: str, found: str) -> str:
     return f"{path}: {key}: expected {expected}, found {found}"
 
 
-def load_config(path: str | Path, model: type[SceneConfig] = SceneConfig) -> SceneConfig:
+def load_config(path: str | Path, model: type[SceneConfig] = LineConfig) -> LineConfig:
     path = Path(path)
     try:
         text = path.read_text()

@@ -128,6 +128,7 @@ class LockstepClock:
         self.grant_timeout = grant_timeout
         info = driver.request("register", name=name, robots=robots)
         self._time = info["time"]
+        self._registered = True
 
     def now(self) -> float:
         return self._time
@@ -140,6 +141,9 @@ class LockstepClock:
         return Grant(self._time, grant["events"], messages)
 
     def close(self) -> None:
+        if not self._registered:
+            return
+        self._registered = False
         try:
             self._driver.request("deregister", name=self.name)
         except ConnectionLost:

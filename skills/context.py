@@ -24,6 +24,7 @@ class SkillContext:
     locate: Callable[[str], Vec3 | None] | None = None  # part id -> bottom-face centre, if known
     events: EventSink = field(default_factory=ListSink)
     robot: str = ""
+    sinks: frozenset[str] = frozenset()  # stations that consume parts: a part gone from one arrived
 
     @classmethod
     def create(cls, driver: RobotDriver, **kwargs: object) -> SkillContext:

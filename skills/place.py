@@ -62,7 +62,7 @@ class Place(Skill):
         where = self.ctx.locate(self.part_id)
         x, y, z = self.ctx.station(self.params.station)
         if where is None:
-            return f"part {self.part_id} is gone"
+            return None if self.params.station in self.ctx.sinks else f"part {self.part_id} is gone"
         off = ((where[0] - x) ** 2 + (where[1] - y) ** 2) ** 0.5
         if off > ARRIVAL_TOLERANCE[0] or abs(where[2] - z) > ARRIVAL_TOLERANCE[1]:
             return f"part {self.part_id} rests at {[round(v, 3) for v in where]}, not on station {self.params.station}"

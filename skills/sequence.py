@@ -50,6 +50,20 @@ def _check(call: StepCall, where: str) -> None:
         raise SkillParameterError(f"{where}: {exc}") from None
 
 
+def step_problems(steps: list[dict]) -> list[tuple[int, str]]:
+    """(index, message) for every invalid step, without running anything (``cellctl check``)."""
+    problems = []
+    for i, raw in enumerate(steps):
+        try:
+            step = Step.model_validate(raw)
+            _check(step, step.skill)
+            if isinstance(step.on_failure, Recover):
+                _check(step.on_failure.recover, "recovery")
+        except (ValueError, SkillParameterError) as exc:
+            problems.append((i, str(exc).splitlines()[0]))
+    return problems
+
+
 class SkillSequence:
     def __init__(self, ctx: SkillContext, steps: list[Step | dict]) -> None:
         self.ctx = ctx

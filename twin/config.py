@@ -140,11 +140,24 @@ class RobotConfig(Strict):
         return BoxConfig(min=(x - 1.5, y - 1.5, z - 0.05), max=(x + 1.5, y + 1.5, z + 2.0))
 
 
+class FeedConfig(Strict):
+    """Parts appear on the station on a schedule of sim time (a conveyor's end, in the twin)."""
+
+    part_type: str = "box"
+    every: float = Field(5.0, gt=0, description="s of sim time between parts")
+    first_at: float = Field(0.0, ge=0)
+    count: int | None = Field(None, ge=0, description="how many parts in all; None = no limit")
+    prefix: str | None = Field(None, description="part ids are PREFIX-1, PREFIX-2, ...; default: the station name")
+
+
 class StationConfig(Strict):
-    """A table-like box whose top surface centre is ``position``; parts rest on it."""
+    """A table-like box whose top surface centre is ``position``; parts rest on it. A ``feed``
+    station produces parts; a ``sink`` station consumes every part that comes to rest on it."""
 
     position: Vec3
     size: tuple[float, float] = (0.3, 0.3)
+    feed: FeedConfig | None = None
+    sink: bool = False
 
 
 class PartTypeConfig(Strict):
@@ -191,6 +204,12 @@ class SceneConfig(Strict):
         """Cross-references a schema cannot express: parts name existing stations and types,
         part ids are unique."""
         found: list[Problem] = [p for name, robot in self.robots.items() for p in robot.problems(name)]
+        for name, station in self.stations.items():
+            if station.feed and station.feed.part_type not in self.part_types:
+                found.append(Problem(("stations", name, "feed", "part_type"),
+                                     f"one of the part types {sorted(self.part_types)}", station.feed.part_type))
+            if station.feed and station.sink:
+                found.append(Problem(("stations", name, "sink"), "a station that is not also a feed", True))
         seen: set[str] = set()
         for i, part in enumerate(self.parts):
             if part.station not in self.stations:

@@ -149,6 +149,11 @@ class Since(Args):
     since: int = Field(0, ge=0)
 
 
+class InjectFault(Args):
+    robot: str
+    reason: str = "injected"
+
+
 class Register(Args):
     name: str = Field(min_length=1)
     robots: list[str] = Field(default_factory=list, description="wake this participant on these robots' events")
@@ -186,6 +191,8 @@ OPS: dict[str, type[Args]] = {
     "time": Nothing,
     "reset": Nothing,
     "shutdown": Nothing,
+    "inject_fault": InjectFault,
+    "part_log": Since,
     "register": Register,
     "deregister": Deregister,
     "advance": Advance,

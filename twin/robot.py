@@ -64,6 +64,7 @@ class SimRobot:
         self._traj: Trajectory | None = None
         self._t0 = 0.0
         self.motion: SimMotion | None = None
+        self.pending_fault: str | None = None  # an injected fault, failing the running or next trajectory
         self.io = dict(cfg.io)
         self.gripper = SuctionGripper(client, self.body, links[cfg.tcp_link], cfg.tcp_offset,
                                       twin.gripper, parts)
@@ -98,6 +99,9 @@ class SimRobot:
     def control(self, now: float) -> SimMotion | None:
         """Set this step's motor targets; returns the motion if it ended this step."""
         traj = self._traj
+        if traj is not None and self.pending_fault is not None:
+            reason, self.pending_fault = self.pending_fault, None
+            return self.halt(MotionStatus.FAILED, reason, now)
         if traj is None:
             if self._hold_applied:  # PyBullet keeps motor targets: re-sending a hold is wasted work
                 return None

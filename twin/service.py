@@ -200,7 +200,7 @@ class TwinService:
             raise OpError(P.UNKNOWN_STATION, f"unknown station {a.station!r}; stations: {sorted(self.config.stations)}")
         at = self.config.stations[a.station].position if a.station else tuple(a.position)
         world.parts.spawn(a.id, a.type, at)
-        world.events.append({"topic": "parts", "event": "spawned", "part": a.id, "time": world.time})
+        world.events.append(world.feeds.record("spawned", a.id, a.station or "", world.time))
         return self._part(a.id)
 
     def op_remove_part(self, a: P.PartArg) -> dict:
@@ -212,7 +212,7 @@ class TwinService:
             if robot.gripper.held is part:
                 robot.gripper.release()
         world.parts.remove(a.id)
-        world.events.append({"topic": "parts", "event": "removed", "part": a.id, "time": world.time})
+        world.events.append(world.feeds.record("removed", a.id, "", world.time))
         return {"removed": a.id}
 
     def _part(self, part_id: str) -> dict:
@@ -228,6 +228,13 @@ class TwinService:
 
     def op_faults(self, a: P.Since) -> list[dict]:
         return [f for f in self.world.faults if f["seq"] > a.since]
+
+    def op_inject_fault(self, a: P.InjectFault) -> dict:
+        self._robot(a.robot)
+        return self.world.inject_fault(a.robot, a.reason)
+
+    def op_part_log(self, a: P.Since) -> list[dict]:
+        return [e for e in self.world.feeds.log if e["seq"] > a.since]
 
     def op_request_log(self, a: P.Since) -> list[dict]:
         return [r for r in self._log if r["seq"] > a.since]

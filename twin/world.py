@@ -12,6 +12,7 @@ import pybullet_data
 
 from drivers.types import MotionStatus
 from twin.config import SceneConfig, StationConfig
+from twin.feeds import Feeds
 from twin.parts import Parts
 from twin.robot import SimMotion, SimRobot
 
@@ -36,6 +37,7 @@ class World:
         self._station_bodies = {b: n for n, b in self.stations.items()}
         for part in config.parts:
             self.parts.spawn(part.id, part.type, config.stations[part.station].position)
+        self.feeds = Feeds(config, self.parts, self.client)
         self.steps = 0
         self.time = 0.0
         self.motions: dict[int, SimMotion] = {}
@@ -87,7 +89,24 @@ class World:
         for robot in self.robots.values():
             for ev in robot.gripper.update(self.time):
                 self.events.append({"topic": "parts", "robot": robot.name, "time": self.time, **ev})
+        self.events.extend(self.feeds.update(self.steps, self.time, self.held_parts()))
         self._check_contacts()
+
+    def held_parts(self) -> set[str]:
+        return {r.gripper.held.id for r in self.robots.values() if r.gripper.held is not None}
+
+    def inject_fault(self, robot_name: str, reason: str) -> dict:
+        """A drive fault (as an E-stop or servo error would cause): the robot's running trajectory,
+        or if none runs its next one, fails and the arm holds where it is."""
+        self.robots[robot_name].pending_fault = f"drive fault: {reason}"
+        return self._record_fault(robot_name, "injected", reason)
+
+    def _record_fault(self, robot: str, kind: str, what: str) -> dict:
+        self._fault_seq += 1
+        fault = {"seq": self._fault_seq, "time": self.time, "robot": robot, "kind": kind, "with": what}
+        self.faults.append(fault)
+        self.events.append({"topic": "faults", **fault})
+        return fault
 
     def _check_contacts(self) -> None:
         """Report each new contact of a robot with another robot, a station, or a part it does
@@ -110,8 +129,5 @@ class World:
                 key = (robot.name, kind, what)
                 now.add(key)
                 if key not in self._contacts:
-                    self._fault_seq += 1
-                    fault = {"seq": self._fault_seq, "time": self.time, "robot": robot.name, "kind": kind, "with": what}
-                    self.faults.append(fault)
-                    self.events.append({"topic": "faults", **fault})
+                    self._record_fault(robot.name, kind, what)
         self._contacts = now

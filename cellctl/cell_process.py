@@ -1,0 +1,111 @@
+"""``cellctl cell run``: one cell in its own process (how a pilot site runs one cell per PC).
+
+Connects to the twin, opens the control socket, and runs the control loop: serve control
+requests, tick the cell, let one period pass (or, in lockstep, up to the next event). Starts in
+Stopped; with ``--start`` it sends Reset and Start itself (``cellctl run``/``demo`` use that).
+Ctrl-C (or SIGTERM) stops cleanly: Stop, the robot halted, the state Stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from pathlib import Path
+
+from rich.console import Console
+
+from cellctl.cell import Cell
+from cellctl.config import load_config
+from cellctl.control import ControlServer
+from drivers.twin import TwinDriver
+from skills.context import SkillContext
+from skills.events import JsonlSink
+from twin.config import StationConfig
+
+STOP_TIMEOUT = 10.0  # wall s to reach Stopped after Ctrl-C
+
+
+class Tee:
+    """Events to events.jsonl, and the ones a person watches to the console."""
+
+    def __init__(self, sink: JsonlSink, console: Console) -> None:
+        self.sink, self.console = sink, console
+
+    def emit(self, event: dict) -> None:
+        self.sink.emit(event)
+        kind, t = event["kind"], event["sim_time"]
+        if kind == "packml":
+            self.console.print(f"t={t:7.2f}s  {event['cell']}: {event['source']} -> {event['dest']}")
+        elif kind in ("part_start", "part_done", "fault"):
+            detail = event.get("part") or event.get("reason")
+            self.console.print(f"t={t:7.2f}s  {event.get('cell', '')}: {kind.replace('_', ' ')} {detail}")
+
+
+def station_occupant(driver: TwinDriver, stations: dict[str, StationConfig]):
+    """The twin as the cell's part sensor: which part rests on a station (a light barrier or a
+    vision system on a real line)."""
+
+    def occupant(name: str) -> str | None:
+        s = stations[name]
+        x, y, z = s.position
+        for part in driver.request("list_parts"):
+            bx, by, bz = part["bottom"]
+            if part["held_by"] is None and abs(bx - x) <= s.size[0] / 2 and abs(by - y) <= s.size[1] / 2 \
+                    and z - 0.01 <= bz <= z + 0.05:
+                return part["id"]
+        return None
+
+    return occupant
+
+
+def _raise_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def run_cell(config_path: str, name: str, twin: str, run_dir: Path, parts: int | None = None,
+             start: bool = False, exit_when_complete: bool = False, quiet: bool = False) -> int:
+    config = load_config(config_path)
+    cfg = config.cells[name]
+    run_dir.mkdir(parents=True, exist_ok=True)
+    console = Console(quiet=quiet, highlight=False)
+    sink = JsonlSink(run_dir / f"events-{name}.jsonl")
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    with TwinDriver(twin, cfg.robot, client=f"cell-{name}", timeout=10.0) as driver:
+        ctx = SkillContext.create(driver, stations={n: s.position for n, s in config.stations.items()},
+                                  part_height=max(t.size[2] for t in config.part_types.values()),
+                                  locate=driver.locate, events=Tee(sink, console), robot=cfg.robot,
+                                  sinks=frozenset(n for n, s in config.stations.items() if s.sink))
+        cell = Cell(name, cfg, ctx, station_occupant(driver, config.stations), ctx.events, parts)
+        control = ControlServer(cell, cfg.control_port)
+        (run_dir / f"control-{name}.json").write_text(json.dumps({"cell": name, "endpoint": control.endpoint}))
+        console.print(f"cell {name}: robot {cfg.robot}, control at {control.endpoint}, state {cell.state}")
+        clock = driver.clock
+        try:
+            if start:
+                cell.command("Reset")
+            while not (exit_when_complete and cell.state == "Complete"):
+                control.serve_pending()
+                cell.tick()
+                if start and cell.state == "Idle":  # once: later Resets are an operator's
+                    cell.command("Start")
+                    start = False
+                clock.advance(cell.wake_hint())
+        except KeyboardInterrupt:
+            _stop(cell, clock)
+        finally:
+            console.print(f"cell {name}: {cell.state}, {cell.parts_done} parts done")
+            control.close()
+            clock.close()
+            sink.close()
+    return 0 if cell.state in ("Complete", "Stopped") else 1
+
+
+def _stop(cell: Cell, clock) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the stop short
+    if "Stop" in cell.packml.allowed():
+        cell.command("Stop")
+    deadline = time.monotonic() + STOP_TIMEOUT
+    while cell.state != "Stopped" and time.monotonic() < deadline:
+        cell.tick()
+        clock.advance()

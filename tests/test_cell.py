@@ -1,0 +1,121 @@
+"""One cell on the twin in lockstep: parts from a feed to a sink, faults to Held and back, and the
+PackML commands over the control socket."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+from cellctl.control import request
+from drivers.twin import TwinDriver
+from tests.conftest import CONFIGS
+
+CONFIG = CONFIGS / "one_cell.yaml"
+
+
+def _cell(twin, tmp_path, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "cellctl", "cell", "run", str(CONFIG), "--cell", "press",
+                             "--twin", twin.endpoint, "--run-dir", str(tmp_path), *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _endpoint(tmp_path, proc, timeout: float = 30.0) -> str:
+    deadline = time.monotonic() + timeout
+    path = tmp_path / "control-press.json"
+    while not path.exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the cell did not open its control socket"
+        time.sleep(0.05)
+    return json.loads(path.read_text())["endpoint"]
+
+
+def _until(endpoint: str, predicate, timeout: float = 60.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = request(endpoint, "status")["result"]
+        if predicate(status):
+            return status
+        time.sleep(0.01)
+    raise AssertionError(f"cell never reached the expected status; last: {status}")
+
+
+def _part_log(twin) -> list[tuple[str, str]]:
+    with TwinDriver(twin.endpoint, "press") as driver:
+        return [(e["event"], e["part"]) for e in driver.request("part_log")]
+
+
+def test_one_cell_moves_five_parts_from_feed_to_sink(twin_factory, tmp_path):
+    twin = twin_factory(CONFIG)
+    proc = _cell(twin, tmp_path, "--start", "--exit-when-complete")
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert "press: Completing -> Complete" in out
+    log = _part_log(twin)
+    spawned = [p for e, p in log if e == "spawned"]
+    consumed = [p for e, p in log if e == "consumed"]
+    assert spawned == consumed == [f"part-{i}" for i in range(1, 6)]
+    with TwinDriver(twin.endpoint, "press") as driver:
+        assert driver.request("list_parts") == []
+    events = [json.loads(line) for line in (tmp_path / "events-press.jsonl").read_text().splitlines()]
+    assert [e["part"] for e in events if e["kind"] == "part_done"] == spawned
+    states = [e["dest"] for e in events if e["kind"] == "packml"]
+    assert states == ["Resetting", "Idle", "Starting", "Execute", "Completing", "Complete"]
+    assert all(e["schema"] == 1 for e in events)
+
+
+def test_fault_holds_unhold_resumes_abort_clear_reset(twin_factory, tmp_path):
+    twin = twin_factory(CONFIG)
+    proc = _cell(twin, tmp_path, "--start")
+    try:
+        endpoint = _endpoint(tmp_path, proc)
+        status = _until(endpoint, lambda s: s["skill"] == "place")  # carrying part-1
+        part = status["part"]
+        with TwinDriver(twin.endpoint, "press") as driver:
+            driver.request("inject_fault", robot="press", reason="servo overcurrent")
+        held = _until(endpoint, lambda s: s["state"] == "Held")
+        assert held["state_number"] == 11 and "drive fault: servo overcurrent" in held["fault"]
+        assert held["part"] == part
+        refused = request(endpoint, "command", command="Start")
+        assert refused["ok"] is False and refused["error"]["message"] == \
+            "Start is not allowed in state Held; allowed: Unhold, Stop, Abort"
+        assert request(endpoint, "command", command="Unhold")["ok"]
+        _until(endpoint, lambda s: s["parts_done"] >= 1)
+        assert ("consumed", part) in _part_log(twin)  # the part still arrived, once
+        for command, state in (("Abort", "Aborted"), ("Clear", "Stopped"), ("Reset", "Idle")):
+            assert request(endpoint, "command", command=command)["ok"]
+            _until(endpoint, lambda s, state=state: s["state"] == state)
+    finally:
+        proc.terminate()
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "press: Stopping -> Stopped" in out  # SIGTERM stops cleanly
+
+
+def test_cli_status_and_cmd(twin_factory, tmp_path):
+    twin = twin_factory(CONFIG)
+    proc = _cell(twin, tmp_path)  # no --start: the cell waits in Stopped
+    try:
+        endpoint = _endpoint(tmp_path, proc)
+        cli = [sys.executable, "-m", "cellctl"]
+        status = subprocess.run([*cli, "status", str(tmp_path)], capture_output=True, text=True, timeout=30)
+        assert status.stdout.strip() == "press: Stopped (2), skill -, parts done 0/5, part -"
+        refused = subprocess.run([*cli, "cmd", endpoint, "Start"], capture_output=True, text=True, timeout=30)
+        assert refused.returncode == 2
+        assert refused.stderr.strip() == "cellctl cmd: Start is not allowed in state Stopped; allowed: Reset, Abort"
+        ok = subprocess.run([*cli, "cmd", endpoint, "Reset"], capture_output=True, text=True, timeout=30)
+        assert ok.returncode == 0
+        _until(endpoint, lambda s: s["state"] == "Idle")
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
+
+
+@pytest.mark.parametrize("cell,message", [("ghost", "no cell 'ghost'; cells: ['press']")])
+def test_cell_run_unknown_cell(cell, message):
+    result = subprocess.run([sys.executable, "-m", "cellctl", "cell", "run", str(CONFIG), "--cell", cell],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2 and message in result.stderr

@@ -1,0 +1,53 @@
+"""PackML: every (state × command) pair generated from the reference table: listed pairs move as
+listed, all others are refused and leave the state unchanged."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from cellctl.packml import COMMANDS, STATE_NUMBERS, TRANSITIONS, CommandRefused, PackML
+
+REFERENCE = json.loads((Path(__file__).resolve().parent.parent / "docs" / "reference" / "packml.json").read_text())
+TABLE = {(t["from"], t["event"]): t["to"] for t in REFERENCE["transitions"]}
+
+
+def _machine_in(state: str) -> PackML:
+    m = PackML()
+    m.machine.set_state(state)
+    return m
+
+
+def test_module_table_is_the_reference():
+    assert {(a, e): b for a, e, b in TRANSITIONS} == TABLE
+    assert len(TRANSITIONS) == len(TABLE)
+    assert STATE_NUMBERS == {k: v for k, v in REFERENCE["packtags_state_current"].items() if k != "Undefined"}
+    assert list(COMMANDS) == REFERENCE["commands"]
+
+
+@pytest.mark.parametrize("state", list(STATE_NUMBERS))
+@pytest.mark.parametrize("command", [*REFERENCE["commands"], "SC"])
+def test_every_state_command_pair(state, command):
+    m = _machine_in(state)
+    expected = TABLE.get((state, command))
+    fire = m.complete if command == "SC" else (lambda: m.command(command))
+    if expected is None:
+        with pytest.raises(CommandRefused, match=f"{command} is not allowed in state {state}"):
+            fire()
+        assert m.state == state
+    else:
+        fire()
+        assert m.state == expected
+
+
+def test_starts_stopped_and_reports_changes():
+    changes = []
+    m = PackML(lambda a, b, e: changes.append((a, b, e)))
+    assert m.state == "Stopped" and m.state_number == 2
+    m.command("Reset")
+    m.complete()
+    assert changes == [("Stopped", "Resetting", "Reset"), ("Resetting", "Idle", "SC")]
+    with pytest.raises(CommandRefused, match="unknown command 'Go'"):
+        m.command("Go")

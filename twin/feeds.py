@@ -1,0 +1,63 @@
+"""Sources and sinks: the ends of the line the twin simulates. A feed station spawns a part on its
+schedule (sim time) whenever it is free; a sink station removes any part that has come to rest on
+it. Every spawn and consumption goes to the part log, the twin's own count of what went in and out
+(reports count lost and duplicated parts from it, never from the controllers' counters)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pybullet as pb
+
+from twin.config import SceneConfig, StationConfig
+from twin.parts import Parts
+
+CHECK_EVERY = 10  # steps between sink / feed checks
+REST_SPEED = 0.02  # m/s: a part slower than this has come to rest
+
+
+class Feeds:
+    def __init__(self, config: SceneConfig, parts: Parts, client: int) -> None:
+        self._parts, self._client = parts, client
+        self._stations = config.stations
+        self._part_types = config.part_types
+        self._feeds = {n: s for n, s in config.stations.items() if s.feed is not None}
+        self._sinks = {n: s for n, s in config.stations.items() if s.sink}
+        self._made = dict.fromkeys(self._feeds, 0)
+        self.log: list[dict] = []
+
+    def _on(self, station: StationConfig, position) -> bool:
+        x, y, z = station.position
+        return (abs(position[0] - x) <= station.size[0] / 2 and abs(position[1] - y) <= station.size[1] / 2
+                and z - 0.01 <= position[2] <= z + 0.2)
+
+    def occupied(self, station: StationConfig) -> bool:
+        """Any part in the space over the station, held ones included: a part still being lifted
+        off it must not have the next one spawned into it."""
+        return any(self._on(station, self._parts.bottom_centre(p)) for p in self._parts.by_id.values())
+
+    def update(self, steps: int, now: float, held: set[str]) -> list[dict]:
+        if steps % CHECK_EVERY:
+            return []
+        events = []
+        for name, station in self._feeds.items():
+            feed = station.feed
+            due = feed.first_at + self._made[name] * feed.every
+            if (feed.count is None or self._made[name] < feed.count) and now >= due and not self.occupied(station):
+                self._made[name] += 1
+                part_id = f"{feed.prefix or name}-{self._made[name]}"
+                self._parts.spawn(part_id, feed.part_type, station.position)
+                events.append(self.record("spawned", part_id, name, now))
+        for name, station in self._sinks.items():
+            for part in list(self._parts.by_id.values()):
+                if part.id in held or not self._on(station, self._parts.bottom_centre(part)):
+                    continue
+                speed = np.linalg.norm(pb.getBaseVelocity(part.body, physicsClientId=self._client)[0])
+                if speed < REST_SPEED:
+                    self._parts.remove(part.id)
+                    events.append(self.record("consumed", part.id, name, now))
+        return events
+
+    def record(self, event: str, part_id: str, station: str, now: float) -> dict:
+        entry = {"seq": len(self.log) + 1, "event": event, "part": part_id, "station": station, "time": now}
+        self.log.append(entry)
+        return {"topic": "parts", **entry}
