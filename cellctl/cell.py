@@ -1,17 +1,29 @@
 """The cell controller: PackML decides which state the cell is in; this module decides what each
 state does, one non-blocking tick per control period.
 
-In Execute the cell runs its recipe per part: take (pick from the take station) → the recipe's
-steps → give (place on the give station). A skill failure or driver fault takes the cell to Held
-(Execute → Hold is always legal); never a silent retry loop. Unhold re-plans from the physical
-state: a part still in the gripper is not picked again. Execute ends (→ Completing) when the work
-order is done.
+In Execute the cell works part by part, in phases:
+
+    acquire  take a part: from a feed station (own it), or from the upstream neighbour by the
+             handoff handshake (MachineReady → BoardAvailable → StartTransport → TransportFinished,
+             own it, StopTransport)
+    work     pick it from the take station, run the recipe's skills
+    deliver  place it on a sink (DELIVERED), or hand it to the downstream neighbour (BoardAvailable,
+             wait for StartTransport, place it on the handoff station, commit IN_TRANSIT,
+             TransportFinished, wait for StopTransport → GIVEN)
+
+Every custody change goes to the ledger first, then to the peer. A skill failure or driver fault
+→ Held (Execute → Hold is always legal); never a silent retry loop. A neighbour that disappears
+while the cell waits on it → Suspended, Held after ``hold_after`` s, and back to Execute when it
+returns. Unhold and restarts re-plan from the physical state and the ledger, never from memory.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+from cellctl import ledger as L
+from cellctl.crash import crash_point
+from cellctl.handoff import HandoffLink, LinkEvent
 from cellctl.line_config import CellConfig
 from cellctl.packml import PackML
 from drivers.contract import Motion, RobotDriver
@@ -23,79 +35,176 @@ from skills.sequence import SkillSequence
 
 class Cell:
     def __init__(self, name: str, cfg: CellConfig, ctx: SkillContext, occupant: Callable[[str], str | None],
-                 events: EventSink, parts: int | None = None) -> None:
+                 events: EventSink, ledger: L.Ledger, part_type_at: Callable[[str], str],
+                 upstream: HandoffLink | None = None, downstream: HandoffLink | None = None,
+                 parts: int | None = None) -> None:
         self.name, self.cfg, self.ctx = name, cfg, ctx
         self.driver: RobotDriver = ctx.driver
         self.occupant = occupant  # station -> id of the part resting on it, or None
-        self.events = events
+        self.part_type_at = part_type_at  # station -> the part type a feed there produces
+        self.events, self.ledger = events, ledger
+        self.upstream, self.downstream = upstream, downstream
         self.work_order = parts if parts is not None else cfg.parts
         self.parts_done = 0
-        self.part: str | None = None  # the part in this cell's custody
+        self.part: str | None = None  # the part this cell is working on
+        self.phase: str | None = None
         self.sequence: SkillSequence | None = None
         self.fault: str | None = None
+        self.offered: tuple[str, str] | None = None  # (part, type) the upstream neighbour offers
         self._action: Motion | None = None
+        self._suspended_at: float | None = None
+        self._held_for_neighbour = False
         self.packml = PackML(self._on_change)
 
-    # -- status ------------------------------------------------------------------------------
+    # -- status and events -----------------------------------------------------------------------
     @property
     def state(self) -> str:
         return self.packml.state
 
     def status(self) -> dict:
         skill = self.sequence.current.name if self.sequence and self.sequence.current else None
-        return {"cell": self.name, "state": self.state, "state_number": self.packml.state_number,
-                "skill": skill, "parts_done": self.parts_done, "work_order": self.work_order,
+        return {"cell": self.name, "state": self.state, "state_number": self.packml.state_number, "skill": skill,
+                "phase": self.phase, "parts_done": self.parts_done, "work_order": self.work_order,
                 "part": self.part, "fault": self.fault}
 
-    def _emit(self, kind: str, **fields: object) -> None:
+    def emit(self, kind: str, **fields: object) -> None:
         self.events.emit(make_event(kind, self.driver.now(), cell=self.name, **fields))
 
     def _on_change(self, source: str, dest: str, event: str) -> None:
-        self._emit("packml", source=source, dest=dest, event=event, state_number=self.packml.state_number)
+        self.emit("packml", source=source, dest=dest, event=event, state_number=self.packml.state_number)
 
-    # -- commands ----------------------------------------------------------------------------
+    def _custody(self, change: str, part: str, *args: object) -> None:
+        getattr(self.ledger, change)(part, *args, self.driver.now())
+        self.emit("custody", part=part, state=self.ledger.get(part).state)
+
+    # -- commands ----------------------------------------------------------------------------------
     def command(self, command: str) -> None:
         """A PackML command from the control socket or the launcher (CommandRefused if illegal)."""
         self.packml.command(command)
         if command in ("Stop", "Abort", "Hold"):
             self._halt()
+        if command == "Unhold":
+            self._held_for_neighbour = False
 
     def _halt(self) -> None:
         """Stop whatever moves; the part stays where it is (in the gripper, if held)."""
         if self.sequence is not None:
             self.sequence.cancel()
             self.sequence = None
+        self.phase = None  # re-plan from the physical state on the way back to Execute
         self._action = None
         try:
             self.driver.stop()
         except DriverError as exc:
-            self._emit("fault", reason=f"stop failed: {exc}")
+            self.emit("fault", reason=f"stop failed: {exc}")
 
-    # -- tick --------------------------------------------------------------------------------
+    # -- recovery ----------------------------------------------------------------------------------
+    def reconcile(self) -> None:
+        """Bring the ledger in line with the gripper and stations (after a restart, before Reset)."""
+        held = self.driver.gripper_state()
+        on_take, on_give = self.occupant(self.cfg.take), self.occupant(self.cfg.give)
+        for c in self.ledger.with_state(L.OWNED):
+            if c.part in (held.part_id, on_take):
+                continue
+            if c.part == on_give and self.downstream is not None:
+                self._custody("in_transit", c.part, self.downstream.peer)  # placed, not committed: now it is
+            elif self.ctx.locate is not None and self.ctx.locate(c.part) is None and self.cfg.give in self.ctx.sinks:
+                self._custody("delivered", c.part)  # consumed by the sink before the commit
+            else:
+                self._custody("missing", c.part)
+                self.emit("fault", reason=f"part {c.part} is in the ledger but nowhere to be found")
+        if held.part_present and held.part_id and self.ledger.get(held.part_id) is None:
+            self._custody("own", held.part_id, "?", "unknown")
+        self.emit("reconciled", owned=[c.part for c in self.ledger.with_state(L.OWNED)],
+                  in_transit=[c.part for c in self.ledger.with_state(L.IN_TRANSIT)])
+
+    # -- links -------------------------------------------------------------------------------------
+    def _service_links(self) -> None:
+        for link, handler in ((self.upstream, self._upstream_event), (self.downstream, self._downstream_event)):
+            if link is None:
+                continue
+            link.tick()
+            for event in link.take_events():
+                handler(link, event)
+
+    def _upstream_event(self, link: HandoffLink, ev: LinkEvent) -> None:
+        msg = ev.msg
+        if ev.kind == "connected":
+            link.send_extra("Resync", received=self.ledger.received_from(link.peer))
+        elif ev.kind == "BoardAvailable":
+            self.offered = (msg["part"], msg.get("part_type", "?"))
+        elif ev.kind in ("RevokeBoardAvailable", "disconnected"):
+            self.offered = None
+        elif ev.kind == "TransportFinished":
+            crash_point("receiver_after_transport_finished_before_commit")
+            self._custody("own", msg["part"], msg.get("part_type", "?"), link.peer)
+            link.send("StopTransport", part=msg["part"], transfer_state="Complete")
+            self.offered = None
+        elif ev.kind == "ResyncTransfer":
+            found = self.occupant(self.cfg.take) == msg["part"]
+            if found:
+                self._custody("own", msg["part"], msg.get("part_type", "?"), link.peer)
+            link.send_extra("ResyncAck", part=msg["part"], found=found)
+
+    def _downstream_event(self, link: HandoffLink, ev: LinkEvent) -> None:
+        msg = ev.msg
+        if ev.kind == "Resync":
+            for c in self.ledger.with_state(L.IN_TRANSIT):
+                if c.peer != link.peer:
+                    continue
+                if c.part in msg["received"]:
+                    self._custody("given", c.part)
+                else:
+                    link.send_extra("ResyncTransfer", part=c.part, part_type=c.part_type)
+        elif ev.kind == "ResyncAck":
+            if msg["found"]:
+                self._custody("given", msg["part"])
+            else:
+                self.emit("fault", reason=f"{link.peer} did not find part {msg['part']} on {self.cfg.give}")
+        elif ev.kind == "StopTransport":
+            crash_point("sender_after_stop_transport_before_commit")
+            self._custody("given", msg["part"])
+
+    def _waiting_on(self) -> HandoffLink | None:
+        """The neighbour link the current phase cannot proceed without."""
+        if self.phase in (None, "acquire") and self.upstream is not None and self.part is None:
+            return self.upstream
+        if self.phase in ("deliver", "handover") and self.downstream is not None:
+            return self.downstream
+        return None
+
+    # -- tick --------------------------------------------------------------------------------------
     def wake_hint(self) -> float | None:
         return self.sequence.wake_hint() if self.sequence is not None else None
 
     def tick(self) -> None:
         state = self.state
         try:
+            self._service_links()
             if state == "Execute":
                 self._execute()
             elif state == "Resetting":
                 self._resetting()
+            elif state == "Suspended":
+                self._suspended()
+            elif state == "Held" and self._held_for_neighbour:
+                link = self._waiting_on()
+                if link is None or link.connected:
+                    self.command("Unhold")
             elif self.packml.acting:
-                self._halt() if state in ("Stopping", "Aborting", "Holding") else None
+                if state in ("Stopping", "Aborting", "Holding"):
+                    self._halt()
+                if state == "Unsuspending":
+                    self._suspended_at = None
                 self.packml.complete()
         except DriverError as exc:
             self._fail(f"{type(exc).__name__}: {exc}")
 
     def _fail(self, reason: str) -> None:
         self.fault = reason
-        self._emit("fault", reason=reason)
+        self.emit("fault", reason=reason)
         self._halt()
-        if "Hold" in self.packml.allowed():
-            self.packml.command("Hold")
-        else:
-            self.packml.command("Abort")
+        self.packml.command("Hold" if "Hold" in self.packml.allowed() else "Abort")
 
     def _resetting(self) -> None:
         """Home the robot; Idle when it is there. Faults are cleared here, not silently earlier."""
@@ -111,34 +220,110 @@ class Cell:
             else:
                 self.packml.complete()
 
+    def _suspended(self) -> None:
+        link = self._waiting_on()
+        if link is None or link.connected:
+            self.command("Unsuspend")
+        elif self.driver.now() - self._suspended_at > self.cfg.hold_after:
+            self._held_for_neighbour = True
+            self.fault = f"neighbour {link.peer} gone for over {self.cfg.hold_after}s"
+            self.emit("fault", reason=self.fault)
+            self.command("Hold")
+
     def _execute(self) -> None:
-        if self.sequence is None and not self._plan():
+        link = self._waiting_on()
+        if link is not None and not link.connected and self.sequence is None:
+            self._suspended_at = self.driver.now()
+            self.emit("waiting", neighbour=link.peer, reason="neighbour not connected")
+            self.command("Suspend")
             return
+        if self.phase is None:
+            self._plan()
+        getattr(self, f"_phase_{self.phase}", lambda: None)()
+
+    def _plan(self) -> None:
+        """Choose the phase from the ledger and the physical state, never from memory."""
+        in_transit = self.ledger.with_state(L.IN_TRANSIT)
+        held = self.driver.gripper_state()
+        if in_transit:
+            self.part, self.phase = in_transit[0].part, "handover"
+        elif held.part_present:
+            self.part, self.phase = held.part_id, "work"
+            self._start(list(self.cfg.recipe))  # resume: already picked
+        else:
+            self.part, self.phase = None, "acquire"
+
+    def _start(self, steps: list[dict]) -> None:
+        self.sequence = SkillSequence(self.ctx, steps)
+
+    def _run_sequence(self) -> bool | None:
+        """Tick the running sequence: True when it succeeded, None while running (failure holds)."""
         result = self.sequence.tick()
         if result is None:
-            return
+            return None
         self.sequence = None
-        if not result.ok:
-            self._fail(f"part {self.part}: {result.reason}")
-            return
-        self._emit("part_done", part=self.part)
-        self.parts_done += 1
-        self.part = None
+        if result.ok:
+            return True
+        self._fail(f"part {self.part}: {result.reason}")
+        return None
 
-    def _plan(self) -> bool:
-        """Start the next part's run, from the physical state; False while there is nothing to do."""
+    def _phase_acquire(self) -> None:
         if self.work_order is not None and self.parts_done >= self.work_order:
             self.packml.complete()
-            return False
-        held = self.driver.gripper_state()
-        take = [{"skill": "pick", "params": {"station": self.cfg.take}}]
-        if held.part_present:
-            self.part, take = held.part_id, []  # resuming after Held: the part is still in the gripper
-        else:
-            self.part = self.occupant(self.cfg.take)
-            if self.part is None:
-                return False  # starved: wait for a part
-        steps = take + list(self.cfg.recipe) + [{"skill": "place", "params": {"station": self.cfg.give}}]
-        self.sequence = SkillSequence(self.ctx, steps)
-        self._emit("part_start", part=self.part, resumed=not take)
-        return True
+            return
+        on_take = self.occupant(self.cfg.take)
+        if self.upstream is None and on_take is not None:
+            self._custody("own", on_take, self.part_type_at(self.cfg.take), self.cfg.take)
+        if on_take is not None and (c := self.ledger.get(on_take)) is not None and c.state == L.OWNED:
+            self.part, self.phase = on_take, "work"
+            self.emit("part_start", part=on_take)
+            self._start([{"skill": "pick", "params": {"station": self.cfg.take}}, *self.cfg.recipe])
+            return
+        link = self.upstream
+        if link is None or not link.connected or on_take is not None:
+            return  # starved, or the offered part is being placed on the station
+        if link.fsm.state in ("NotAvailableNotReady", "BoardAvailable"):
+            link.send("MachineReady")
+        elif link.fsm.state == "AvailableAndReady" and self.offered is not None:
+            link.send("StartTransport", part=self.offered[0])
+
+    def _phase_work(self) -> None:
+        if self._run_sequence():
+            self.phase = "deliver"
+
+    def _phase_deliver(self) -> None:
+        link = self.downstream
+        if link is None:
+            if self.sequence is None:
+                self._start([{"skill": "place", "params": {"station": self.cfg.give}}])
+            if self._run_sequence():
+                self._custody("delivered", self.part)
+                self._part_done()
+            return
+        if self.sequence is None:
+            state = link.fsm.state
+            if state in ("NotAvailableNotReady", "MachineReady"):
+                c = self.ledger.get(self.part)
+                link.send("BoardAvailable", part=self.part, part_type=c.part_type if c else "?")
+            elif state == "Transporting":
+                self._start([{"skill": "place", "params": {"station": self.cfg.give}}])
+            return
+        if self._run_sequence():
+            crash_point("sender_after_place_before_commit")
+            self._custody("in_transit", self.part, link.peer)
+            crash_point("sender_after_in_transit_commit")
+            if link.fsm.state == "Transporting":
+                link.send("TransportFinished", part=self.part, transfer_state="Complete")
+            self.phase = "handover"
+
+    def _phase_handover(self) -> None:
+        """The part rests on the handoff station, IN_TRANSIT: done once the neighbour took custody
+        (StopTransport, or the resync after a reconnect)."""
+        c = self.ledger.get(self.part)
+        if c is not None and c.state == L.GIVEN:
+            self._part_done()
+
+    def _part_done(self) -> None:
+        self.emit("part_done", part=self.part)
+        self.parts_done += 1
+        self.part, self.phase = None, None

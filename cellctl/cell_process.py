@@ -18,9 +18,12 @@ from rich.console import Console
 from cellctl.cell import Cell
 from cellctl.config import load_config
 from cellctl.control import ControlServer
+from cellctl.handoff import HandoffLink
+from cellctl.ledger import Ledger
+from drivers.cosim import LockstepClock, Mailbox, WallClock
 from drivers.twin import TwinDriver
 from skills.context import SkillContext
-from skills.events import JsonlSink
+from skills.events import JsonlSink, make_event
 from twin.config import StationConfig
 
 STOP_TIMEOUT = 10.0  # wall s to reach Stopped after Ctrl-C
@@ -69,39 +72,75 @@ def run_cell(config_path: str, name: str, twin: str, run_dir: Path, parts: int |
     cfg = config.cells[name]
     run_dir.mkdir(parents=True, exist_ok=True)
     console = Console(quiet=quiet, highlight=False)
-    sink = JsonlSink(run_dir / f"events-{name}.jsonl")
+    sink = JsonlSink(run_dir / "events.jsonl")
+    ledger = Ledger(run_dir / f"ledger-{name}.sqlite")
+    boot = ledger.next_boot()
     signal.signal(signal.SIGTERM, _raise_interrupt)
-    with TwinDriver(twin, cfg.robot, client=f"cell-{name}", timeout=10.0) as driver:
+    mailbox = Mailbox(name, f"tcp://127.0.0.1:{cfg.handoff_port or '*'}")
+    for peer in (cfg.upstream, cfg.downstream):
+        if peer is not None:
+            mailbox.connect(peer, f"tcp://127.0.0.1:{config.cells[peer].handoff_port}")
+    with TwinDriver(twin, cfg.robot, client=name, timeout=10.0) as driver:
+        events = Tee(sink, console)
         ctx = SkillContext.create(driver, stations={n: s.position for n, s in config.stations.items()},
                                   part_height=max(t.size[2] for t in config.part_types.values()),
-                                  locate=driver.locate, events=Tee(sink, console), robot=cfg.robot,
+                                  locate=driver.locate, events=events, robot=cfg.robot,
                                   sinks=frozenset(n for n, s in config.stations.items() if s.sink))
-        cell = Cell(name, cfg, ctx, station_occupant(driver, config.stations), ctx.events, parts)
+        clock = LockstepClock(driver, name, [cfg.robot], mailbox) if driver.server_info["mode"] == "lockstep" \
+            else WallClock(driver, mailbox)
+        driver.use_clock(clock)
+
+        def emit(kind: str, **fields: object) -> None:
+            events.emit(make_event(kind, driver.now(), cell=name, **fields))
+
+        links = {role: HandoffLink(role, name, peer, mailbox.send, boot, emit, cfg.handoff_timeout)
+                 for role, peer in (("receiver", cfg.upstream), ("sender", cfg.downstream)) if peer is not None}
+        by_peer = {link.peer: link for link in links.values()}
+        cell = Cell(name, cfg, ctx, station_occupant(driver, config.stations), events, ledger,
+                    lambda station: (config.stations[station].feed.part_type if config.stations[station].feed
+                                     else "?"),
+                    links.get("receiver"), links.get("sender"), parts)
+        if not ledger.was_clean():
+            cell.reconcile()
+        ledger.clean_shutdown(False)
         control = ControlServer(cell, cfg.control_port)
         (run_dir / f"control-{name}.json").write_text(json.dumps({"cell": name, "endpoint": control.endpoint}))
-        console.print(f"cell {name}: robot {cfg.robot}, control at {control.endpoint}, state {cell.state}")
-        clock = driver.clock
+        console.print(f"cell {name}: robot {cfg.robot}, control at {control.endpoint}, boot {boot}, state {cell.state}")
+        clean = False
         try:
             if start:
                 cell.command("Reset")
-            while not (exit_when_complete and cell.state == "Complete"):
+            grant = None
+            while not (exit_when_complete and cell.state == "Complete" and _settled(cell)):
+                for sender, msg in (grant.messages if grant else []):
+                    if sender in by_peer:
+                        by_peer[sender].handle(msg)
                 control.serve_pending()
                 cell.tick()
                 if start and cell.state == "Idle":  # once: later Resets are an operator's
                     cell.command("Start")
                     start = False
-                clock.advance(cell.wake_hint())
+                grant = clock.advance(cell.wake_hint())
+            clean = True
         except KeyboardInterrupt:
-            _stop(cell, clock)
+            clean = _stop(cell, clock)
         finally:
             console.print(f"cell {name}: {cell.state}, {cell.parts_done} parts done")
+            ledger.clean_shutdown(clean)
+            ledger.close()
             control.close()
             clock.close()
+            mailbox.close()
             sink.close()
     return 0 if cell.state in ("Complete", "Stopped") else 1
 
 
-def _stop(cell: Cell, clock) -> None:
+def _settled(cell: Cell) -> bool:
+    """Nothing of ours still in transit: a neighbour may still need our StopTransport or resync."""
+    return not cell.ledger.with_state("IN_TRANSIT")
+
+
+def _stop(cell: Cell, clock) -> bool:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the stop short
     if "Stop" in cell.packml.allowed():
         cell.command("Stop")
@@ -109,3 +148,4 @@ def _stop(cell: Cell, clock) -> None:
     while cell.state != "Stopped" and time.monotonic() < deadline:
         cell.tick()
         clock.advance()
+    return cell.state == "Stopped"

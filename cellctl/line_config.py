@@ -18,6 +18,13 @@ class CellConfig(Strict):
     recipe: list[dict] = Field(default_factory=list, description="skill steps between take and give")
     parts: int | None = Field(None, ge=1, description="work order: parts to finish before Complete; None = no limit")
     control_port: int = Field(0, ge=0, le=65535, description="control socket port; 0 = ephemeral")
+    upstream: str | None = Field(None, description="the cell that hands parts to this one on the take station")
+    downstream: str | None = Field(None, description="the cell this one hands parts to on the give station")
+    handoff_port: int = Field(0, ge=0, le=65535,
+                              description="inbox port for neighbours' handoff messages; needed with neighbours "
+                                          "(`cellctl run` assigns free ones)")
+    handoff_timeout: float = Field(5.0, gt=0, description="wall s of silence before a neighbour counts as gone")
+    hold_after: float = Field(10.0, gt=0, description="s (driver time) Suspended on a gone neighbour before Held")
 
 
 class LineConfig(SceneConfig):

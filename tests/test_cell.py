@@ -60,7 +60,7 @@ def test_one_cell_moves_five_parts_from_feed_to_sink(twin_factory, tmp_path):
     assert spawned == consumed == [f"part-{i}" for i in range(1, 6)]
     with TwinDriver(twin.endpoint, "press") as driver:
         assert driver.request("list_parts") == []
-    events = [json.loads(line) for line in (tmp_path / "events-press.jsonl").read_text().splitlines()]
+    events = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
     assert [e["part"] for e in events if e["kind"] == "part_done"] == spawned
     states = [e["dest"] for e in events if e["kind"] == "packml"]
     assert states == ["Resetting", "Idle", "Starting", "Execute", "Completing", "Complete"]

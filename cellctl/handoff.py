@@ -1,0 +1,169 @@
+"""One side of a handoff link between neighbouring cells: the Hermes state machine
+(``cellctl.hermes``) plus sessions, liveness and resynchronisation, over the controllers' mailbox
+(``drivers.cosim.Mailbox``: counted, causal delivery in lockstep).
+
+Messages are maps ``{"type", "session", ...}``. The receiving side opens a session with
+ServiceDescription (its session id: ``CELL-BOOT-ATTEMPT``, unique across restarts and reproducible);
+the sending side answers with its own. Every later message carries that session id, and messages
+of another session are dropped (ZeroMQ reconnects silently and may deliver stale messages). A
+message of an unknown session makes the sending side answer Notification(UnknownSession), so a
+receiver that missed a restart of its sender reconnects at once.
+
+Beyond Hermes: after every (re)connection the receiver sends ``Resync {received: [part ids]}``;
+the sender settles each part it has IN_TRANSIT to that receiver: received → GIVEN, otherwise
+``ResyncTransfer {part, part_type}``, answered by ``ResyncAck {part, found}`` once the receiver
+has checked the part rests on the handoff station and committed it OWNED.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from cellctl.hermes import HermesMachine, ProtocolError, SoftwareError
+
+ALIVE_EVERY = 1.0  # wall s between CheckAlive messages
+RECONNECT_EVERY = 1.0  # wall s between ServiceDescription attempts of a disconnected receiver
+HERMES_VERSION = "cellctl-hermes/1"
+
+
+@dataclass
+class LinkEvent:
+    """What the cell needs to know: the message type (or connected / disconnected) and the message."""
+
+    kind: str
+    msg: dict = field(default_factory=dict)
+
+
+class HandoffLink:
+    def __init__(self, role: str, me: str, peer: str, send: Callable[[str, dict], None], boot: int,
+                 emit: Callable[..., None], timeout: float = 5.0) -> None:
+        self.role, self.me, self.peer = role, me, peer
+        self._transmit = send
+        self._emit = emit
+        self.timeout = timeout
+        self.fsm = HermesMachine(role)
+        self.boot, self._attempt = boot, 0
+        self.session: str | None = None
+        self.events: list[LinkEvent] = []
+        self._peer_seen = self._alive_sent = self._sd_sent = time.monotonic()
+        if role == "receiver":
+            self._open()
+
+    @property
+    def connected(self) -> bool:
+        return self.fsm.state not in ("NotConnected", "SocketConnected", "ServiceDescriptionDownstream",
+                                      "Disconnected")
+
+    # -- sending ---------------------------------------------------------------------------------
+    def _send_raw(self, msg: dict) -> None:
+        self._transmit(self.peer, msg)
+        self._emit("handoff", direction="send", peer=self.peer, **msg)
+
+    def send(self, kind: str, **fields: object) -> None:
+        """Send a Hermes message (the table decides if this state allows it)."""
+        try:
+            self.fsm.send(kind, fields.get("part"))
+        except SoftwareError as exc:
+            self._notify("SoftwareError", str(exc))
+            self._disconnect(str(exc))
+            raise
+        self._send_raw({"type": kind, "session": self.session, **fields})
+
+    def send_extra(self, kind: str, **fields: object) -> None:
+        """A message beyond Hermes (resync): not in the table, sent in any connected state."""
+        self._send_raw({"type": kind, "session": self.session, **fields})
+
+    def _notify(self, code: str, text: str, session: str | None = None) -> None:
+        self._send_raw({"type": "Notification", "session": session or self.session, "code": code,
+                        "severity": "Fatal", "text": text})
+
+    def _open(self) -> None:
+        """Receiver: start a new session with ServiceDescription."""
+        self._attempt += 1
+        self.fsm.reconnect()
+        self.fsm.connected()
+        self.session = f"{self.me}-{self.boot}-{self._attempt}"
+        self.fsm.send("ServiceDescription")
+        self._send_raw({"type": "ServiceDescription", "session": self.session, "cell": self.me,
+                        "version": HERMES_VERSION})
+        self._sd_sent = time.monotonic()
+
+    def _disconnect(self, reason: str) -> None:
+        if self.fsm.state != "Disconnected":
+            self.fsm.disconnect()
+            self.events.append(LinkEvent("disconnected", {"reason": reason}))
+            self._emit("handoff_link", peer=self.peer, state="disconnected", reason=reason)
+
+    # -- receiving -------------------------------------------------------------------------------
+    def handle(self, msg: dict) -> None:
+        self._emit("handoff", direction="recv", peer=self.peer, **msg)
+        kind, session = msg.get("type"), msg.get("session")
+        if kind == "ServiceDescription":
+            self._service_description(msg)
+            return
+        if session != self.session:
+            if self.role == "sender" and kind != "Notification":
+                self._notify("UnknownSession", f"no session {session!r} here", session)
+            return  # stale: another session's message
+        self._peer_seen = time.monotonic()
+        if kind == "Notification" and msg.get("code") == "UnknownSession" and self.role == "receiver":
+            self._disconnect("the sender does not know our session (it restarted)")
+            self._open()
+            return
+        if kind in ("Resync", "ResyncTransfer", "ResyncAck"):
+            self.events.append(LinkEvent(kind, msg))
+            return
+        try:
+            self.fsm.receive(kind, msg.get("part"))
+        except ProtocolError as exc:
+            self._notify("ProtocolError", str(exc))
+            self._disconnect(f"protocol error: {exc}")
+            return
+        if kind not in ("CheckAlive", "Notification"):
+            self.events.append(LinkEvent(kind, msg))
+        if kind == "Notification" and msg.get("severity") == "Fatal":
+            self._disconnect(f"peer reported {msg.get('code')}: {msg.get('text')}")
+
+    def _service_description(self, msg: dict) -> None:
+        if msg.get("version") != HERMES_VERSION:
+            self._notify("ProtocolError", f"version {msg.get('version')!r} not spoken; this side speaks "
+                                          f"{HERMES_VERSION}", msg.get("session"))
+            return
+        if self.role == "sender":
+            if self.session == msg["session"] and self.connected:
+                return  # a repeated ServiceDescription of the current session
+            if self.fsm.state != "NotConnected":
+                self._disconnect("the receiver opened a new session")
+            self.fsm.reconnect()
+            self.fsm.connected()
+            self.fsm.receive("ServiceDescription")
+            self.session = msg["session"]
+            self.fsm.send("ServiceDescription")
+            self._send_raw({"type": "ServiceDescription", "session": self.session, "cell": self.me,
+                            "version": HERMES_VERSION})
+        elif msg.get("session") == self.session and self.fsm.state == "ServiceDescriptionDownstream":
+            self.fsm.receive("ServiceDescription")
+        else:
+            return
+        self._peer_seen = time.monotonic()
+        self.events.append(LinkEvent("connected", msg))
+        self._emit("handoff_link", peer=self.peer, state="connected", session=self.session)
+
+    # -- liveness --------------------------------------------------------------------------------
+    def tick(self) -> None:
+        now = time.monotonic()
+        if self.connected:
+            if now - self._peer_seen > self.timeout:
+                self._disconnect(f"no message from {self.peer} for {self.timeout}s")
+            elif now - self._alive_sent > ALIVE_EVERY:
+                self._alive_sent = now
+                self.fsm.send("CheckAlive")
+                self._send_raw({"type": "CheckAlive", "session": self.session})
+        if self.role == "receiver" and not self.connected and now - self._sd_sent > RECONNECT_EVERY:
+            self._open()
+
+    def take_events(self) -> list[LinkEvent]:
+        events, self.events = self.events, []
+        return events

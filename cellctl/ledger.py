@@ -1,0 +1,140 @@
+"""The custody ledger: which parts this cell is responsible for, in a SQLite file (WAL, one per
+cell), so that no part is lost or duplicated across crashes.
+
+A transfer spans two ledgers in two processes, so it is two-phase:
+
+    sender   OWNED ──(placed on the handoff station)──► IN_TRANSIT ──(StopTransport / resync)──► GIVEN
+    receiver                          (TransportFinished received) ──► OWNED ──► ... ──► DELIVERED (sink)
+
+Invariant: a part is never OWNED in two ledgers; after resync exactly one ledger has it OWNED (or it
+was DELIVERED). Every change is also appended to a journal, and commits are synchronous (FULL), so
+a change reported to a peer is on disk first. The schema version is ``PRAGMA user_version``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+SCHEMA_VERSION = 1
+OWNED, IN_TRANSIT, GIVEN, DELIVERED, MISSING = "OWNED", "IN_TRANSIT", "GIVEN", "DELIVERED", "MISSING"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS custody (
+    part TEXT PRIMARY KEY, part_type TEXT NOT NULL, state TEXT NOT NULL,
+    source TEXT NOT NULL, peer TEXT, sim_time REAL NOT NULL, wall_time REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS journal (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, part TEXT NOT NULL, state TEXT NOT NULL, peer TEXT,
+    sim_time REAL NOT NULL, wall_time REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+class LedgerError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Custody:
+    part: str
+    part_type: str
+    state: str
+    source: str  # where it came from: a station (feed) or the upstream cell
+    peer: str | None  # the cell it is being given / was given to
+
+
+class Ledger:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._db = sqlite3.connect(self.path, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version not in (0, SCHEMA_VERSION):
+            raise LedgerError(f"{self.path}: ledger schema version {version}; this cellctl reads version {SCHEMA_VERSION}")
+        self._db.executescript(_SCHEMA)
+        self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- boots (an incarnation number makes handoff session ids unique and reproducible) --------
+    def next_boot(self) -> int:
+        with self._db:
+            row = self._db.execute("SELECT value FROM meta WHERE key='boot'").fetchone()
+            boot = int(row[0]) + 1 if row else 1
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES ('boot', ?)", (str(boot),))
+        return boot
+
+    def clean_shutdown(self, clean: bool) -> None:
+        self._db.execute("INSERT OR REPLACE INTO meta VALUES ('clean', ?)", ("1" if clean else "0",))
+
+    def was_clean(self) -> bool:
+        row = self._db.execute("SELECT value FROM meta WHERE key='clean'").fetchone()
+        return row is None or row[0] == "1"
+
+    # -- custody ---------------------------------------------------------------------------------
+    def _set(self, part: str, state: str, sim_time: float, part_type: str | None = None,
+             source: str | None = None, peer: str | None = None) -> None:
+        now = time.time()
+        with self._db:  # one transaction: the row and its journal line together
+            current = self.get(part)
+            self._db.execute(
+                "INSERT OR REPLACE INTO custody VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (part, part_type or (current.part_type if current else "?"), state,
+                 source or (current.source if current else "?"), peer if peer is not None else
+                 (current.peer if current else None), sim_time, now))
+            self._db.execute("INSERT INTO journal (part, state, peer, sim_time, wall_time) VALUES (?, ?, ?, ?, ?)",
+                             (part, state, peer, sim_time, now))
+
+    def own(self, part: str, part_type: str, source: str, sim_time: float) -> None:
+        current = self.get(part)
+        if current is not None and current.state in (OWNED,):
+            return  # idempotent: a repeated TransportFinished or a resync
+        if current is not None and current.state not in (OWNED,):
+            raise LedgerError(f"part {part} is {current.state} here: it cannot be owned again")
+        self._set(part, OWNED, sim_time, part_type, source)
+
+    def in_transit(self, part: str, peer: str, sim_time: float) -> None:
+        self._require(part, (OWNED, IN_TRANSIT))
+        self._set(part, IN_TRANSIT, sim_time, peer=peer)
+
+    def given(self, part: str, sim_time: float) -> None:
+        if self._require(part, (IN_TRANSIT, GIVEN)).state == IN_TRANSIT:
+            self._set(part, GIVEN, sim_time)
+
+    def delivered(self, part: str, sim_time: float) -> None:
+        if self._require(part, (OWNED, DELIVERED)).state == OWNED:
+            self._set(part, DELIVERED, sim_time)
+
+    def missing(self, part: str, sim_time: float) -> None:
+        self._set(part, MISSING, sim_time)
+
+    def _require(self, part: str, states: tuple[str, ...]) -> Custody:
+        current = self.get(part)
+        if current is None or current.state not in states:
+            raise LedgerError(f"part {part} is {current.state if current else 'unknown'} here, "
+                              f"expected {' or '.join(states)}")
+        return current
+
+    # -- queries ---------------------------------------------------------------------------------
+    def get(self, part: str) -> Custody | None:
+        row = self._db.execute("SELECT part, part_type, state, source, peer FROM custody WHERE part=?",
+                               (part,)).fetchone()
+        return Custody(*row) if row else None
+
+    def with_state(self, state: str) -> list[Custody]:
+        rows = self._db.execute("SELECT part, part_type, state, source, peer FROM custody WHERE state=? "
+                                "ORDER BY part", (state,)).fetchall()
+        return [Custody(*r) for r in rows]
+
+    def received_from(self, source: str, limit: int = 100) -> list[str]:
+        rows = self._db.execute("SELECT part FROM custody WHERE source=? ORDER BY sim_time DESC LIMIT ?",
+                                (source, limit)).fetchall()
+        return [r[0] for r in rows]
+
+    def all(self) -> list[Custody]:
+        rows = self._db.execute("SELECT part, part_type, state, source, peer FROM custody ORDER BY part").fetchall()
+        return [Custody(*r) for r in rows]
