@@ -19,7 +19,7 @@ import pybullet as pb
 import yaml
 
 from cellctl.config import load_config
-from cellctl.paths import DEMO_CONFIG
+from cellctl.paths import CELL_CONFIG as DEMO_CONFIG
 from cellctl.processes import TwinProcess
 from drivers.twin import TwinDriver
 from drivers.wait import wait

@@ -45,7 +45,7 @@ class Cell:
         self.events, self.ledger = events, ledger
         self.upstream, self.downstream = upstream, downstream
         self.work_order = parts if parts is not None else cfg.parts
-        self.parts_done = 0
+        self.parts_done = len(ledger.with_state(L.GIVEN)) + len(ledger.with_state(L.DELIVERED))  # restart-safe
         self.part: str | None = None  # the part this cell is working on
         self.phase: str | None = None
         self.sequence: SkillSequence | None = None
@@ -53,7 +53,7 @@ class Cell:
         self.offered: tuple[str, str] | None = None  # (part, type) the upstream neighbour offers
         self._action: Motion | None = None
         self._suspended_at: float | None = None
-        self._held_for_neighbour = False
+        self._neighbour: HandoffLink | None = None  # the gone neighbour we are Suspended / Held for
         self.packml = PackML(self._on_change)
 
     # -- status and events -----------------------------------------------------------------------
@@ -83,8 +83,8 @@ class Cell:
         self.packml.command(command)
         if command in ("Stop", "Abort", "Hold"):
             self._halt()
-        if command == "Unhold":
-            self._held_for_neighbour = False
+        if command in ("Unhold", "Unsuspend", "Stop", "Abort"):
+            self._neighbour = None
 
     def _halt(self) -> None:
         """Stop whatever moves; the part stays where it is (in the gripper, if held)."""
@@ -187,10 +187,8 @@ class Cell:
                 self._resetting()
             elif state == "Suspended":
                 self._suspended()
-            elif state == "Held" and self._held_for_neighbour:
-                link = self._waiting_on()
-                if link is None or link.connected:
-                    self.command("Unhold")
+            elif state == "Held" and self._neighbour is not None and self._neighbour.connected:
+                self.command("Unhold")  # held only because the neighbour was gone: it is back
             elif self.packml.acting:
                 if state in ("Stopping", "Aborting", "Holding"):
                     self._halt()
@@ -221,14 +219,14 @@ class Cell:
                 self.packml.complete()
 
     def _suspended(self) -> None:
-        link = self._waiting_on()
+        link = self._neighbour
         if link is None or link.connected:
             self.command("Unsuspend")
         elif self.driver.now() - self._suspended_at > self.cfg.hold_after:
-            self._held_for_neighbour = True
             self.fault = f"neighbour {link.peer} gone for over {self.cfg.hold_after}s"
             self.emit("fault", reason=self.fault)
-            self.command("Hold")
+            self.packml.command("Hold")  # keeps _neighbour: Held resumes by itself when it is back
+            self._halt()
 
     def _execute(self) -> None:
         link = self._waiting_on()
@@ -236,6 +234,7 @@ class Cell:
             self._suspended_at = self.driver.now()
             self.emit("waiting", neighbour=link.peer, reason="neighbour not connected")
             self.command("Suspend")
+            self._neighbour = link
             return
         if self.phase is None:
             self._plan()
@@ -305,8 +304,9 @@ class Cell:
             if state in ("NotAvailableNotReady", "MachineReady"):
                 c = self.ledger.get(self.part)
                 link.send("BoardAvailable", part=self.part, part_type=c.part_type if c else "?")
-            elif state == "Transporting":
-                self._start([{"skill": "place", "params": {"station": self.cfg.give}}])
+            elif state == "Transporting":  # place it, then clear the shared station before TransportFinished
+                self._start([{"skill": "place", "params": {"station": self.cfg.give}},
+                             {"skill": "move_joints", "params": {"positions": list(self.driver.describe().home)}}])
             return
         if self._run_sequence():
             crash_point("sender_after_place_before_commit")

@@ -46,10 +46,17 @@ def cmd_twin_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    from cellctl.demo import run_demo
+def cmd_run(args: argparse.Namespace) -> int:
+    from cellctl.launcher import run_line
 
-    return run_demo(args.config, parts=args.parts, as_json=args.json)
+    try:
+        load_config(args.config)
+    except ConfigError as exc:
+        for line in exc.lines:
+            print(line, file=sys.stderr)
+        return EXIT_USAGE
+    crash = dict(c.split(":", 1) for c in args.crash)
+    return run_line(args.config, args.parts, args.run_dir, args.json, args.timeout, crash)
 
 
 def cmd_skills_list(args: argparse.Namespace) -> int:
@@ -194,11 +201,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("command", help="Reset, Start, Stop, Hold, Unhold, Suspend, Unsuspend, Abort, Clear")
     p.set_defaults(func=cmd_cmd)
 
-    p = sub.add_parser("demo", help="run the demo headless and print what happened")
-    p.add_argument("--config", default=str(DEMO_CONFIG), help=argparse.SUPPRESS)
-    p.add_argument("--parts", type=int, default=3, help="how many parts to move (default 3)")
-    p.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
-    p.set_defaults(func=cmd_demo)
+    for command, help_text in (("run", "run a whole line: the twin and one process per cell"),
+                               ("demo", "run the demo line (configs/demo_line.yaml), headless")):
+        p = sub.add_parser(command, help=help_text)
+        if command == "run":
+            p.add_argument("config")
+        else:
+            p.set_defaults(config=str(DEMO_CONFIG))
+        p.add_argument("--parts", type=int, default=3 if command == "demo" else None,
+                       help="parts to put through the line" + (" (default 3)" if command == "demo" else ""))
+        p.add_argument("--json", action="store_true", help="print a JSON summary as the last line of stdout")
+        p.add_argument("--run-dir", default=None, help="default: runs/TIMESTAMP")
+        p.add_argument("--timeout", type=float, default=900.0, help="wall seconds before giving up")
+        p.add_argument("--crash", action="append", default=[], help=argparse.SUPPRESS)  # CELL:POINT, for tests
+        p.set_defaults(func=cmd_run)
     return parser
 
 

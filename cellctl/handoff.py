@@ -86,7 +86,7 @@ class HandoffLink:
         self.fsm.connected()
         self.session = f"{self.me}-{self.boot}-{self._attempt}"
         self.fsm.send("ServiceDescription")
-        self._send_raw({"type": "ServiceDescription", "session": self.session, "cell": self.me,
+        self._send_raw({"type": "ServiceDescription", "session": self.session, "name": self.me,
                         "version": HERMES_VERSION})
         self._sd_sent = time.monotonic()
 
@@ -141,7 +141,7 @@ class HandoffLink:
             self.fsm.receive("ServiceDescription")
             self.session = msg["session"]
             self.fsm.send("ServiceDescription")
-            self._send_raw({"type": "ServiceDescription", "session": self.session, "cell": self.me,
+            self._send_raw({"type": "ServiceDescription", "session": self.session, "name": self.me,
                             "version": HERMES_VERSION})
         elif msg.get("session") == self.session and self.fsm.state == "ServiceDescriptionDownstream":
             self.fsm.receive("ServiceDescription")

@@ -15,7 +15,7 @@ class EventSink(Protocol):
     def emit(self, event: dict) -> None: ...
 
 
-def make_event(kind: str, sim_time: float, **fields: object) -> dict:
+def make_event(kind: str, sim_time: float | None, **fields: object) -> dict:
     return {"schema": EVENT_SCHEMA, "kind": kind, "sim_time": sim_time, "wall_time": time.time(), **fields}
 
 
