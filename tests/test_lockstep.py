@@ -120,7 +120,7 @@ def test_join_and_leave_between_periods(twin_factory):
         assert a.advance().time == pytest.approx(period)  # alone: one period per grant
         b = LockstepClock(second, "b", [])  # joins between periods
         with pytest.raises(DriverError, match="a participant named 'b' is registered already"):
-            LockstepClock(second, "b", [])
+            LockstepClock(second, "b", [], register_timeout=0)
         grants = {}
         waiter = threading.Thread(target=lambda: grants.setdefault("a", a.advance(until=0.5)))
         waiter.start()
