@@ -19,8 +19,15 @@ def cmd_check(args: argparse.Namespace) -> int:
         for line in exc.lines:
             print(line, file=sys.stderr)
         return EXIT_USAGE
+    from cellctl.reach import reach_problems  # loads URDFs: only once the file itself is valid
+
+    problems = reach_problems(config)
+    for p in problems:
+        print(f"{args.config}: {p.path()}: expected {p.expected}, found {p.found}", file=sys.stderr)
+    if problems:
+        return EXIT_USAGE
     print(f"{args.config}: ok ({len(config.robots)} robots, {len(config.stations)} stations, "
-          f"{len(config.parts)} parts)")
+          f"{len(config.parts)} parts, {len(config.cells)} cells)")
     return 0
 
 

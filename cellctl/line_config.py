@@ -25,6 +25,7 @@ class CellConfig(Strict):
                                           "(`cellctl run` assigns free ones)")
     handoff_timeout: float = Field(5.0, gt=0, description="wall s of silence before a neighbour counts as gone")
     hold_after: float = Field(10.0, gt=0, description="s (driver time) Suspended on a gone neighbour before Held")
+    part_types: list[str] = Field(default_factory=list, description="part types this cell works on; [] = any")
 
 
 class LineConfig(SceneConfig):
@@ -41,8 +42,45 @@ class LineConfig(SceneConfig):
                     found.append(Problem(("cells", name, key), f"one of the stations {sorted(self.stations)}", station))
             for i, message in step_problems(cell.recipe):
                 found.append(Problem(("cells", name, "recipe", i), "a valid skill step", message))
+        found += self._neighbour_problems()
         robots = [c.robot for c in self.cells.values()]
         for name, cell in self.cells.items():
             if robots.count(cell.robot) > 1:
                 found.append(Problem(("cells", name, "robot"), "a robot no other cell drives", cell.robot))
+        return found
+
+    def _neighbour_problems(self) -> list[Problem]:
+        found: list[Problem] = []
+        for name, cell in self.cells.items():
+            for key, back, station_key, other_station_key in (("downstream", "upstream", "give", "take"),
+                                                               ("upstream", "downstream", "take", "give")):
+                peer = getattr(cell, key)
+                if peer is None:
+                    continue
+                if peer not in self.cells:
+                    found.append(Problem(("cells", name, key), f"one of the cells {sorted(self.cells)}", peer))
+                    continue
+                other = self.cells[peer]
+                if getattr(other, back) != name:
+                    found.append(Problem(("cells", peer, back), f"{name!r} (its {key} names it)", getattr(other, back)))
+                if getattr(cell, station_key) != getattr(other, other_station_key):
+                    found.append(Problem(("cells", name, station_key),
+                                         f"the station {peer} {other_station_key}s from ({getattr(other, other_station_key)!r})",
+                                         getattr(cell, station_key)))
+                if key == "downstream" and cell.part_types and other.part_types \
+                        and not set(cell.part_types) <= set(other.part_types):
+                    found.append(Problem(("cells", peer, "part_types"), f"to accept every type {name} gives "
+                                         f"{sorted(cell.part_types)}", other.part_types))
+            feed = self.stations.get(cell.take).feed if cell.take in self.stations else None
+            if feed is not None and cell.part_types and feed.part_type not in cell.part_types:
+                found.append(Problem(("cells", name, "part_types"), f"to include {feed.part_type!r}, the type "
+                                     f"station {cell.take} feeds", cell.part_types))
+        for name in self.cells:
+            seen, at = [name], self.cells[name].downstream
+            while at in self.cells and at not in seen:
+                seen.append(at)
+                at = self.cells[at].downstream
+            if at == name:
+                found.append(Problem(("cells", name, "downstream"), "a line without cycles",
+                                     " -> ".join([*seen, name])))
         return found

@@ -79,7 +79,7 @@ def test_check_cli_exit_codes(tmp_path):
     good.write_text(GOOD)
     result = _cellctl("check", str(good))
     assert result.returncode == 0, result.stderr
-    assert "ok (1 robots, 1 stations, 1 parts)" in result.stdout
+    assert "ok (1 robots, 1 stations, 1 parts, 0 cells)" in result.stdout
 
 
 def test_twin_serve_refuses_non_loopback():
