@@ -12,12 +12,19 @@ from cellctl.paths import DEMO_CONFIG
 EXIT_USAGE = 2
 
 
-def cmd_check(args: argparse.Namespace) -> int:
+def _load(path: str):
+    """The config, or None after printing one line per problem to stderr."""
     try:
-        config = load_config(args.config)
+        return load_config(path)
     except ConfigError as exc:
         for line in exc.lines:
             print(line, file=sys.stderr)
+        return None
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    if config is None:
         return EXIT_USAGE
     from cellctl.reach import reach_problems  # loads URDFs: only once the file itself is valid
 
@@ -36,9 +43,11 @@ def cmd_twin_serve(args: argparse.Namespace) -> int:
 
     try:
         check_loopback(args.host)
-        config = load_config(args.config)
-    except (ValueError, ConfigError) as exc:
+    except ValueError as exc:
         print(f"cellctl twin serve: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    config = _load(args.config)
+    if config is None:
         return EXIT_USAGE
     from twin.server import TwinServer  # imports pybullet: only once the input is known good
 
@@ -56,11 +65,7 @@ def cmd_twin_serve(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from cellctl.launcher import run_line
 
-    try:
-        load_config(args.config)
-    except ConfigError as exc:
-        for line in exc.lines:
-            print(line, file=sys.stderr)
+    if _load(args.config) is None:
         return EXIT_USAGE
     crash = dict(c.split(":", 1) for c in args.crash)
     return run_line(args.config, args.parts, args.run_dir, args.json, args.timeout, crash)
@@ -106,11 +111,8 @@ def cmd_cell_run(args: argparse.Namespace) -> int:
 
     from cellctl.cell_process import run_cell
 
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        for line in exc.lines:
-            print(line, file=sys.stderr)
+    config = _load(args.config)
+    if config is None:
         return EXIT_USAGE
     if args.cell not in config.cells:
         print(f"cellctl cell run: {args.config}: no cell {args.cell!r}; cells: {sorted(config.cells)}", file=sys.stderr)
