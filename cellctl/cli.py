@@ -51,14 +51,49 @@ def cmd_twin_serve(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     from twin.server import TwinServer  # imports pybullet: only once the input is known good
 
+    if args.rosbridge is not None and config.twin.mode != "realtime":
+        print(f"cellctl twin serve: {args.config}: twin.mode: expected realtime with --rosbridge (ROS clients do "
+              f"not take part in lockstep), found {config.twin.mode}", file=sys.stderr)
+        return EXIT_USAGE
     server = TwinServer(config, args.host, args.port, args.pub_port)
     server.announce()
+    bridge = None
+    if args.rosbridge is not None:
+        import subprocess
+
+        bridge = subprocess.Popen([sys.executable, "-m", "cellctl", "twin", "rosbridge", args.config,
+                                   "--twin", server.endpoint, "--host", args.host, "--port", str(args.rosbridge)])
     try:
         server.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
+        if bridge is not None:
+            bridge.terminate()
+            bridge.wait(10)
         server.close()
+    return 0
+
+
+def cmd_twin_rosbridge(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from twin.endpoints import check_loopback
+
+    try:
+        check_loopback(args.host)
+    except ValueError as exc:
+        print(f"cellctl twin rosbridge: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    config = _load(args.config)
+    if config is None:
+        return EXIT_USAGE
+    from twin.rosbridge import serve
+
+    try:
+        asyncio.run(serve(config, args.twin, args.host, args.port))
+    except KeyboardInterrupt:
+        pass
     return 0
 
 
@@ -182,7 +217,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="loopback address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=5555, help="request port (ROUTER); 0 = ephemeral")
     p.add_argument("--pub-port", type=int, default=0, help="stream port (PUB); 0 = ephemeral")
+    p.add_argument("--rosbridge", type=int, default=None, metavar="PORT",
+                   help="also serve the robots over rosbridge v2 (websocket) on PORT (realtime mode only)")
     p.set_defaults(func=cmd_twin_serve)
+    p = twin.add_parser("rosbridge", help="the twin's robots over rosbridge v2, for a running twin")
+    p.add_argument("config")
+    p.add_argument("--twin", default="tcp://127.0.0.1:5555", help="the twin's request endpoint")
+    p.add_argument("--host", default="127.0.0.1", help="loopback address to bind")
+    p.add_argument("--port", type=int, default=9090, help="websocket port; 0 = ephemeral")
+    p.set_defaults(func=cmd_twin_rosbridge)
 
     skills = sub.add_parser("skills", help="the skill registry").add_subparsers(dest="skills_command", required=True)
     p = skills.add_parser("list", help="registered skills")

@@ -10,30 +10,26 @@ import sys
 import threading
 import time
 
-from twin.server import READY_PREFIX
+from twin.protocol import ROSBRIDGE_READY, TWIN_READY
 
 
 class ProcessFailed(RuntimeError):
     pass
 
 
-class TwinProcess:
-    """A twin server in its own process, on ephemeral loopback ports unless told otherwise.
+class AnnouncedProcess:
+    """A cellctl child process that prints one ``PREFIX {json}`` line once it serves."""
 
-        with TwinProcess("configs/demo_cell.yaml") as twin:
-            TwinDriver(twin.endpoint, "robot") ...
-    """
+    prefix = ""
 
-    def __init__(self, config: str, port: int = 0, pub_port: int = 0, extra: list[str] | None = None,
-                 ready_timeout: float = 30.0) -> None:
-        self.cmd = [sys.executable, "-m", "cellctl", "twin", "serve", str(config), "--port", str(port),
-                    "--pub-port", str(pub_port), *(extra or [])]
+    def __init__(self, cmd: list[str], ready_timeout: float = 30.0) -> None:
+        self.cmd = cmd
         self.ready_timeout = ready_timeout
         self.proc: subprocess.Popen | None = None
-        self.endpoint = self.pub_endpoint = ""
+        self.info: dict = {}
         self.output: list[str] = []
 
-    def __enter__(self) -> TwinProcess:
+    def __enter__(self):
         self.start()
         return self
 
@@ -50,13 +46,12 @@ class TwinProcess:
                 line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
                 self.stop()
-                raise ProcessFailed(f"twin did not announce itself within {self.ready_timeout}s") from None
+                raise ProcessFailed(f"{self.cmd[3:5]} did not announce itself within {self.ready_timeout}s") from None
             if line is None:
                 self.stop()
-                raise ProcessFailed("twin exited before it was ready:\n" + "".join(self.output))
-            if line.startswith(READY_PREFIX):
-                info = json.loads(line[len(READY_PREFIX):])
-                self.endpoint, self.pub_endpoint = info["endpoint"], info["pub"]
+                raise ProcessFailed(f"{self.cmd[3:5]} exited before it was ready:\n" + "".join(self.output))
+            if line.startswith(self.prefix):
+                self.info = json.loads(line[len(self.prefix):])
                 return
 
     def _pump(self, lines: queue.Queue) -> None:
@@ -80,3 +75,44 @@ class TwinProcess:
             self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             self.kill()
+
+
+class TwinProcess(AnnouncedProcess):
+    """A twin server in its own process, on ephemeral loopback ports unless told otherwise.
+
+        with TwinProcess("configs/demo_cell.yaml") as twin:
+            TwinDriver(twin.endpoint, "robot") ...
+    """
+
+    prefix = TWIN_READY
+
+    def __init__(self, config: str, port: int = 0, pub_port: int = 0, extra: list[str] | None = None,
+                 ready_timeout: float = 30.0) -> None:
+        super().__init__([sys.executable, "-m", "cellctl", "twin", "serve", str(config), "--port", str(port),
+                          "--pub-port", str(pub_port), *(extra or [])], ready_timeout)
+
+    @property
+    def endpoint(self) -> str:
+        return self.info["endpoint"]
+
+    @property
+    def pub_endpoint(self) -> str:
+        return self.info["pub"]
+
+
+class RosbridgeProcess(AnnouncedProcess):
+    """The twin's rosbridge endpoint in its own process (killable alone: a dropped bridge)."""
+
+    prefix = ROSBRIDGE_READY
+
+    def __init__(self, config: str, twin: str, port: int = 0, ready_timeout: float = 30.0) -> None:
+        super().__init__([sys.executable, "-m", "cellctl", "twin", "rosbridge", str(config), "--twin", twin,
+                          "--port", str(port)], ready_timeout)
+
+    @property
+    def url(self) -> str:
+        return self.info["url"]
+
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])

@@ -20,6 +20,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 VERSION = 1
 
+# The one stdout line a server prints once it serves (a parent process waits for it).
+TWIN_READY = "CELLCTL-TWIN-READY "
+ROSBRIDGE_READY = "CELLCTL-ROSBRIDGE-READY "
+
 # Error codes (reply.error.code). Driver errors share the first five with drivers.errors.
 LIMIT_VIOLATION = "limit_violation"
 UNREACHABLE = "unreachable"

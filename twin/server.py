@@ -14,7 +14,6 @@ from twin.config import SceneConfig
 from twin.endpoints import check_loopback
 from twin.service import TwinService
 
-READY_PREFIX = "CELLCTL-TWIN-READY "
 JOINT_STATE_HZ = 50
 MAX_CATCH_UP_S = 0.25  # realtime: if the loop falls further behind, drop the backlog (and say so)
 MAX_REQUESTS_PER_TURN = 100
@@ -53,7 +52,7 @@ class TwinServer:
 
     def announce(self) -> None:
         """One line on stdout that a parent process waits for (PyBullet prints its own lines)."""
-        print(READY_PREFIX + json.dumps({"endpoint": self.endpoint, "pub": self.pub_endpoint}), flush=True)
+        print(P.TWIN_READY + json.dumps({"endpoint": self.endpoint, "pub": self.pub_endpoint}), flush=True)
 
     # -- requests ----------------------------------------------------------------------------
     def _serve_pending(self) -> None:
