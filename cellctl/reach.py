@@ -3,29 +3,15 @@ give stations, as the pick and place skills will ask for them (``cellctl check``
 
 from __future__ import annotations
 
-import pybullet as pb
-import pybullet_data
-
 from cellctl.line_config import LineConfig
 from drivers.errors import Unreachable
 from drivers.geometry import facing
-from drivers.kinematics import Kinematics
+from drivers.description import describe_from_config
+from drivers.planning import kinematics_for
 from drivers.types import Pose
-from twin.config import Problem, RobotConfig
+from twin.config import Problem
 
 GRIP_GAP, HOVER = 0.005, 0.10  # the pick / place skills' defaults
-
-
-def _limits(robot: RobotConfig) -> tuple[list[float], list[float]]:
-    client = pb.connect(pb.DIRECT)
-    try:
-        pb.setAdditionalSearchPath(pybullet_data.getDataPath(), physicsClientId=client)
-        body = pb.loadURDF(robot.spec.urdf, useFixedBase=True, physicsClientId=client)
-        info = {pb.getJointInfo(body, j, physicsClientId=client)[1].decode(): pb.getJointInfo(body, j, physicsClientId=client)
-                for j in range(pb.getNumJoints(body, physicsClientId=client))}
-        return [info[n][8] for n in robot.spec.joints], [info[n][9] for n in robot.spec.joints]
-    finally:
-        pb.disconnect(client)
 
 
 def reach_problems(config: LineConfig) -> list[Problem]:
@@ -35,9 +21,9 @@ def reach_problems(config: LineConfig) -> list[Problem]:
         if cell.robot not in config.robots:
             continue
         robot = config.robots[cell.robot]
-        base = Pose(robot.base.position, robot.base.orientation)
-        lower, upper = _limits(robot)
-        kin = Kinematics(robot.spec.urdf, base, robot.tcp_link, robot.tcp_offset, robot.spec.joints, lower, upper)
+        desc = describe_from_config(cell.robot, robot)
+        base = desc.base
+        kin = kinematics_for(desc)
         try:
             reference = kin.fk(robot.home_position)
             for key in ("take", "give"):
