@@ -103,8 +103,9 @@ class Cell:
         """Bring the ledger in line with the gripper and stations (after a restart, before Reset)."""
         held = self.driver.gripper_state()
         on_take, on_give = self.occupant(self.cfg.take), self.occupant(self.cfg.give)
+        in_hand = (held.part_id or self._part_in_hand()) if held.part_present else None
         for c in self.ledger.with_state(L.OWNED):
-            if c.part in (held.part_id, on_take):
+            if c.part in (in_hand, on_take):
                 continue
             if c.part == on_give and self.downstream is not None:
                 self._custody("in_transit", c.part, self.downstream.peer)  # placed, not committed: now it is
@@ -247,10 +248,16 @@ class Cell:
         if in_transit:
             self.part, self.phase = in_transit[0].part, "handover"
         elif held.part_present:
-            self.part, self.phase = held.part_id, "work"
+            self.part, self.phase = held.part_id or self._part_in_hand(), "work"
             self._start(list(self.cfg.recipe))  # resume: already picked
         else:
             self.part, self.phase = None, "acquire"
+
+    def _part_in_hand(self) -> str | None:
+        """The part in the gripper, for backends that sense presence only (a vacuum switch): the
+        one this cell owns that is not resting on its take station."""
+        on_take = self.occupant(self.cfg.take)
+        return next((c.part for c in self.ledger.with_state(L.OWNED) if c.part != on_take), None)
 
     def _start(self, steps: list[dict]) -> None:
         self.sequence = SkillSequence(self.ctx, steps)

@@ -21,6 +21,9 @@ from cellctl.control import ControlServer
 from cellctl.handoff import HandoffLink
 from cellctl.ledger import Ledger
 from drivers.cosim import LockstepClock, Mailbox, WallClock
+from drivers.description import describe_from_config
+from drivers.errors import ConnectionLost
+from drivers.ros import RosDriver, RosNames
 from drivers.twin import TwinDriver
 from skills.context import SkillContext
 from skills.events import JsonlSink, make_event
@@ -66,8 +69,30 @@ def _raise_interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
+def _ros_driver(url: str, robot: str, config) -> RosDriver:
+    """The robot through rosbridge (the twin's endpoint or a real robot's), retrying while the
+    bridge comes up."""
+    from urllib.parse import urlparse
+
+    desc = describe_from_config(robot, config.robots[robot])
+    where = urlparse(url)
+    driver = RosDriver(where.hostname, where.port, desc, RosNames.for_twin(robot, desc.io_names))
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            driver.connect()
+            return driver
+        except ConnectionLost:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
 def run_cell(config_path: str, name: str, twin: str, run_dir: Path, parts: int | None = None,
-             start: bool = False, exit_when_complete: bool = False, quiet: bool = False) -> int:
+             start: bool = False, exit_when_complete: bool = False, quiet: bool = False,
+             rosbridge: str | None = None) -> int:
+    """Run one cell. With ``rosbridge`` the robot moves through the ROS driver; the twin's own API
+    still serves as the part sensor (sources, sinks and stations)."""
     config = load_config(config_path)
     cfg = config.cells[name]
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -80,15 +105,18 @@ def run_cell(config_path: str, name: str, twin: str, run_dir: Path, parts: int |
     for peer in (cfg.upstream, cfg.downstream):
         if peer is not None:
             mailbox.connect(peer, f"tcp://127.0.0.1:{config.cells[peer].handoff_port}")
-    with TwinDriver(twin, cfg.robot, client=name, timeout=10.0) as driver:
+    with TwinDriver(twin, cfg.robot, client=name, timeout=10.0) as sensor:
+        driver = _ros_driver(rosbridge, cfg.robot, config) if rosbridge else sensor
         events = Tee(sink, console)
         ctx = SkillContext.create(driver, stations={n: s.position for n, s in config.stations.items()},
                                   part_height=max(t.size[2] for t in config.part_types.values()),
-                                  locate=driver.locate, events=events, robot=cfg.robot,
+                                  locate=sensor.locate, events=events, robot=cfg.robot,
                                   sinks=frozenset(n for n, s in config.stations.items() if s.sink))
-        clock = LockstepClock(driver, name, [cfg.robot], mailbox) if driver.server_info["mode"] == "lockstep" \
-            else WallClock(driver, mailbox)
-        driver.use_clock(clock)
+        if sensor.server_info["mode"] == "lockstep":
+            clock = LockstepClock(sensor, name, [cfg.robot], mailbox)
+            sensor.use_clock(clock)
+        else:
+            clock = WallClock(driver, mailbox)
 
         def emit(kind: str, **fields: object) -> None:
             events.emit(make_event(kind, driver.now(), cell=name, **fields))
@@ -96,7 +124,7 @@ def run_cell(config_path: str, name: str, twin: str, run_dir: Path, parts: int |
         links = {role: HandoffLink(role, name, peer, mailbox.send, boot, emit, cfg.handoff_timeout)
                  for role, peer in (("receiver", cfg.upstream), ("sender", cfg.downstream)) if peer is not None}
         by_peer = {link.peer: link for link in links.values()}
-        cell = Cell(name, cfg, ctx, station_occupant(driver, config.stations), events, ledger,
+        cell = Cell(name, cfg, ctx, station_occupant(sensor, config.stations), events, ledger,
                     lambda station: (config.stations[station].feed.part_type if config.stations[station].feed
                                      else "?"),
                     links.get("receiver"), links.get("sender"), parts)
@@ -132,6 +160,8 @@ def run_cell(config_path: str, name: str, twin: str, run_dir: Path, parts: int |
             clock.close()
             mailbox.close()
             sink.close()
+            if driver is not sensor:
+                driver.close()
     return 0 if cell.state in ("Complete", "Stopped") else 1
 
 

@@ -103,7 +103,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if _load(args.config) is None:
         return EXIT_USAGE
     crash = dict(c.split(":", 1) for c in args.crash)
-    return run_line(args.config, args.parts, args.run_dir, args.json, args.timeout, crash)
+    return run_line(args.config, args.parts, args.run_dir, args.json, args.timeout, crash, args.driver, args.rate)
 
 
 def cmd_skills_list(args: argparse.Namespace) -> int:
@@ -153,7 +153,7 @@ def cmd_cell_run(args: argparse.Namespace) -> int:
         print(f"cellctl cell run: {args.config}: no cell {args.cell!r}; cells: {sorted(config.cells)}", file=sys.stderr)
         return EXIT_USAGE
     return run_cell(args.config, args.cell, args.twin, Path(args.run_dir), args.parts, args.start,
-                    args.exit_when_complete)
+                    args.exit_when_complete, rosbridge=args.rosbridge)
 
 
 def _control_endpoints(target: str) -> list[str]:
@@ -243,6 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-dir", default="runs/cell", help="where events and the control endpoint go")
     p.add_argument("--start", action="store_true", help="send Reset and Start (else wait for commands)")
     p.add_argument("--exit-when-complete", action="store_true", help="exit once the work order is Complete")
+    p.add_argument("--rosbridge", default=None, metavar="URL",
+                   help="drive the robot through rosbridge at URL (ws://host:port) instead of the twin's API")
     p.set_defaults(func=cmd_cell_run)
 
     p = sub.add_parser("status", help="state of a cell (control endpoint) or of every cell of a run directory")
@@ -266,6 +268,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--run-dir", default=None, help="default: runs/TIMESTAMP")
         p.add_argument("--timeout", type=float, default=900.0, help="wall seconds before giving up")
         p.add_argument("--crash", action="append", default=[], help=argparse.SUPPRESS)  # CELL:POINT, for tests
+        p.add_argument("--driver", choices=("twin", "ros"), default="twin",
+                       help="ros: every cell drives its robot through the twin's rosbridge endpoint (realtime)")
+        p.add_argument("--rate", type=float, default=4.0, help="with --driver ros: sim seconds per wall second")
         p.set_defaults(func=cmd_run)
     return parser
 

@@ -29,7 +29,7 @@ from cellctl.config import load_config
 from cellctl.control import request
 from cellctl.crash import ENV as CRASH_ENV
 from cellctl.line_config import LineConfig
-from cellctl.processes import TwinProcess
+from cellctl.processes import RosbridgeProcess, TwinProcess
 from drivers.twin import TwinDriver
 from skills.events import JsonlSink, make_event
 
@@ -46,8 +46,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def prepare(config: LineConfig, parts: int | None) -> dict:
+def prepare(config: LineConfig, parts: int | None, driver: str = "twin", rate: float = 4.0) -> dict:
     data = config.model_dump(mode="json")
+    if driver == "ros":  # ROS clients do not take part in lockstep: the twin stands in for real robots
+        data["twin"]["mode"], data["twin"]["rate"] = "realtime", rate
     for cell in data["cells"].values():
         if parts is not None:
             cell["parts"] = parts
@@ -63,12 +65,14 @@ def prepare(config: LineConfig, parts: int | None) -> dict:
 
 class Line:
     def __init__(self, config_path: str, run_dir: Path, parts: int | None, console: Console,
-                 crash: dict[str, str] | None = None) -> None:
+                 crash: dict[str, str] | None = None, driver: str = "twin", rate: float = 4.0) -> None:
         self.run_dir = run_dir
         run_dir.mkdir(parents=True, exist_ok=True)
         config = load_config(config_path)
         self.effective = run_dir / "line.yaml"
-        self.effective.write_text(yaml.safe_dump(prepare(config, parts), sort_keys=False))
+        self.effective.write_text(yaml.safe_dump(prepare(config, parts, driver, rate), sort_keys=False))
+        self.driver = driver
+        self.bridge: RosbridgeProcess | None = None
         self.config = load_config(self.effective)
         self.parts = parts
         self.console = console
@@ -89,7 +93,8 @@ class Line:
         log = open(self.run_dir / f"cell-{name}.log", "a")  # noqa: SIM115 - the child owns it
         self.procs[name] = subprocess.Popen(
             [sys.executable, "-m", "cellctl", "cell", "run", str(self.effective), "--cell", name,
-             "--twin", self.twin.endpoint, "--run-dir", str(self.run_dir), "--start", "--exit-when-complete"],
+             "--twin", self.twin.endpoint, "--run-dir", str(self.run_dir), "--start", "--exit-when-complete",
+             *(["--rosbridge", self.bridge.url] if self.bridge else [])],
             stdout=log, stderr=subprocess.STDOUT, env=env)
         log.close()
         self._emit("process", cell=name, event="started", pid=self.procs[name].pid)
@@ -99,6 +104,9 @@ class Line:
         with TwinProcess(str(self.effective)) as twin, TwinDriver(twin.endpoint, next(iter(self.config.robots)),
                                                                   timeout=10) as probe:
             self.twin = twin
+            if self.driver == "ros":
+                self.bridge = RosbridgeProcess(str(self.effective), twin.endpoint)
+                self.bridge.start()
             for name in self.config.cells:
                 self._start_cell(name, first=True)
             try:
@@ -108,6 +116,8 @@ class Line:
                 self._emit("interrupted")
             finally:
                 self._stop_cells()
+                if self.bridge is not None:
+                    self.bridge.stop()
             summary = self._summary(probe, time.monotonic() - started)
         (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
         self.events.close()
@@ -204,10 +214,11 @@ class Line:
 
 
 def run_line(config_path: str, parts: int | None = None, run_dir: str | None = None, as_json: bool = False,
-             timeout: float = 900.0, crash: dict[str, str] | None = None) -> int:
+             timeout: float = 900.0, crash: dict[str, str] | None = None, driver: str = "twin",
+             rate: float = 4.0) -> int:
     console = Console(stderr=True, highlight=False)
     directory = Path(run_dir) if run_dir else Path("runs") / time.strftime("%Y%m%d-%H%M%S")
-    line = Line(config_path, directory, parts, console, crash)
+    line = Line(config_path, directory, parts, console, crash, driver, rate)
     console.print(f"line {config_path}: {len(line.config.cells)} cells, run directory {directory}")
     s = line.run(timeout)
     console.print(f"{s['parts_out']}/{s['parts_in']} parts out, lost {s['lost']}, duplicated {s['duplicated']}, "
