@@ -137,6 +137,7 @@ class RosDriver(CommandingMixin):
         self._active: set[RosMotion] = set()
         self._actions: dict[str, roslibpy.ActionClient] = {}
         self._backoff, self._next_try = BACKOFF_START, 0.0
+        self._feedback = None
         self.clock = WallClock(self)  # ROS clients never take part in lockstep
 
     # -- connection ---------------------------------------------------------------------------
@@ -235,19 +236,28 @@ class RosDriver(CommandingMixin):
             self._actions[name] = roslibpy.ActionClient(self._ros, name, action_type)
         return self._actions[name]
 
-    def _send_goal(self, name: str, action_type: str, goal: dict) -> RosMotion:
+    def _send_goal(self, name: str, action_type: str, goal: dict, feedback=None) -> RosMotion:
         self.check_link()
         client = self._action(name, action_type)
         motion = RosMotion(self, client)
         self._active.add(motion)
-        motion.goal_id = client.send_goal(roslibpy.Goal(goal), motion.on_result, lambda _: None, motion.on_error)
+        motion.goal_id = client.send_goal(roslibpy.Goal(goal), motion.on_result, feedback or (lambda _: None),
+                                          motion.on_error)
         return motion
+
+    def move_joints(self, waypoints, speed: float = 1.0, feedback=None) -> RosMotion:
+        """As the contract's, plus ``feedback``: called with each FollowJointTrajectory feedback."""
+        self._feedback = feedback
+        try:
+            return super().move_joints(waypoints, speed)
+        finally:
+            self._feedback = None
 
     def execute(self, trajectory: Trajectory) -> RosMotion:
         points = [{"positions": p.tolist(), "velocities": v.tolist(), "time_from_start": N.stamp(float(t))}
                   for t, p, v in zip(trajectory.times, trajectory.positions, trajectory.velocities)]
         goal = {"trajectory": {"joint_names": list(trajectory.joint_names), "points": points}}
-        return self._send_goal(self.names.trajectory_action, N.FOLLOW_JOINT_TRAJECTORY, goal)
+        return self._send_goal(self.names.trajectory_action, N.FOLLOW_JOINT_TRAJECTORY, goal, self._feedback)
 
     def gripper(self, command: GripperCommand | str) -> RosMotion:
         if self.names.gripper_action is None:

