@@ -56,12 +56,14 @@ class RosNames:
     part_present: str | None = None
     io: dict[str, tuple[str, str]] = field(default_factory=dict)  # name -> (state topic, set topic)
     clock: str | None = None
+    stop_service: str | None = None  # std_srvs/srv/Trigger that halts the arm (stop() and after a lost link)
 
     @classmethod
     def for_twin(cls, robot: str, io_names: Sequence[str] = ()) -> RosNames:
         """The names the twin's rosbridge endpoint serves (``twin/ros_names.py``)."""
         return cls(N.joint_states(robot), N.trajectory_action(robot), N.gripper_action(robot), N.part_present(robot),
-                   {io: (N.io_state(robot, io), N.io_set(robot, io)) for io in io_names}, "/clock")
+                   {io: (N.io_state(robot, io), N.io_set(robot, io)) for io in io_names}, "/clock",
+                   N.stop_service(robot))
 
 
 # Names used by common ROS 2 drivers' default launch files (check them against your installation:
@@ -138,6 +140,7 @@ class RosDriver(CommandingMixin):
         self._actions: dict[str, roslibpy.ActionClient] = {}
         self._backoff, self._next_try = BACKOFF_START, 0.0
         self._feedback = None
+        self._lost_in_flight = False
         self.clock = WallClock(self)  # ROS clients never take part in lockstep
 
     # -- connection ---------------------------------------------------------------------------
@@ -174,6 +177,14 @@ class RosDriver(CommandingMixin):
                                      f"within {self.timeout}s")
             time.sleep(0.01)
         self._backoff = BACKOFF_START
+        if self._lost_in_flight:  # goals we lost track of may still run on the robot: halt it first
+            self._lost_in_flight = False
+            self._halt()
+
+    def _halt(self) -> None:
+        if self.names.stop_service and self._ros is not None:
+            roslibpy.Service(self._ros, self.names.stop_service, N.TRIGGER).call(
+                roslibpy.ServiceRequest({}), timeout=self.timeout)
 
     @staticmethod
     def _drop_ros(ros: roslibpy.Ros) -> None:
@@ -191,6 +202,7 @@ class RosDriver(CommandingMixin):
     def _on_lost(self) -> None:
         with self._lock:
             ros, self._ros = self._ros, None
+        self._lost_in_flight = self._lost_in_flight or bool(self._active)
         for motion in list(self._active):
             motion.lost()
         if ros is not None:
@@ -300,5 +312,8 @@ class RosDriver(CommandingMixin):
         return time.time()
 
     def stop(self) -> None:
+        """Cancel the running goals and, where configured, halt the controller."""
         for motion in list(self._active):
             motion.cancel()
+        self.check_link()
+        self._halt()

@@ -7,6 +7,7 @@ ROS driver's defaults and the docs. Per robot ``R``:
     /R/gripper/part_present                                  std_msgs/msg/Bool               (published)
     /R/io/NAME                                               std_msgs/msg/Bool               (published)
     /R/io/NAME/set                                           std_msgs/msg/Bool               (subscribed)
+    /R/stop                                                  std_srvs/srv/Trigger            (service: halt)
     /clock                                                   rosgraph_msgs/msg/Clock         (published)
 """
 
@@ -17,6 +18,7 @@ BOOL = "std_msgs/msg/Bool"
 CLOCK = "rosgraph_msgs/msg/Clock"
 FOLLOW_JOINT_TRAJECTORY = "control_msgs/action/FollowJointTrajectory"
 GRIPPER_COMMAND = "control_msgs/action/GripperCommand"
+TRIGGER = "std_srvs/srv/Trigger"
 
 # GripperCommand: the suction gripper is "closed" (vacuum on) below this commanded position.
 GRIPPER_CLOSED_BELOW = 0.5
@@ -32,6 +34,10 @@ def trajectory_action(robot: str) -> str:
 
 def gripper_action(robot: str) -> str:
     return f"/{robot}/gripper_controller/gripper_cmd"
+
+
+def stop_service(robot: str) -> str:
+    return f"/{robot}/stop"
 
 
 def part_present(robot: str) -> str:

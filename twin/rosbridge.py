@@ -76,6 +76,7 @@ class Endpoint:
         self.topics = {"/clock": N.CLOCK}
         self.actions: dict[str, tuple[str, str]] = {}  # action name -> (robot, type)
         self.io_setters: dict[str, tuple[str, str]] = {}  # topic -> (robot, io name)
+        self.stop_services = {N.stop_service(r): r for r in config.robots}
         for robot, desc in self.descriptions.items():
             self.topics[N.joint_states(robot)] = N.JOINT_STATE
             self.topics[N.part_present(robot)] = N.BOOL
@@ -97,6 +98,18 @@ class Endpoint:
             pass
         finally:
             self.clients.discard(client)
+            self._cancel_goals_of(client)
+
+    def _cancel_goals_of(self, client: Client) -> None:
+        """A client that went away cannot follow its goals any more: stop its robots' motions, as
+        rosbridge cancels a disconnected client's action goals."""
+        for goal in [g for g in self.goals.values() if g.client is client]:
+            del self.goals[goal.goal_id]
+            if goal.kind == "trajectory":
+                try:
+                    self.twin.request("cancel", motion=goal.motion)
+                except DriverError as exc:
+                    print(f"rosbridge: could not cancel goal {goal.goal_id}: {exc}", file=sys.stderr, flush=True)
 
     async def status(self, client: Client, level: str, text: str, msg_id: object = None) -> None:
         if client.level is not None and LEVELS.index(level) <= LEVELS.index(client.level):
@@ -174,9 +187,13 @@ class Endpoint:
             values = {"action_servers": sorted(self.actions)}
         elif service == "/rosapi/topic_type":
             values = {"type": self.topics.get(msg.get("args", {}).get("topic"), "")}
+        elif service in self.stop_services:
+            robot = self.stop_services[service]
+            cancelled = self.twin.request("stop", robot=robot)["cancelled"]
+            values = {"success": True, "message": f"{robot} halted" + (f" (motion {cancelled})" if cancelled else "")}
         else:
             raise BadRequest(f"unknown service {service}; services: /rosapi/topics, /rosapi/topics_and_raw_types, "
-                             "/rosapi/action_servers, /rosapi/topic_type")
+                             f"/rosapi/action_servers, /rosapi/topic_type, {', '.join(sorted(self.stop_services))}")
         await client.send({"op": "service_response", "service": service, "id": msg.get("id"), "values": values,
                            "result": True})
 
