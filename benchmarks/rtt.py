@@ -44,7 +44,7 @@ def main(quick: bool = False) -> dict:
     raw.setsockopt(zmq.LINGER, 0)
     raw.connect(endpoint)
     try:
-        with config_variant("demo_cell.yaml", mode="realtime", rate=1.0) as path, TwinProcess(str(path)) as twin, \
+        with config_variant("demo_cell.yaml", mode="lockstep") as path, TwinProcess(str(path)) as twin, \
                 TwinDriver(twin.endpoint, "press") as driver:
             size = len(msgpack.packb(driver.request("joint_state", robot="press")))
             pad = "x" * size

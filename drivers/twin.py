@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import time
 
 import zmq
 
@@ -114,16 +115,26 @@ class TwinDriver(CommandingMixin):
     def _call(self, op: str, args: dict, timeout: float | None = None) -> object:
         timeout = timeout or self.timeout
         req_id = next(self._ids)
-        self._sock.send(P.pack({"id": req_id, "op": op, "args": args}))
-        deadline_ms = int(timeout * 1000)
-        while self._sock.poll(deadline_ms):
-            reply = P.unpack(self._sock.recv())
-            if reply.get("id") != req_id:
-                continue  # a stale reply to a request that timed out earlier
-            if reply["ok"]:
-                return reply["result"]
-            err = reply["error"]
-            raise from_code(err["code"], err["message"])
+        sock = self._sock
+        sock.send(P.pack({"id": req_id, "op": op, "args": args}))
+        # A receive timeout on the socket, not a poll per call: a Poller per request costs more
+        # than the rest of the round trip.
+        sock.setsockopt(zmq.RCVTIMEO, int(timeout * 1000))
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                reply = P.unpack(sock.recv())
+            except zmq.Again:
+                break
+            if reply.get("id") == req_id:
+                if reply["ok"]:
+                    return reply["result"]
+                err = reply["error"]
+                raise from_code(err["code"], err["message"])
+            remaining = deadline - time.monotonic()  # a stale reply to a request that timed out earlier
+            if remaining <= 0:
+                break
+            sock.setsockopt(zmq.RCVTIMEO, int(remaining * 1000) + 1)
         self._drop()
         raise ConnectionLost(f"twin at {self.endpoint} did not answer {op!r} within {timeout}s")
 

@@ -61,6 +61,7 @@ class SimRobot:
             pb.resetJointState(self.body, j, float(q), physicsClientId=client)
         self._hold = home.copy()
         self._hold_applied = False
+        self._dt = 1.0 / twin.physics_hz
         self._traj: Trajectory | None = None
         self._t0 = 0.0
         self.motion: SimMotion | None = None
@@ -83,7 +84,14 @@ class SimRobot:
 
     # -- commands ----------------------------------------------------------------------------
     def start(self, traj: Trajectory, motion: SimMotion, now: float) -> None:
+        """Sample the trajectory once, at every physics step it spans, so a step only indexes."""
         self._traj, self._t0, self.motion = traj, now, motion
+        steps = np.arange(int(np.ceil(traj.duration / self._dt)) + 1) * self._dt
+        self._targets = np.column_stack([np.interp(steps, traj.times, traj.positions[:, j])
+                                         for j in range(traj.positions.shape[1])])
+        self._target_velocities = np.column_stack([np.interp(steps, traj.times, traj.velocities[:, j])
+                                                   for j in range(traj.velocities.shape[1])])
+        self._target_velocities[-1] = 0.0
 
     def halt(self, status: MotionStatus, reason: str, now: float) -> SimMotion | None:
         """End the running trajectory and hold where the arm is now."""
@@ -108,8 +116,8 @@ class SimRobot:
             self._hold_applied = True
             target, velocity = self._hold, np.zeros_like(self._hold)
         else:
-            t = now - self._t0
-            target, velocity = _sample(traj, t)
+            k = min(int(round((now - self._t0) / self._dt)), len(self._targets) - 1)
+            target, velocity = self._targets[k], self._target_velocities[k]
         pb.setJointMotorControlArray(
             self.body, self.joints, pb.POSITION_CONTROL, targetPositions=target, targetVelocities=velocity,
             forces=self._forces, positionGains=[0.2] * len(self.joints), velocityGains=[1.0] * len(self.joints),
@@ -127,16 +135,3 @@ class SimRobot:
             return self.halt(MotionStatus.FAILED, f"goal not reached within {self._twin.settle_time}s "
                                                   f"of the trajectory's end (error {error:.4f} rad)", now)
         return None
-
-
-def _sample(traj: Trajectory, t: float) -> tuple[np.ndarray, np.ndarray]:
-    times = traj.times
-    if t <= times[0]:
-        return traj.positions[0], traj.velocities[0]
-    if t >= times[-1]:
-        return traj.positions[-1], np.zeros(traj.positions.shape[1])
-    i = int(np.searchsorted(times, t)) - 1
-    w = (t - times[i]) / (times[i + 1] - times[i])
-    pos = traj.positions[i] + w * (traj.positions[i + 1] - traj.positions[i])
-    vel = traj.velocities[i] + w * (traj.velocities[i + 1] - traj.velocities[i])
-    return pos, vel

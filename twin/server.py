@@ -55,16 +55,21 @@ class TwinServer:
         print(P.TWIN_READY + json.dumps({"endpoint": self.endpoint, "pub": self.pub_endpoint}), flush=True)
 
     # -- requests ----------------------------------------------------------------------------
-    def _serve_pending(self) -> None:
+    def _serve_pending(self, first: list[bytes] | None = None) -> None:
+        """Serve ``first`` (already received) and whatever else is queued. Checking the socket's
+        EVENTS is far cheaper than a failed non-blocking receive."""
+        parts = first
         for _ in range(MAX_REQUESTS_PER_TURN):
-            try:
-                parts = self._router.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return
+            if parts is None:
+                if not self._router.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+                    return
+                parts = self._router.recv_multipart()
             reply = self.service.handle(parts[:-1], parts[-1])
             if reply is not None:
                 self._router.send_multipart(parts[:-1] + [P.pack(reply)])
-            self._publish_events()
+            if self.service.world.events:
+                self._publish_events()
+            parts = None
 
     # -- streams -----------------------------------------------------------------------------
     def _publish_events(self) -> list[dict]:
@@ -106,11 +111,12 @@ class TwinServer:
         """Lockstep: serve requests; whenever every participant has acknowledged, advance and send
         the grants; drop participants silent for longer than the configured wall time."""
         lockstep = self.service.lockstep
-        poller = zmq.Poller()
-        poller.register(self._router, zmq.POLLIN)
+        self._router.setsockopt(zmq.RCVTIMEO, LOCKSTEP_POLL_MS)  # a blocking receive is the wait
         while not self.service.shutdown_requested:
-            if poller.poll(LOCKSTEP_POLL_MS):
-                self._serve_pending()
+            try:
+                self._serve_pending(self._router.recv_multipart())
+            except zmq.Again:
+                pass
             for name in lockstep.silent(time.monotonic()):
                 lockstep.deregister(name)
                 print(f"twin: participant {name!r} silent for over {lockstep.silence_timeout}s: deregistered",
