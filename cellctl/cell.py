@@ -32,6 +32,8 @@ from skills.context import SkillContext
 from skills.events import EventSink, make_event
 from skills.sequence import SkillSequence
 
+WAIT_HORIZON = 1.0  # s of driver time a waiting cell sleeps at most (lockstep next-event advance)
+
 
 class Cell:
     def __init__(self, name: str, cfg: CellConfig, ctx: SkillContext, occupant: Callable[[str], str | None],
@@ -176,7 +178,16 @@ class Cell:
 
     # -- tick --------------------------------------------------------------------------------------
     def wake_hint(self) -> float | None:
-        return self.sequence.wake_hint() if self.sequence is not None else None
+        """When the next tick is needed at the latest, if nothing happens first. In Execute with no
+        skill running the cell waits for a part (an event at its take station) or a neighbour (a
+        message): both wake it, so it sleeps up to WAIT_HORIZON instead of acknowledging every period."""
+        if self.sequence is not None:
+            return self.sequence.wake_hint()
+        if self.state == "Execute" and self.phase is not None:
+            return self.driver.now() + WAIT_HORIZON
+        if self.state == "Suspended" and self._suspended_at is not None:
+            return self._suspended_at + self.cfg.hold_after
+        return None
 
     def tick(self) -> None:
         state = self.state

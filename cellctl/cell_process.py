@@ -113,7 +113,7 @@ def run_cell(config_path: str, name: str, twin: str, run_dir: Path, parts: int |
                                   locate=sensor.locate, events=events, robot=cfg.robot,
                                   sinks=frozenset(n for n, s in config.stations.items() if s.sink))
         if sensor.server_info["mode"] == "lockstep":
-            clock = LockstepClock(sensor, name, [cfg.robot], mailbox)
+            clock = LockstepClock(sensor, name, [cfg.robot], mailbox, stations=[cfg.take])
             sensor.use_clock(clock)
         else:
             clock = WallClock(driver, mailbox)

@@ -144,13 +144,13 @@ class LockstepClock:
     """One lockstep participant: registered on creation, deregistered by ``close()``."""
 
     def __init__(self, driver: TwinDriver, name: str, robots: list[str], mailbox: Mailbox | None = None,
-                 grant_timeout: float = 60.0, register_timeout: float = 30.0) -> None:
+                 grant_timeout: float = 60.0, register_timeout: float = 30.0, stations: list[str] = ()) -> None:
         self._driver, self.name, self.mailbox = driver, name, mailbox
         self.grant_timeout = grant_timeout
         deadline = time.monotonic() + register_timeout
         while True:  # a restarted controller waits until the twin has dropped its old registration
             try:
-                info = driver.request("register", name=name, robots=robots)
+                info = driver.request("register", name=name, robots=robots, stations=list(stations))
                 break
             except DriverError as exc:
                 if "registered already" not in str(exc) or time.monotonic() > deadline:

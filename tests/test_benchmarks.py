@@ -23,6 +23,6 @@ def test_quick_benchmarks_report_every_key():
     for key in KEYS:
         assert key in report, key
     assert [row["cells"] for row in report["scale"]] == [1, 2]
-    assert all(set(row) == {"cells", "rtf", "wall_ms_per_part", "peak_rss_mb"} for row in report["scale"])
+    assert all(set(row) == {"cells", "rtf", "wall_ms_per_part", "peak_rss_mb", "startup_s"} for row in report["scale"])
     assert all(row["rtf"] > 0 and row["peak_rss_mb"] > 0 for row in report["scale"])
     assert report["twin_overhead_ratio"] > 0 and report["rtt_ratio"] > 0

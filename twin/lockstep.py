@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 class Participant:
     name: str
     robots: frozenset[str] = frozenset()
+    stations: frozenset[str] = frozenset()
     pending: tuple | None = None  # (envelope, req_id, until_steps) while waiting for a grant
     waiting_since: float = field(default_factory=time.monotonic)  # wall time we started waiting for its ack
     owed: dict[str, int] = field(default_factory=lambda: defaultdict(int))  # sender -> messages to read
@@ -46,10 +47,10 @@ class Lockstep:
         self.periods = 0
 
     # -- membership (between periods) ---------------------------------------------------------
-    def register(self, name: str, robots: list[str]) -> None:
+    def register(self, name: str, robots: list[str], stations: list[str] = ()) -> None:
         if name in self.participants:
             raise LockstepError(f"a participant named {name!r} is registered already")
-        self.participants[name] = Participant(name, frozenset(robots))
+        self.participants[name] = Participant(name, frozenset(robots), frozenset(stations))
 
     def deregister(self, name: str) -> Participant:
         try:
@@ -110,7 +111,7 @@ class Lockstep:
             woke = False
             for ev in events:
                 for p in waiting:
-                    if ev.get("robot") in p.robots:
+                    if ev.get("robot") in p.robots or ev.get("station") in p.stations:
                         p.events.append(ev)
                         woke = True
             if woke:

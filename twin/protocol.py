@@ -161,6 +161,7 @@ class InjectFault(Args):
 class Register(Args):
     name: str = Field(min_length=1)
     robots: list[str] = Field(default_factory=list, description="wake this participant on these robots' events")
+    stations: list[str] = Field(default_factory=list, description="... and on part events at these stations")
 
 
 class Deregister(Args):

@@ -265,7 +265,10 @@ class TwinService:
         lockstep = self._coordinator()
         for robot in a.robots:
             self._robot(robot)
-        lockstep.register(a.name, a.robots)
+        for station in a.stations:
+            if station not in self.config.stations:
+                raise OpError(P.UNKNOWN_STATION, f"unknown station {station!r}; stations: {sorted(self.config.stations)}")
+        lockstep.register(a.name, a.robots, a.stations)
         self.world.events.append({"topic": "participants", "event": "registered", "name": a.name,
                                   "time": self.world.time})
         return {"time": self.world.time, "steps": self.world.steps, "period_steps": lockstep.period,
