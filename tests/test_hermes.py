@@ -91,3 +91,55 @@ def test_board_id_mismatch_is_a_protocol_error():
     s.receive("StartTransport", "p1")
     with pytest.raises(ProtocolError, match="StopTransport for board 'p2', but StartTransport was for 'p1'"):
         s.receive("StopTransport", "p2")
+
+
+def _pair():
+    """A sender and a receiver link wired back to back through lists (no sockets)."""
+    from cellctl.handoff import HandoffLink
+
+    wires = {"press": [], "pack": []}
+    emitted = []
+    sender = HandoffLink("sender", "press", "pack", lambda peer, m: wires[peer].append(m), 1,
+                         lambda kind, **f: emitted.append((kind, f)))
+    receiver = HandoffLink("receiver", "pack", "press", lambda peer, m: wires[peer].append(m), 1,
+                           lambda kind, **f: emitted.append((kind, f)))
+
+    def pump():
+        while wires["press"] or wires["pack"]:
+            for m in wires["press"][:]:
+                wires["press"].remove(m)
+                sender.handle(m)
+            for m in wires["pack"][:]:
+                wires["pack"].remove(m)
+                receiver.handle(m)
+
+    return sender, receiver, wires, pump
+
+
+def test_link_handshake_and_stale_session_messages_are_dropped():
+    sender, receiver, wires, pump = _pair()
+    pump()
+    assert sender.connected and receiver.connected and sender.session == receiver.session == "pack-1-1"
+    assert [e.kind for e in sender.take_events()] == ["connected"]
+    assert [e.kind for e in receiver.take_events()] == ["connected"]
+    # a message of an old session (ZeroMQ delivered it late) changes nothing on the sender...
+    sender.handle({"type": "MachineReady", "session": "pack-0-9"})
+    assert sender.fsm.state == "NotAvailableNotReady" and sender.take_events() == []
+    # ...which tells that session it is unknown; the current session is untouched
+    assert wires["pack"][-1]["type"] == "Notification" and wires["pack"][-1]["session"] == "pack-0-9"
+    wires["pack"].clear()
+    receiver.send("MachineReady")
+    pump()
+    assert sender.fsm.state == "MachineReady"
+
+
+def test_link_protocol_error_notifies_and_disconnects():
+    sender, receiver, wires, pump = _pair()
+    pump()
+    sender.take_events()
+    receiver.handle({"type": "TransportFinished", "session": receiver.session, "part": "p1"})  # no transfer running
+    assert receiver.fsm.state == "Disconnected"
+    note = wires["press"][-1]
+    assert note["type"] == "Notification" and note["code"] == "ProtocolError" and note["severity"] == "Fatal"
+    pump()
+    assert sender.fsm.state == "Disconnected"  # the peer's Fatal notification disconnects it too
