@@ -38,15 +38,20 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_twin_serve(args: argparse.Namespace) -> int:
+def _server_config(args: argparse.Namespace, command: str):
+    """The config of a server command, or None after saying why: loopback address, valid file."""
     from twin.endpoints import check_loopback
 
     try:
         check_loopback(args.host)
     except ValueError as exc:
-        print(f"cellctl twin serve: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    config = _load(args.config)
+        print(f"cellctl {command}: {exc}", file=sys.stderr)
+        return None
+    return _load(args.config)
+
+
+def cmd_twin_serve(args: argparse.Namespace) -> int:
+    config = _server_config(args, "twin serve")
     if config is None:
         return EXIT_USAGE
     from twin.server import TwinServer  # imports pybullet: only once the input is known good
@@ -78,14 +83,7 @@ def cmd_twin_serve(args: argparse.Namespace) -> int:
 def cmd_twin_rosbridge(args: argparse.Namespace) -> int:
     import asyncio
 
-    from twin.endpoints import check_loopback
-
-    try:
-        check_loopback(args.host)
-    except ValueError as exc:
-        print(f"cellctl twin rosbridge: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    config = _load(args.config)
+    config = _server_config(args, "twin rosbridge")
     if config is None:
         return EXIT_USAGE
     from twin.rosbridge import serve
