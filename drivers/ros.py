@@ -91,6 +91,7 @@ class RosMotion:
             if not self._status.done:
                 self._status, self._reason = status, reason
         self._driver._active.discard(self)
+        self._driver._ended_at = time.monotonic()
 
     def on_result(self, result) -> None:
         code = result["status"].value if hasattr(result["status"], "value") else result["status"]
@@ -141,6 +142,8 @@ class RosDriver(CommandingMixin):
         self._backoff, self._next_try = BACKOFF_START, 0.0
         self._feedback = None
         self._lost_in_flight = False
+        self._ended_at = 0.0  # wall time the last goal ended
+        self._part_at = 0.0
         self.clock = WallClock(self)  # ROS clients never take part in lockstep
 
     # -- connection ---------------------------------------------------------------------------
@@ -165,8 +168,7 @@ class RosDriver(CommandingMixin):
         if self.names.clock:
             roslibpy.Topic(ros, self.names.clock, N.CLOCK).subscribe(self._on_clock)
         if self.names.part_present:
-            roslibpy.Topic(ros, self.names.part_present, N.BOOL).subscribe(
-                lambda m: setattr(self, "_part_present", bool(m["data"])))
+            roslibpy.Topic(ros, self.names.part_present, N.BOOL).subscribe(self._on_part)
         for name, (state_topic, _) in self.names.io.items():
             roslibpy.Topic(ros, state_topic, N.BOOL).subscribe(lambda m, n=name: self._io.__setitem__(n, bool(m["data"])))
         deadline = time.monotonic() + self.timeout
@@ -195,6 +197,9 @@ class RosDriver(CommandingMixin):
 
     def _on_joints(self, msg: dict) -> None:
         self._joints, self._joints_at = msg, time.monotonic()
+
+    def _on_part(self, msg: dict) -> None:
+        self._part_present, self._part_at = bool(msg["data"]), time.monotonic()
 
     def _on_clock(self, msg: dict) -> None:
         self._clock_time = N.seconds(msg["clock"])
@@ -235,8 +240,16 @@ class RosDriver(CommandingMixin):
     def describe(self) -> RobotDescription:
         return self._desc
 
+    def _fresh(self, stamp_attr: str) -> None:
+        """Wait (at most ``stale_after``) for a message newer than the end of the last motion: a
+        state read from before it ended (a plan's start, a suction check) would be out of date."""
+        deadline = time.monotonic() + self.stale_after
+        while getattr(self, stamp_attr) < self._ended_at and time.monotonic() < deadline:
+            time.sleep(0.001)
+
     def joint_state(self) -> JointState:
         self.check_link()
+        self._fresh("_joints_at")
         msg = self._joints
         index = {n: i for i, n in enumerate(msg["name"])}
         pos = tuple(msg["position"][index[n]] for n in self._desc.joint_names)
@@ -283,6 +296,8 @@ class RosDriver(CommandingMixin):
 
     def gripper_state(self) -> GripperState:
         self.check_link()
+        if self.names.part_present:
+            self._fresh("_part_at")
         moving = any(m for m in self._active if m._client is self._actions.get(self.names.gripper_action))
         state = {"closed": "closing", "open": "opening"}[self._gripper_state] if moving else self._gripper_state
         return GripperState(state, self._part_present, None)
