@@ -201,6 +201,19 @@ def cmd_cmd(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from cellctl.report import write_report
+
+    if not (Path(args.run_dir) / "events.jsonl").exists():
+        print(f"cellctl report: {args.run_dir}: no events.jsonl here (expected a run directory of cellctl run)",
+              file=sys.stderr)
+        return EXIT_USAGE
+    print(write_report(args.run_dir))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cellctl", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -244,6 +257,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rosbridge", default=None, metavar="URL",
                    help="drive the robot through rosbridge at URL (ws://host:port) instead of the twin's API")
     p.set_defaults(func=cmd_cell_run)
+
+    p = sub.add_parser("report", help="KPIs and a timeline plot of a run directory (report.md, timeline.png)")
+    p.add_argument("run_dir")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("status", help="state of a cell (control endpoint) or of every cell of a run directory")
     p.add_argument("target")

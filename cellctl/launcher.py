@@ -30,6 +30,7 @@ from cellctl.control import request
 from cellctl.crash import ENV as CRASH_ENV
 from cellctl.line_config import LineConfig
 from cellctl.processes import RosbridgeProcess, TwinProcess
+from cellctl.report import write_report
 from drivers.twin import TwinDriver
 from skills.events import JsonlSink, make_event
 
@@ -121,6 +122,7 @@ class Line:
             summary = self._summary(probe, time.monotonic() - started)
         (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
         self.events.close()
+        write_report(self.run_dir)
         return summary
 
     def _supervise(self, probe: TwinDriver, started: float, timeout: float) -> None:

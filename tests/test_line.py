@@ -36,6 +36,10 @@ def test_demo_line_delivers_ten_parts(tmp_path):
     events = _events(tmp_path)
     handoff = [e["type"] for e in events if e["kind"] == "handoff" and e["cell"] == "press" and e["direction"] == "send"]
     assert handoff.count("TransportFinished") == 10 and handoff.count("BoardAvailable") == 10
+    report = (tmp_path / "run" / "report.md").read_text()  # every run writes its report
+    assert "- parts in / out: 10 / 10; lost 0, duplicated 0" in report
+    assert "| pack | 10 |" in report and "| press | 10 |" in report
+    assert (tmp_path / "run" / "timeline.png").read_bytes()[:4] == b"\x89PNG"
     custody = [(e["cell"], e["state"]) for e in events if e["kind"] == "custody" and e["part"] == "part-4"]
     assert custody == [("press", "OWNED"), ("press", "IN_TRANSIT"), ("pack", "OWNED"), ("press", "GIVEN"),
                        ("pack", "DELIVERED")] or custody == [("press", "OWNED"), ("press", "IN_TRANSIT"),
@@ -100,3 +104,8 @@ def test_cycle_is_refused(tmp_path):
     result = subprocess.run([*CLI, "check", str(path)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "cells.press.downstream: expected a line without cycles, found 'press -> pack -> press'" in result.stderr
+
+
+def test_report_cli(tmp_path):
+    missing = subprocess.run([*CLI, "report", str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 2 and "no events.jsonl here" in missing.stderr
