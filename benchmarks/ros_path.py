@@ -37,7 +37,7 @@ def main(quick: bool = False) -> dict:
                 goal = SWING[(k + 1) % 2]
                 t0 = time.perf_counter()
                 motion = direct.move_joints([goal])
-                motion.status  # the first status reply: the twin's equivalent of feedback
+                _ = motion.status  # the first status reply: the twin's equivalent of feedback
                 twin_ms.append((time.perf_counter() - t0) * 1e3)
                 wait(motion, 20)
     ros, tw = median(ros_ms), median(twin_ms)

@@ -24,7 +24,7 @@ def main(quick: bool = False) -> dict:
     n = 2000 if quick else 20000
     with config_variant("demo_cell.yaml", mode="lockstep") as path, TwinProcess(str(path)) as twin, \
             TwinDriver(twin.endpoint, "press") as robot:
-        robot.clock  # lockstep participant: time only moves when we advance it
+        _ = robot.clock  # a lockstep participant: time only moves when we advance it
         ctx = SkillContext.create(robot)
         idle = create("wait", ctx, {"seconds": 10.0})
         idle.tick()  # past setup: now only polling

@@ -178,7 +178,7 @@ class Line:
     def _stop_cells(self) -> None:
         for proc in self.procs.values():
             proc.send_signal(signal.SIGTERM)
-        for name, proc in self.procs.items():
+        for proc in self.procs.values():
             try:
                 proc.wait(15)
             except subprocess.TimeoutExpired:

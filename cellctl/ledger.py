@@ -134,7 +134,3 @@ class Ledger:
         rows = self._db.execute("SELECT part FROM custody WHERE source=? ORDER BY sim_time DESC LIMIT ?",
                                 (source, limit)).fetchall()
         return [r[0] for r in rows]
-
-    def all(self) -> list[Custody]:
-        rows = self._db.execute("SELECT part, part_type, state, source, peer FROM custody ORDER BY part").fetchall()
-        return [Custody(*r) for r in rows]

@@ -58,7 +58,7 @@ def _timeline(cells: dict[str, CellKpis], end: float, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(10, 1.4 + 0.6 * len(cells)))
-    for row, (name, kpis) in enumerate(sorted(cells.items())):
+    for row, (_, kpis) in enumerate(sorted(cells.items())):
         for (t, state), (t_next, _) in zip(kpis.states, [*kpis.states[1:], (end, "")]):
             ax.broken_barh([(t, max(t_next - t, 1e-6))], (row - 0.3, 0.6), color=STATE_COLORS.get(state, "tab:purple"))
         ax.plot(kpis.parts, [row] * len(kpis.parts), "k|", markersize=14)

@@ -25,7 +25,7 @@ from drivers.contract import Motion, RobotDriver
 from drivers.errors import DriverError
 from drivers.types import MotionStatus
 from skills.context import SkillContext
-from skills.events import EventSink, make_event
+from skills.events import make_event
 
 TERMINAL = ("succeeded", "failed", "cancelled")
 
