@@ -1,6 +1,6 @@
 # Two commands do all set-up: `make demo` and `make test`. Each creates .venv (Python 3.11+)
 # and installs the project there first if needed; `make test` also installs roslibjs (npm) for the
-# independent rosbridge-client test.
+# independent rosbridge-client test. `make test` checks the import contracts (pyproject.toml) first.
 PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
@@ -22,6 +22,7 @@ demo: $(STAMP)
 	$(VENV)/bin/cellctl demo
 
 test: $(STAMP) $(JS_STAMP)
+	$(VENV)/bin/lint-imports
 	$(VENV)/bin/python -m pytest
 
 clean:

@@ -19,43 +19,74 @@ returns. Unhold and restarts re-plan from the physical state and the ledger, nev
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
 
 from cellctl import ledger as L
 from cellctl.crash import crash_point
+from cellctl.custody import Custodian
 from cellctl.handoff import HandoffLink, LinkEvent
 from cellctl.line_config import CellConfig
 from cellctl.packml import PackML
+from cellctl.sensing import PartSensor
 from drivers.contract import Motion, RobotDriver
 from drivers.errors import DriverError
 from skills.context import SkillContext
-from skills.events import EventSink, make_event
+from skills.events import make_event
 from skills.sequence import SkillSequence
 
 WAIT_HORIZON = 1.0  # s of driver time a waiting cell sleeps at most (lockstep next-event advance)
 
 
+class Phase(StrEnum):
+    """Where the cell is with its current part in Execute (see the module docstring)."""
+
+    ACQUIRE = "acquire"
+    WORK = "work"
+    DELIVER = "deliver"
+    HANDOVER = "handover"
+
+
+@dataclass
+class CellSetup:
+    """What a cell is wired to, built by its process from config: its recipe, its robot (through
+    the skill context), its part sensor, its ledger and its neighbours."""
+
+    name: str
+    cfg: CellConfig
+    ctx: SkillContext
+    sensor: PartSensor
+    ledger: L.Ledger
+    feed_types: Mapping[str, str] = field(default_factory=dict)  # feed station -> the part type it produces
+    upstream: HandoffLink | None = None
+    downstream: HandoffLink | None = None
+    work_order: int | None = None  # parts to finish; None: the config's
+
+
 class Cell:
-    def __init__(self, name: str, cfg: CellConfig, ctx: SkillContext, occupant: Callable[[str], str | None],
-                 events: EventSink, ledger: L.Ledger, part_type_at: Callable[[str], str],
-                 upstream: HandoffLink | None = None, downstream: HandoffLink | None = None,
-                 parts: int | None = None) -> None:
-        self.name, self.cfg, self.ctx = name, cfg, ctx
-        self.driver: RobotDriver = ctx.driver
-        self.occupant = occupant  # station -> id of the part resting on it, or None
-        self.part_type_at = part_type_at  # station -> the part type a feed there produces
-        self.events, self.ledger = events, ledger
-        self.upstream, self.downstream = upstream, downstream
-        self.work_order = parts if parts is not None else cfg.parts
-        self.parts_done = len(ledger.with_state(L.GIVEN)) + len(ledger.with_state(L.DELIVERED))  # restart-safe
+    def __init__(self, setup: CellSetup) -> None:
+        self.name, self.cfg, self.ctx = setup.name, setup.cfg, setup.ctx
+        self.driver: RobotDriver = setup.ctx.driver
+        self.sensor = setup.sensor
+        self.feed_types = setup.feed_types
+        self.events, self.ledger = setup.ctx.events, setup.ledger
+        self.upstream, self.downstream = setup.upstream, setup.downstream
+        self.work_order = setup.work_order if setup.work_order is not None else self.cfg.parts
+        self.custody = Custodian(self.ledger, self.sensor, self.cfg, self.ctx, self.emit, self.driver.now)
+        self.parts_done = self.custody.finished()  # restart-safe
         self.part: str | None = None  # the part this cell is working on
-        self.phase: str | None = None
+        self.phase: Phase | None = None
         self.sequence: SkillSequence | None = None
         self.fault: str | None = None
         self.offered: tuple[str, str] | None = None  # (part, type) the upstream neighbour offers
         self._action: Motion | None = None
         self._suspended_at: float | None = None
         self._neighbour: HandoffLink | None = None  # the gone neighbour we are Suspended / Held for
+        self._phases: dict[Phase, Callable[[], None]] = {
+            Phase.ACQUIRE: self._phase_acquire, Phase.WORK: self._phase_work,
+            Phase.DELIVER: self._phase_deliver, Phase.HANDOVER: self._phase_handover,
+        }
         self.packml = PackML(self._on_change)
 
     # -- status and events -----------------------------------------------------------------------
@@ -74,10 +105,6 @@ class Cell:
 
     def _on_change(self, source: str, dest: str, event: str) -> None:
         self.emit("packml", source=source, dest=dest, event=event, state_number=self.packml.state_number)
-
-    def _custody(self, change: str, part: str, *args: object) -> None:
-        getattr(self.ledger, change)(part, *args, self.driver.now())
-        self.emit("custody", part=part, state=self.ledger.get(part).state)
 
     # -- commands ----------------------------------------------------------------------------------
     def command(self, command: str) -> None:
@@ -103,23 +130,7 @@ class Cell:
     # -- recovery ----------------------------------------------------------------------------------
     def reconcile(self) -> None:
         """Bring the ledger in line with the gripper and stations (after a restart, before Reset)."""
-        held = self.driver.gripper_state()
-        on_take, on_give = self.occupant(self.cfg.take), self.occupant(self.cfg.give)
-        in_hand = (held.part_id or self._part_in_hand()) if held.part_present else None
-        for c in self.ledger.with_state(L.OWNED):
-            if c.part in (in_hand, on_take):
-                continue
-            if c.part == on_give and self.downstream is not None:
-                self._custody("in_transit", c.part, self.downstream.peer)  # placed, not committed: now it is
-            elif self.ctx.locate is not None and self.ctx.locate(c.part) is None and self.cfg.give in self.ctx.sinks:
-                self._custody("delivered", c.part)  # consumed by the sink before the commit
-            else:
-                self._custody("missing", c.part)
-                self.emit("fault", reason=f"part {c.part} is in the ledger but nowhere to be found")
-        if held.part_present and held.part_id and self.ledger.get(held.part_id) is None:
-            self._custody("own", held.part_id, "?", "unknown")
-        self.emit("reconciled", owned=[c.part for c in self.ledger.with_state(L.OWNED)],
-                  in_transit=[c.part for c in self.ledger.with_state(L.IN_TRANSIT)])
+        self.custody.reconcile(self.downstream)
 
     # -- links -------------------------------------------------------------------------------------
     def _service_links(self) -> None:
@@ -140,39 +151,27 @@ class Cell:
             self.offered = None
         elif ev.kind == "TransportFinished":
             crash_point("receiver_after_transport_finished_before_commit")
-            self._custody("own", msg["part"], msg.get("part_type", "?"), link.peer)
+            self.custody.change("own", msg["part"], msg.get("part_type", "?"), link.peer)
             link.send("StopTransport", part=msg["part"], transfer_state="Complete")
             self.offered = None
         elif ev.kind == "ResyncTransfer":
-            found = self.occupant(self.cfg.take) == msg["part"]
-            if found:
-                self._custody("own", msg["part"], msg.get("part_type", "?"), link.peer)
-            link.send_extra("ResyncAck", part=msg["part"], found=found)
+            self.custody.resync_transfer(link, msg)
 
     def _downstream_event(self, link: HandoffLink, ev: LinkEvent) -> None:
         msg = ev.msg
         if ev.kind == "Resync":
-            for c in self.ledger.with_state(L.IN_TRANSIT):
-                if c.peer != link.peer:
-                    continue
-                if c.part in msg["received"]:
-                    self._custody("given", c.part)
-                else:
-                    link.send_extra("ResyncTransfer", part=c.part, part_type=c.part_type)
+            self.custody.resync(link, msg["received"])
         elif ev.kind == "ResyncAck":
-            if msg["found"]:
-                self._custody("given", msg["part"])
-            else:
-                self.emit("fault", reason=f"{link.peer} did not find part {msg['part']} on {self.cfg.give}")
+            self.custody.resync_ack(link, msg)
         elif ev.kind == "StopTransport":
             crash_point("sender_after_stop_transport_before_commit")
-            self._custody("given", msg["part"])
+            self.custody.change("given", msg["part"])
 
     def _waiting_on(self) -> HandoffLink | None:
         """The neighbour link the current phase cannot proceed without."""
-        if self.phase in (None, "acquire") and self.upstream is not None and self.part is None:
+        if self.phase in (None, Phase.ACQUIRE) and self.upstream is not None and self.part is None:
             return self.upstream
-        if self.phase in ("deliver", "handover") and self.downstream is not None:
+        if self.phase in (Phase.DELIVER, Phase.HANDOVER) and self.downstream is not None:
             return self.downstream
         return None
 
@@ -250,25 +249,19 @@ class Cell:
             return
         if self.phase is None:
             self._plan()
-        getattr(self, f"_phase_{self.phase}", lambda: None)()
+        self._phases[self.phase]()
 
     def _plan(self) -> None:
         """Choose the phase from the ledger and the physical state, never from memory."""
         in_transit = self.ledger.with_state(L.IN_TRANSIT)
         held = self.driver.gripper_state()
         if in_transit:
-            self.part, self.phase = in_transit[0].part, "handover"
+            self.part, self.phase = in_transit[0].part, Phase.HANDOVER
         elif held.part_present:
-            self.part, self.phase = held.part_id or self._part_in_hand(), "work"
+            self.part, self.phase = held.part_id or self.custody.part_in_hand(), Phase.WORK
             self._start(list(self.cfg.recipe))  # resume: already picked
         else:
-            self.part, self.phase = None, "acquire"
-
-    def _part_in_hand(self) -> str | None:
-        """The part in the gripper, for backends that sense presence only (a vacuum switch): the
-        one this cell owns that is not resting on its take station."""
-        on_take = self.occupant(self.cfg.take)
-        return next((c.part for c in self.ledger.with_state(L.OWNED) if c.part != on_take), None)
+            self.part, self.phase = None, Phase.ACQUIRE
 
     def _start(self, steps: list[dict]) -> None:
         self.sequence = SkillSequence(self.ctx, steps)
@@ -288,11 +281,14 @@ class Cell:
         if self.work_order is not None and self.parts_done >= self.work_order:
             self.packml.complete()
             return
-        on_take = self.occupant(self.cfg.take)
+        on_take = self.sensor.occupant(self.cfg.take)
         if self.upstream is None and on_take is not None:
-            self._custody("own", on_take, self.part_type_at(self.cfg.take), self.cfg.take)
+            part_type = self.feed_types.get(self.cfg.take, "?")
+            if not self._accepts(on_take, part_type):
+                return
+            self.custody.change("own", on_take, part_type, self.cfg.take)
         if on_take is not None and (c := self.ledger.get(on_take)) is not None and c.state == L.OWNED:
-            self.part, self.phase = on_take, "work"
+            self.part, self.phase = on_take, Phase.WORK
             self.emit("part_start", part=on_take)
             self._start([{"skill": "pick", "params": {"station": self.cfg.take}}, *self.cfg.recipe])
             return
@@ -301,12 +297,19 @@ class Cell:
             return  # starved, or the offered part is being placed on the station
         if link.fsm.state in ("NotAvailableNotReady", "BoardAvailable"):
             link.send("MachineReady")
-        elif link.fsm.state == "AvailableAndReady" and self.offered is not None:
+        elif link.fsm.state == "AvailableAndReady" and self.offered is not None and self._accepts(*self.offered):
             link.send("StartTransport", part=self.offered[0])
+
+    def _accepts(self, part: str, part_type: str) -> bool:
+        """A part of a type outside the cell's ``part_types`` is never taken: Held, for an operator."""
+        if not self.cfg.part_types or part_type in self.cfg.part_types:
+            return True
+        self._fail(f"part {part} is of type {part_type!r}; this cell works on {self.cfg.part_types}")
+        return False
 
     def _phase_work(self) -> None:
         if self._run_sequence():
-            self.phase = "deliver"
+            self.phase = Phase.DELIVER
 
     def _phase_deliver(self) -> None:
         link = self.downstream
@@ -314,7 +317,7 @@ class Cell:
             if self.sequence is None:
                 self._start([{"skill": "place", "params": {"station": self.cfg.give}}])
             if self._run_sequence():
-                self._custody("delivered", self.part)
+                self.custody.change("delivered", self.part)
                 self._part_done()
             return
         if self.sequence is None:
@@ -328,11 +331,11 @@ class Cell:
             return
         if self._run_sequence():
             crash_point("sender_after_place_before_commit")
-            self._custody("in_transit", self.part, link.peer)
+            self.custody.change("in_transit", self.part, link.peer)
             crash_point("sender_after_in_transit_commit")
             if link.fsm.state == "Transporting":
                 link.send("TransportFinished", part=self.part, transfer_state="Complete")
-            self.phase = "handover"
+            self.phase = Phase.HANDOVER
 
     def _phase_handover(self) -> None:
         """The part rests on the handoff station, IN_TRANSIT: done once the neighbour took custody

@@ -13,79 +13,31 @@ import signal
 import time
 from pathlib import Path
 
+import zmq
 from rich.console import Console
 
-from cellctl.cell import Cell
+from cellctl import rendezvous
+from cellctl.cell import Cell, CellSetup
 from cellctl.config import load_config
+from cellctl.console import Tee
 from cellctl.control import ControlServer
 from cellctl.handoff import HandoffLink
 from cellctl.ledger import Ledger
-from drivers.cosim import LockstepClock, Mailbox, WallClock
-from drivers.description import describe_from_config
-from drivers.errors import ConnectionLost
-from drivers.ros import RosDriver, RosNames
+from cellctl.line_config import LineConfig
+from cellctl.mailbox import Mailbox
+from cellctl.robot_backend import connect_ros
+from cellctl.sensing import TwinPartSensor
+from drivers.clock import WallClock
 from drivers.twin import TwinDriver
+from drivers.twin_lockstep import LockstepClock
 from skills.context import SkillContext
 from skills.events import JsonlSink, make_event
-from twin.config import StationConfig
 
 STOP_TIMEOUT = 10.0  # wall s to reach Stopped after Ctrl-C
 
 
-class Tee:
-    """Events to events.jsonl, and the ones a person watches to the console."""
-
-    def __init__(self, sink: JsonlSink, console: Console) -> None:
-        self.sink, self.console = sink, console
-
-    def emit(self, event: dict) -> None:
-        self.sink.emit(event)
-        kind, t = event["kind"], event["sim_time"]
-        if kind == "packml":
-            self.console.print(f"t={t:7.2f}s  {event['cell']}: {event['source']} -> {event['dest']}")
-        elif kind in ("part_start", "part_done", "fault"):
-            detail = event.get("part") or event.get("reason")
-            self.console.print(f"t={t:7.2f}s  {event.get('cell', '')}: {kind.replace('_', ' ')} {detail}")
-
-
-def station_occupant(driver: TwinDriver, stations: dict[str, StationConfig]):
-    """The twin as the cell's part sensor: which part rests on a station (a light barrier or a
-    vision system on a real line)."""
-
-    def occupant(name: str) -> str | None:
-        s = stations[name]
-        x, y, z = s.position
-        for part in driver.request("list_parts"):
-            bx, by, bz = part["bottom"]
-            if part["held_by"] is None and abs(bx - x) <= s.size[0] / 2 and abs(by - y) <= s.size[1] / 2 \
-                    and z - 0.01 <= bz <= z + 0.05:
-                return part["id"]
-        return None
-
-    return occupant
-
-
 def _raise_interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
-
-
-def _ros_driver(url: str, robot: str, config) -> RosDriver:
-    """The robot through rosbridge (the twin's endpoint or a real robot's), retrying while the
-    bridge comes up."""
-    from urllib.parse import urlparse
-
-    desc = describe_from_config(robot, config.robots[robot])
-    where = urlparse(url)
-    driver = RosDriver(where.hostname, where.port, desc, RosNames.for_twin(robot, desc.io_names))
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            driver.connect()
-            return driver
-        except ConnectionLost:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
 
 
 def run_cell(config_path: str, name: str, twin: str, run_dir: Path, parts: int | None = None,
@@ -101,12 +53,9 @@ def run_cell(config_path: str, name: str, twin: str, run_dir: Path, parts: int |
     ledger = Ledger(run_dir / f"ledger-{name}.sqlite")
     boot = ledger.next_boot()
     signal.signal(signal.SIGTERM, _raise_interrupt)
-    mailbox = Mailbox(name, f"tcp://127.0.0.1:{cfg.handoff_port or '*'}")
-    for peer in (cfg.upstream, cfg.downstream):
-        if peer is not None:
-            mailbox.connect(peer, f"tcp://127.0.0.1:{config.cells[peer].handoff_port}")
+    mailbox = _open_mailbox(name, config, run_dir)
     with TwinDriver(twin, cfg.robot, client=name, timeout=10.0) as sensor:
-        driver = _ros_driver(rosbridge, cfg.robot, config) if rosbridge else sensor
+        driver = connect_ros(rosbridge, cfg.robot, config) if rosbridge else sensor
         events = Tee(sink, console)
         ctx = SkillContext.create(driver, stations={n: s.position for n, s in config.stations.items()},
                                   part_height=max(t.size[2] for t in config.part_types.values()),
@@ -116,7 +65,7 @@ def run_cell(config_path: str, name: str, twin: str, run_dir: Path, parts: int |
             clock = LockstepClock(sensor, name, [cfg.robot], mailbox, stations=[cfg.take])
             sensor.use_clock(clock)
         else:
-            clock = WallClock(driver, mailbox)
+            clock = WallClock(driver.now, mailbox)
 
         def emit(kind: str, **fields: object) -> None:
             events.emit(make_event(kind, driver.now(), cell=name, **fields))
@@ -124,10 +73,9 @@ def run_cell(config_path: str, name: str, twin: str, run_dir: Path, parts: int |
         links = {role: HandoffLink(role, name, peer, mailbox.send, boot, emit, cfg.handoff_timeout)
                  for role, peer in (("receiver", cfg.upstream), ("sender", cfg.downstream)) if peer is not None}
         by_peer = {link.peer: link for link in links.values()}
-        cell = Cell(name, cfg, ctx, station_occupant(sensor, config.stations), events, ledger,
-                    lambda station: (config.stations[station].feed.part_type if config.stations[station].feed
-                                     else "?"),
-                    links.get("receiver"), links.get("sender"), parts)
+        feed_types = {n: s.feed.part_type for n, s in config.stations.items() if s.feed}
+        cell = Cell(CellSetup(name, cfg, ctx, TwinPartSensor(sensor, config.stations), ledger, feed_types,
+                              links.get("receiver"), links.get("sender"), parts))
         if not ledger.was_clean():
             cell.reconcile()
         ledger.clean_shutdown(False)
@@ -163,6 +111,23 @@ def run_cell(config_path: str, name: str, twin: str, run_dir: Path, parts: int |
             if driver is not sensor:
                 driver.close()
     return 0 if cell.state in ("Complete", "Stopped") else 1
+
+
+def _open_mailbox(name: str, config: LineConfig, run_dir: Path) -> Mailbox:
+    """The cell's handoff inbox, connected to its neighbours' inboxes: at their configured ports, or
+    (``handoff_port: 0``) where they announced them in the run directory."""
+    cfg = config.cells[name]
+    own = rendezvous.announced(run_dir, name) if not cfg.handoff_port else None
+    try:
+        mailbox = Mailbox(name, own or f"tcp://127.0.0.1:{cfg.handoff_port or '*'}")
+    except zmq.ZMQError:  # the port announced last time is taken now: take another
+        mailbox = Mailbox(name, "tcp://127.0.0.1:*")
+    rendezvous.announce(run_dir, name, mailbox.endpoint)
+    for peer in (cfg.upstream, cfg.downstream):
+        if peer is not None:
+            port = config.cells[peer].handoff_port
+            mailbox.connect(peer, f"tcp://127.0.0.1:{port}" if port else rendezvous.wait_for(run_dir, peer))
+    return mailbox
 
 
 def _settled(cell: Cell) -> bool:

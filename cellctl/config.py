@@ -9,7 +9,8 @@ import yaml
 from pydantic import ValidationError
 
 from cellctl.line_config import LineConfig
-from twin.config import Problem, SceneConfig
+from drivers.robot_config import Problem
+from twin.config import SceneConfig
 
 _MAX_FOUND = 60
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import zmq
 
 from cellctl.packml import CommandRefused
-from twin import protocol as P
+from drivers import twin_wire as P
 from twin.endpoints import check_loopback
 
 REFUSED = "refused"

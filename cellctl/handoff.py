@@ -1,6 +1,6 @@
 """One side of a handoff link between neighbouring cells: the Hermes state machine
 (``cellctl.hermes``) plus sessions, liveness and resynchronisation, over the controllers' mailbox
-(``drivers.cosim.Mailbox``: counted, causal delivery in lockstep).
+(``cellctl.mailbox.Mailbox``: counted, causal delivery in lockstep).
 
 Messages are maps ``{"type", "session", ...}``. The receiving side opens a session with
 ServiceDescription (its session id: ``CELL-BOOT-ATTEMPT``, unique across restarts and reproducible);

@@ -31,20 +31,12 @@ from cellctl.crash import ENV as CRASH_ENV
 from cellctl.line_config import LineConfig
 from cellctl.processes import RosbridgeProcess, TwinProcess
 from cellctl.report import write_report
-from drivers.twin import TwinDriver
+from drivers.twin_client import TwinClient
 from skills.events import JsonlSink, make_event
 
 MAX_RESTARTS = 3
 POLL_S = 0.2
 STUCK_S = 15.0  # wall s a cell may stay Held or Aborted (waiting for an operator) before the run gives up
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def prepare(config: LineConfig, parts: int | None, driver: str = "twin", rate: float = 4.0) -> dict:
@@ -54,8 +46,6 @@ def prepare(config: LineConfig, parts: int | None, driver: str = "twin", rate: f
     for cell in data["cells"].values():
         if parts is not None:
             cell["parts"] = parts
-        if cell["handoff_port"] == 0:
-            cell["handoff_port"] = _free_port()
     for station in data["stations"].values():
         if station["feed"] is not None and parts is not None:
             station["feed"]["count"] = parts
@@ -102,8 +92,8 @@ class Line:
 
     def run(self, timeout: float) -> dict:
         started = time.monotonic()
-        with TwinProcess(str(self.effective)) as twin, TwinDriver(twin.endpoint, next(iter(self.config.robots)),
-                                                                  timeout=10) as probe:
+        with TwinProcess(str(self.effective)) as twin, TwinClient(twin.endpoint, timeout=10,
+                                                                  client="launcher") as probe:
             self.twin = twin
             if self.driver == "ros":
                 self.bridge = RosbridgeProcess(str(self.effective), twin.endpoint)
@@ -125,7 +115,7 @@ class Line:
         write_report(self.run_dir)
         return summary
 
-    def _supervise(self, probe: TwinDriver, started: float, timeout: float) -> None:
+    def _supervise(self, probe: TwinClient, started: float, timeout: float) -> None:
         total = self.parts or min((c.parts or 0) for c in self.config.cells.values()) or None
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=self.console, transient=True) as progress:
@@ -185,7 +175,7 @@ class Line:
                 proc.kill()
                 proc.wait()
 
-    def _summary(self, probe: TwinDriver, wall_s: float) -> dict:
+    def _summary(self, probe: TwinClient, wall_s: float) -> dict:
         log = probe.request("part_log")
         spawned = [e["part"] for e in log if e["event"] == "spawned"]
         consumed = Counter(e["part"] for e in log if e["event"] == "consumed")

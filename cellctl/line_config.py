@@ -5,7 +5,8 @@ from __future__ import annotations
 from pydantic import Field
 
 from skills.sequence import step_problems
-from twin.config import Problem, SceneConfig, Strict
+from drivers.robot_config import Problem, Strict
+from twin.config import SceneConfig
 
 
 class CellConfig(Strict):

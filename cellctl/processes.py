@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 
-from twin.protocol import ROSBRIDGE_READY, TWIN_READY
+from drivers.twin_wire import ROSBRIDGE_READY, TWIN_READY
 
 
 class ProcessFailed(RuntimeError):

@@ -9,7 +9,7 @@ from drivers.geometry import facing
 from drivers.description import describe_from_config
 from drivers.planning import kinematics_for
 from drivers.types import Pose
-from twin.config import Problem
+from drivers.robot_config import Problem
 
 GRIP_GAP, HOVER = 0.005, 0.10  # the pick / place skills' defaults
 

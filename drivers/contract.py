@@ -28,6 +28,16 @@ class Motion(Protocol):
     def cancel(self) -> None: ...
 
 
+class RobotKinematics(Protocol):
+    """The robot's kinematics from its URDF and configured TCP (``drivers/kinematics.py``)."""
+
+    def fk(self, positions: Sequence[float]) -> Pose:
+        """World pose of the TCP at these joint positions."""
+
+    def ik(self, pose: Pose, seed: Sequence[float]) -> Sequence[float]:
+        """Joint positions putting the TCP at ``pose`` (``Unreachable`` when none is found)."""
+
+
 @runtime_checkable
 class RobotDriver(Protocol):
     def connect(self) -> None: ...
@@ -35,6 +45,10 @@ class RobotDriver(Protocol):
     def close(self) -> None: ...
 
     def describe(self) -> RobotDescription: ...
+
+    @property
+    def kinematics(self) -> RobotKinematics:
+        """FK/IK for this robot: skills turn poses into approach poses with it."""
 
     def joint_state(self) -> JointState: ...
 

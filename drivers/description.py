@@ -1,32 +1,20 @@
-"""A robot's description from its config and URDF, for drivers that have no twin to ask
-(``RosDriver``) and for ``cellctl check``. The twin builds the same from its loaded body."""
+"""The one place a :class:`RobotDescription` is built from a robot's config and its URDF: for the
+drivers (``RosDriver`` has no twin to ask), for ``cellctl check`` and for the twin's simulated
+robot, so every side plans against the same limits."""
 
 from __future__ import annotations
 
-import pybullet as pb
-import pybullet_data
-
+from drivers.robot_config import RobotConfig
 from drivers.types import Pose, RobotDescription
-from twin.config import RobotConfig
-
-
-def urdf_limits(urdf: str, joints: tuple[str, ...]) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    client = pb.connect(pb.DIRECT)
-    try:
-        pb.setAdditionalSearchPath(pybullet_data.getDataPath(), physicsClientId=client)
-        body = pb.loadURDF(urdf, useFixedBase=True, physicsClientId=client)
-        info = [pb.getJointInfo(body, j, physicsClientId=client) for j in range(pb.getNumJoints(body, physicsClientId=client))]
-        by_name = {i[1].decode(): i for i in info}
-        return tuple(by_name[n][8] for n in joints), tuple(by_name[n][9] for n in joints)
-    finally:
-        pb.disconnect(client)
+from drivers.urdf import by_name, load_joints
 
 
 def describe_from_config(name: str, cfg: RobotConfig) -> RobotDescription:
-    lower, upper = urdf_limits(cfg.spec.urdf, cfg.spec.joints)
+    joints = by_name(load_joints(cfg.spec.urdf))
     box = cfg.workspace_box
     return RobotDescription(
-        name=name, model=cfg.model, urdf=cfg.spec.urdf, joint_names=cfg.spec.joints, lower=lower, upper=upper,
+        name=name, model=cfg.model, urdf=cfg.spec.urdf, joint_names=cfg.spec.joints,
+        lower=tuple(joints[n].lower for n in cfg.spec.joints), upper=tuple(joints[n].upper for n in cfg.spec.joints),
         max_velocity=cfg.velocity_limits, max_acceleration=cfg.acceleration_limits,
         base=Pose(cfg.base.position, cfg.base.orientation), tcp_link=cfg.tcp_link, tcp_offset=cfg.tcp_offset,
         workspace_min=box.min, workspace_max=box.max, home=tuple(float(v) for v in cfg.home_position),

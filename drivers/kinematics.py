@@ -12,10 +12,10 @@ from collections.abc import Sequence
 
 import numpy as np
 import pybullet as pb
-import pybullet_data
 
 from drivers.errors import Unreachable
 from drivers.types import Pose
+from drivers.urdf import by_name, link_indices, open_client, read_joints
 
 POSITION_TOLERANCE = 1e-3  # m
 ORIENTATION_TOLERANCE = 1e-2  # rad
@@ -39,24 +39,22 @@ class Kinematics:
         lower: Sequence[float],
         upper: Sequence[float],
     ) -> None:
-        self._client = pb.connect(pb.DIRECT)
-        pb.setAdditionalSearchPath(pybullet_data.getDataPath(), physicsClientId=self._client)
+        self._client = open_client()
         self.base = base
         self._body = pb.loadURDF(
             urdf, base.position, base.orientation, useFixedBase=True, physicsClientId=self._client
         )
-        info = [pb.getJointInfo(self._body, j, physicsClientId=self._client) for j in range(
-            pb.getNumJoints(self._body, physicsClientId=self._client))]
-        by_name = {i[1].decode(): i[0] for i in info}
-        links = {i[12].decode(): i[0] for i in info}
-        self._joints = [by_name[n] for n in joint_names]
-        self._tcp = links[tcp_link]
+        info = read_joints(self._client, self._body)
+        named = by_name(info)
+        self._joints = [named[n].index for n in joint_names]
+        self._tcp = link_indices(info)[tcp_link]
         self._offset = np.asarray(tcp_offset, dtype=float)
-        movable = [i[0] for i in info if i[2] != pb.JOINT_FIXED]
-        self._ik_slots = [movable.index(j) for j in self._joints]
+        movable = [j for j in info if j.movable]
+        slots = {j.index: slot for slot, j in enumerate(movable)}
+        self._ik_slots = [slots[j] for j in self._joints]
         # IK wants limits for every movable joint; unconfigured ones (fingers) keep the URDF's.
-        lo = [i[8] for i in info if i[2] != pb.JOINT_FIXED]
-        hi = [i[9] for i in info if i[2] != pb.JOINT_FIXED]
+        lo = [j.lower for j in movable]
+        hi = [j.upper for j in movable]
         for slot, l, h in zip(self._ik_slots, lower, upper):
             lo[slot], hi[slot] = l, h
         self._lo, self._hi = lo, hi

@@ -28,10 +28,10 @@ from dataclasses import dataclass, field
 import roslibpy
 
 from drivers.commanding import CommandingMixin
-from drivers.cosim import WallClock
+from drivers.clock import WallClock
 from drivers.errors import ConnectionLost, Unsupported
 from drivers.types import GripperCommand, GripperState, JointState, MotionStatus, RobotDescription, Trajectory
-from twin import ros_names as N
+from drivers import ros_names as N
 
 BACKOFF_START, BACKOFF_MAX = 0.2, 5.0  # s
 
@@ -60,7 +60,7 @@ class RosNames:
 
     @classmethod
     def for_twin(cls, robot: str, io_names: Sequence[str] = ()) -> RosNames:
-        """The names the twin's rosbridge endpoint serves (``twin/ros_names.py``)."""
+        """The names the twin's rosbridge endpoint serves (``drivers/ros_names.py``)."""
         return cls(N.joint_states(robot), N.trajectory_action(robot), N.gripper_action(robot), N.part_present(robot),
                    {io: (N.io_state(robot, io), N.io_set(robot, io)) for io in io_names}, "/clock",
                    N.stop_service(robot))
@@ -144,7 +144,7 @@ class RosDriver(CommandingMixin):
         self._lost_in_flight = False
         self._ended_at = 0.0  # wall time the last goal ended
         self._part_at = 0.0
-        self.clock = WallClock(self)  # ROS clients never take part in lockstep
+        self.clock = WallClock(self.now)  # ROS clients never take part in lockstep
 
     # -- connection ---------------------------------------------------------------------------
     def __enter__(self) -> RosDriver:

@@ -1,9 +1,8 @@
 """The driver contract over ZeroMQ to a twin server (``twin/server.py``).
 
-It never hangs: every request has a timeout; a server that does not answer surfaces as
-``ConnectionLost`` within that bound, the socket is thrown away (so a late reply to an old request
-can never be taken for a new one) and the next call reconnects, which is how the driver recovers
-when the server comes back.
+Requests go through :class:`~drivers.twin_client.TwinClient`, so the driver never hangs: a server
+that does not answer surfaces as ``ConnectionLost`` within the request's timeout, and the next call
+reconnects, which is how the driver recovers when the server comes back.
 
     with TwinDriver("tcp://127.0.0.1:5555", "press") as robot:
         motion = robot.move_joints([[0, 0.5, 0, -1.2, 0, 1.4, 0]])
@@ -11,17 +10,14 @@ when the server comes back.
 
 from __future__ import annotations
 
-import itertools
 import os
-import time
 
-import zmq
-
+from drivers.clock import Clock, WallClock
 from drivers.commanding import CommandingMixin
-from drivers.cosim import Clock, LockstepClock, WallClock
-from drivers.errors import ConnectionLost, DriverError, from_code
+from drivers.errors import DriverError
+from drivers.twin_client import TwinClient
+from drivers.twin_lockstep import LockstepClock
 from drivers.types import GripperCommand, GripperState, JointState, MotionStatus, RobotDescription, Trajectory
-from twin import protocol as P
 
 
 class TwinMotion:
@@ -49,40 +45,21 @@ class TwinMotion:
         self._refresh(self._driver.request("cancel", motion=self.id))
 
 
-class TwinDriver(CommandingMixin):
+class TwinDriver(TwinClient, CommandingMixin):
     def __init__(self, endpoint: str, robot: str, timeout: float = 2.0, client: str = "") -> None:
-        self.endpoint, self.robot, self.timeout = endpoint, robot, timeout
-        self.client = client or f"twin-driver-{os.getpid()}"
-        self._ctx = zmq.Context.instance()
-        self._sock: zmq.Socket | None = None
-        self._ids = itertools.count(1)
+        super().__init__(endpoint, timeout, client or f"twin-driver-{os.getpid()}")
+        self.robot = robot
         self._desc: RobotDescription | None = None
         self._clock: Clock | None = None
-        self.server_info: dict = {}
 
     # -- connection --------------------------------------------------------------------------
     def __enter__(self) -> TwinDriver:
         self.connect()
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     def connect(self) -> None:
         self._open()
         self._desc = RobotDescription.from_wire(self.request("describe", robot=self.robot))
-
-    def _open(self) -> None:
-        self._drop()
-        self._sock = self._ctx.socket(zmq.DEALER)
-        self._sock.setsockopt(zmq.LINGER, 0)
-        self._sock.connect(self.endpoint)
-        self.server_info = self._call("hello", {"version": P.VERSION, "client": self.client})
-
-    def _drop(self) -> None:
-        if self._sock is not None:
-            self._sock.close(0)
-            self._sock = None
 
     @property
     def clock(self) -> Clock:
@@ -92,7 +69,7 @@ class TwinDriver(CommandingMixin):
             if self.server_info.get("mode") == "lockstep":
                 self._clock = LockstepClock(self, self.client, [self.robot])
             else:
-                self._clock = WallClock(self)
+                self._clock = WallClock(self.now)
         return self._clock
 
     def use_clock(self, clock: Clock) -> None:
@@ -100,43 +77,11 @@ class TwinDriver(CommandingMixin):
         self._clock = clock
 
     def close(self) -> None:
-        if self._clock is not None and self._sock is not None:
+        if self._clock is not None and self.connected:
             self._clock.close()
         self._clock = None
         self._drop()
         self.close_kinematics()
-
-    def request(self, op: str, _timeout: float | None = None, **args: object) -> object:
-        """One request/reply; reconnects first if the previous request lost the link."""
-        if self._sock is None:
-            self._open()
-        return self._call(op, args, _timeout or self.timeout)
-
-    def _call(self, op: str, args: dict, timeout: float | None = None) -> object:
-        timeout = timeout or self.timeout
-        req_id = next(self._ids)
-        sock = self._sock
-        sock.send(P.pack({"id": req_id, "op": op, "args": args}))
-        # A receive timeout on the socket, not a poll per call: a Poller per request costs more
-        # than the rest of the round trip.
-        sock.setsockopt(zmq.RCVTIMEO, int(timeout * 1000))
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                reply = P.unpack(sock.recv())
-            except zmq.Again:
-                break
-            if reply.get("id") == req_id:
-                if reply["ok"]:
-                    return reply["result"]
-                err = reply["error"]
-                raise from_code(err["code"], err["message"])
-            remaining = deadline - time.monotonic()  # a stale reply to a request that timed out earlier
-            if remaining <= 0:
-                break
-            sock.setsockopt(zmq.RCVTIMEO, int(remaining * 1000) + 1)
-        self._drop()
-        raise ConnectionLost(f"twin at {self.endpoint} did not answer {op!r} within {timeout}s")
 
     # -- contract ----------------------------------------------------------------------------
     def describe(self) -> RobotDescription:

@@ -1,5 +1,5 @@
 """Blocking waits for scripts, tests and examples. Skills never call these: they poll a Motion's
-status from their tick. Time passes through the driver's clock (``drivers.cosim``): wall-clock
+status from their tick. Time passes through the driver's clock (``drivers/clock.py``): wall-clock
 sleeps on a realtime twin or a robot, next-event grants on a lockstep twin, so the same script runs
 in both. The bound is wall time (a liveness limit, DESIGN §3): a stalled backend raises."""
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 
 from drivers.contract import Motion
-from drivers.cosim import Clock, WallClock
+from drivers.clock import Clock, WallClock
 from drivers.errors import Timeout
 from drivers.types import MotionStatus
 

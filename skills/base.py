@@ -3,10 +3,12 @@ owned by the framework (py_trees' habit): ``setup`` → preconditions → ``init
 per tick → ``terminate``.
 
 A skill declares ``steps`` (its working states, in order) and optionally extra ``transitions``
-rows. For each step the framework calls ``act_<step>()`` on entry, which may return a Motion; each
-tick it polls that motion (or calls ``poll_<step>()`` if the step has no motion) and, when the step
-is done, runs ``check_<step>()`` (a failure reason or None) and fires ``done``. Nothing blocks:
-``tick()`` returns at once. Time is ``driver.now()``: deadlines are in driver time, never wall time.
+rows. On entering a step, ``transitions`` itself calls the skill's ``on_enter_<step>()``, which may
+start a motion and keep its handle in ``self.motion``; each tick the framework polls that motion (or
+calls ``poll_<step>()`` if the step has no motion) and, when the step is done, runs
+``check_<step>()`` (a failure reason or None) and fires ``done``. Nothing blocks: ``tick()``
+returns at once. Time is ``driver.now()``: deadlines are in driver time, never wall time. The
+diagram is transitions' own (its mermaid graph engine).
 
     idle --start--> step1 --done--> step2 ... --done--> succeeded
     (any step) --fail--> failed     (any step) --cancel--> cancelled
@@ -20,6 +22,7 @@ from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from transitions import Machine
+from transitions.extensions import GraphMachine
 
 from drivers.contract import Motion, RobotDriver
 from drivers.errors import DriverError
@@ -77,10 +80,9 @@ class Skill:
         self.motion: Motion | None = None
         self.result: SkillResult | None = None
         self._started_at: float | None = None
-        self._step_done = False
-        self.machine = Machine(model=self, states=["idle", *self.steps, *TERMINAL], initial="idle",
-                               transitions=self.table(), auto_transitions=False,
-                               after_state_change="_on_state_change", send_event=True)
+        self._firing = ""  # the trigger being fired (transitions' callbacks take no event data here)
+        self.machine = Machine(model=self, states=self.states(), initial="idle", transitions=self.table(),
+                               auto_transitions=False, before_state_change="_leaving")
 
     # -- declaration -------------------------------------------------------------------------
     @classmethod
@@ -104,14 +106,16 @@ class Skill:
         return rows + list(cls.transitions)
 
     @classmethod
+    def states(cls) -> list[str]:
+        return ["idle", *cls.steps, *TERMINAL]
+
+    @classmethod
     def mermaid(cls) -> str:
-        lines = ["stateDiagram-v2", "    [*] --> idle"]
-        for row in cls.table():
-            sources = row["source"] if isinstance(row["source"], list) else [row["source"]]
-            for src in sources:
-                lines.append(f"    {src} --> {row['dest']}: {row['trigger'].rstrip('_')}")
-        lines += [f"    {t} --> [*]" for t in TERMINAL]
-        return "\n".join(lines)
+        """The state diagram, drawn by transitions' mermaid engine from the same table."""
+        graph = GraphMachine(model=_Drawing(), states=cls.states(), initial="idle", transitions=cls.table(),
+                             auto_transitions=False, graph_engine="mermaid",
+                             title=f"title: skill {cls.name}")  # transitions writes it between --- lines as is
+        return graph.get_graph().draw(None)
 
     # -- lifecycle hooks for subclasses --------------------------------------------------------
     def setup(self) -> None:
@@ -193,19 +197,23 @@ class Skill:
         else:
             self._advance("done")
 
-    def _advance(self, trigger: str) -> None:
+    def _fire(self, trigger: str) -> None:
+        """Fire a trigger; the transition is recorded before the new step's ``on_enter_`` hook runs."""
+        self._firing = trigger
         self.trigger(trigger)
+
+    def _advance(self, trigger: str) -> None:
+        self._fire(trigger)
         if self.state == "succeeded":
             self.result = SkillResult(SkillStatus.SUCCEEDED)
             self.terminate(self.result)
 
-    def _on_state_change(self, event) -> None:
-        self.ctx.emit(make_event("skill", self.ctx.now(), skill=self.name, trigger=event.event.name.rstrip("_"),
-                                 source=event.transition.source, dest=event.transition.dest))
-        self.motion = None
-        if self.state in self.steps:
-            act = getattr(self, f"act_{self.state}", None)
-            self.motion = act() if act else None
+    def _leaving(self) -> None:
+        source = self.state
+        dest = self.machine.get_transitions(self._firing, source)[0].dest
+        self.ctx.emit(make_event("skill", self.ctx.now(), skill=self.name, trigger=self._firing.rstrip("_"),
+                                 source=source, dest=dest))
+        self.motion = None  # the step being left is over; the next one's on_enter_ may start another
 
     def _halt(self) -> None:
         if self.motion is not None and not self.motion.status.done:
@@ -215,7 +223,11 @@ class Skill:
     def _finish(self, trigger: str, reason: str) -> None:
         if self.state in TERMINAL:
             return
-        self.trigger(trigger)
+        self._fire(trigger)
         status = SkillStatus.FAILED if trigger == "fail" else SkillStatus.CANCELLED
         self.result = SkillResult(status, reason)
         self.terminate(self.result)
+
+
+class _Drawing:
+    """A bare model for drawing a skill's table: a real skill needs a context to exist."""

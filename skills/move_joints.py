@@ -28,8 +28,8 @@ class MoveJoints(Skill):
     Params = MoveJointsParams
     steps = ["moving"]
 
-    def act_moving(self):
-        return self.driver.move_joints(self.params.waypoints, self.params.speed)
+    def on_enter_moving(self) -> None:
+        self.motion = self.driver.move_joints(self.params.waypoints, self.params.speed)
 
     def check_moving(self) -> str | None:
         goal = self.params.waypoints[-1]

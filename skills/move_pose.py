@@ -30,6 +30,6 @@ class MovePose(Skill):
     Params = MovePoseParams
     steps = ["moving"]
 
-    def act_moving(self):
+    def on_enter_moving(self) -> None:
         poses = [Pose(p.position, p.orientation or self.ctx.facing(p.position), p.frame) for p in self.params.poses]
-        return self.driver.move_pose(poses, self.params.speed)
+        self.motion = self.driver.move_pose(poses, self.params.speed)

@@ -48,15 +48,15 @@ class Pick(Skill):
     def _grip_height(self) -> float:
         return self.ctx.part_height + self.params.gap
 
-    def act_approach(self):
-        return self.driver.move_pose([self.ctx.above(self.target, self._grip_height() + self.params.hover)],
-                                     self.params.speed)
+    def on_enter_approach(self) -> None:
+        self.motion = self.driver.move_pose([self.ctx.above(self.target, self._grip_height() + self.params.hover)],
+                                            self.params.speed)
 
-    def act_descend(self):
-        return self.driver.move_pose([self.ctx.above(self.target, self._grip_height())], self.params.approach_speed)
+    def on_enter_descend(self) -> None:
+        self.motion = self.driver.move_pose([self.ctx.above(self.target, self._grip_height())], self.params.approach_speed)
 
-    def act_grip(self):
-        return self.driver.gripper(GripperCommand.CLOSE)
+    def on_enter_grip(self) -> None:
+        self.motion = self.driver.gripper(GripperCommand.CLOSE)
 
     def check_grip(self) -> str | None:
         state = self.driver.gripper_state()
@@ -66,9 +66,9 @@ class Pick(Skill):
             return f"holding {state.part_id!r}, not {self.params.part!r}"
         return None
 
-    def act_lift(self):
-        return self.driver.move_pose([self.ctx.above(self.target, self._grip_height() + self.params.hover)],
-                                     self.params.approach_speed)
+    def on_enter_lift(self) -> None:
+        self.motion = self.driver.move_pose([self.ctx.above(self.target, self._grip_height() + self.params.hover)],
+                                            self.params.approach_speed)
 
     def check_lift(self) -> str | None:
         return None if self.driver.gripper_state().part_present else "the part was lost during the lift"

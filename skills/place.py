@@ -39,22 +39,22 @@ class Place(Skill):
     def _release_height(self) -> float:
         return self.ctx.part_height + self.params.gap
 
-    def act_approach(self):
+    def on_enter_approach(self) -> None:
         target = self.ctx.station(self.params.station)
-        return self.driver.move_pose([self.ctx.above(target, self._release_height() + self.params.hover)],
-                                     self.params.speed)
+        self.motion = self.driver.move_pose([self.ctx.above(target, self._release_height() + self.params.hover)],
+                                            self.params.speed)
 
-    def act_descend(self):
+    def on_enter_descend(self) -> None:
         target = self.ctx.station(self.params.station)
-        return self.driver.move_pose([self.ctx.above(target, self._release_height())], self.params.approach_speed)
+        self.motion = self.driver.move_pose([self.ctx.above(target, self._release_height())], self.params.approach_speed)
 
-    def act_release(self):
-        return self.driver.gripper(GripperCommand.OPEN)
+    def on_enter_release(self) -> None:
+        self.motion = self.driver.gripper(GripperCommand.OPEN)
 
     def check_release(self) -> str | None:
         return "suction off, but the part is still held" if self.driver.gripper_state().part_present else None
 
-    act_retreat = act_approach
+    on_enter_retreat = on_enter_approach
 
     def check_retreat(self) -> str | None:
         if self.ctx.locate is None or self.part_id is None:

@@ -19,7 +19,7 @@ class Wait(Skill):
     Params = WaitParams
     steps = ["waiting"]
 
-    def act_waiting(self) -> None:
+    def on_enter_waiting(self) -> None:
         self.until = self.ctx.now() + self.params.seconds
 
     def poll_waiting(self) -> bool:

@@ -3,7 +3,6 @@ always stopped; ZeroMQ sockets closed with linger 0 (pyzmq's own test habits).""
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import pytest
@@ -13,12 +12,6 @@ from cellctl.processes import TwinProcess
 from drivers.twin import TwinDriver
 
 CONFIGS = Path(__file__).parent / "configs"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -61,7 +54,7 @@ def raw_client(kuka_twin):
 
 def recv(sock: zmq.Socket, timeout: float = 5.0):
     """Receive one reply or fail the test, never hang."""
-    from twin.protocol import unpack
+    from drivers.twin_wire import unpack
 
     assert sock.poll(int(timeout * 1000)), f"no reply within {timeout}s"
     return unpack(sock.recv())

@@ -96,7 +96,8 @@ def test_skills_cli():
                                                                         "wait"]
     shown = _cellctl("skills", "show", "pick")
     assert shown.returncode == 0
-    assert "```mermaid\nstateDiagram-v2\n    [*] --> idle\n    idle --> approach: start" in shown.stdout
+    assert "```mermaid\n---\ntitle: skill pick\n---\nstateDiagram-v2\n" in shown.stdout
+    assert "\n  idle --> approach: start\n" in shown.stdout
     assert "| station | str or None | None | pick whatever rests on this station |" in shown.stdout
     unknown = _cellctl("skills", "show", "fly")
     assert unknown.returncode == 2 and "unknown skill 'fly'" in unknown.stderr

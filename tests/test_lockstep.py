@@ -12,22 +12,22 @@ import time
 import pytest
 
 from drivers.conformance import check_driver
-from drivers.cosim import LockstepClock
+from drivers.twin_lockstep import LockstepClock
 from drivers.errors import DriverError, Unsupported
 from drivers.twin import TwinDriver
 from drivers.wait import wait
-from tests.conftest import CONFIGS, free_port
+from tests.conftest import CONFIGS
 
 CONTROLLER = [sys.executable, "-m", "tests.helpers.controller"]
 
 
 def _controllers(endpoint: str, tmp_path, tag: str, periods: int = 120) -> list[subprocess.Popen]:
-    ports = [free_port(), free_port()]
+    meet = tmp_path / f"{tag}-rendezvous"
+    meet.mkdir()
     procs = []
     for i, (name, robot, peer) in enumerate([("ctl-a", "a", "ctl-b"), ("ctl-b", "b", "ctl-a")]):
         procs.append(subprocess.Popen(
-            [*CONTROLLER, endpoint, "--name", name, "--robot", robot, "--peer", peer,
-             "--bind", f"tcp://127.0.0.1:{ports[i]}", "--peer-endpoint", f"tcp://127.0.0.1:{ports[1 - i]}",
+            [*CONTROLLER, endpoint, "--name", name, "--robot", robot, "--peer", peer, "--rendezvous", str(meet),
              "--periods", str(periods), "--seed", str(i), "--log", str(tmp_path / f"{tag}-{name}.jsonl")],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     return procs

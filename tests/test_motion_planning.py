@@ -11,7 +11,7 @@ from drivers.envelope import check_trajectory
 from drivers.errors import LimitViolation, Unreachable
 from drivers.kinematics import Kinematics
 from drivers.types import Pose, RobotDescription, Trajectory
-from twin.config import MODELS
+from drivers.robot_config import MODELS
 
 KUKA = MODELS["kuka_iiwa"]
 LOWER = (-2.96, -2.09, -2.96, -2.09, -2.96, -2.09, -3.05)

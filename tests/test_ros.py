@@ -25,7 +25,7 @@ from drivers.wait import wait
 from skills.context import SkillContext
 from skills.registry import create
 from skills.runner import run
-from tests.conftest import CONFIGS, free_port
+from tests.conftest import CONFIGS
 
 CONFIG = CONFIGS / "kuka_ros.yaml"
 JOINTS = [f"lbr_iiwa_joint_{i}" for i in range(1, 8)]
@@ -86,9 +86,8 @@ def test_demo_line_over_ros(tmp_path):
 
 
 def test_bridge_drop_mid_motion(bridge):
-    port = free_port()
-    b = bridge(port)
-    driver = _driver(port)
+    b = bridge()  # on a port of its own choosing, read back
+    driver = _driver(b.port)
     driver.connect()
     try:
         motion = driver.move_joints([[1.2, *HOME[1:]]], speed=0.3)
@@ -98,7 +97,7 @@ def test_bridge_drop_mid_motion(bridge):
             wait(motion, timeout=10)
         assert motion.status is MotionStatus.FAILED  # the motion failed, never succeeded
         assert motion.reason.startswith("ConnectionLost")
-        bridge(port)  # the bridge comes back on the same port
+        bridge(b.port)  # the bridge comes back on the same port
         ctx = SkillContext.create(driver)
         result = run(create("move_joints", ctx, {"positions": HOME}), timeout=60)  # reconnects, then moves
         assert result.ok, result.reason

@@ -12,7 +12,7 @@ from drivers.geometry import facing
 from drivers.twin import TwinDriver
 from drivers.types import GripperCommand, MotionStatus, Pose
 from drivers.wait import wait
-from tests.conftest import CONFIGS, free_port
+from tests.conftest import CONFIGS
 
 
 @pytest.mark.parametrize("config,robot", [("kuka.yaml", "press"), ("panda.yaml", "arm")])
@@ -94,8 +94,8 @@ def test_workspace_box_is_checked_along_the_path(twin_factory, tmp_path):
 
 
 def test_driver_recovers_when_the_server_comes_back(twin_factory):
-    port = free_port()
-    twin = twin_factory(CONFIGS / "kuka.yaml", port=port)
+    twin = twin_factory(CONFIGS / "kuka.yaml")  # on a port of its own choosing, read back
+    port = int(twin.endpoint.rsplit(":", 1)[1])
     driver = TwinDriver(twin.endpoint, "press", timeout=0.5)
     driver.connect()
     assert driver.joint_state().names[0] == "lbr_iiwa_joint_1"

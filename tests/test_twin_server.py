@@ -11,7 +11,7 @@ import pytest
 
 from drivers.twin import TwinDriver
 from tests.conftest import recv
-from twin import protocol as P
+from drivers import twin_wire as P
 
 
 def _ask(sock, op, args=None, req_id=1):
@@ -83,7 +83,7 @@ def test_server_survives_random_frames(kuka_twin, raw_client):
 def test_client_killed_mid_request_does_not_disturb_the_server(kuka_twin):
     script = textwrap.dedent(f"""
         import os, signal, zmq
-        from twin import protocol as P
+        from drivers import twin_wire as P
         s = zmq.Context().socket(zmq.DEALER)
         s.connect({kuka_twin.endpoint!r})
         q = [0.0, 0.5, 0.0, -1.2, 0.0, 1.4, 0.0]

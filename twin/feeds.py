@@ -13,6 +13,7 @@ from twin.parts import Parts
 
 CHECK_EVERY = 10  # steps between sink / feed checks
 REST_SPEED = 0.02  # m/s: a part slower than this has come to rest
+OVER_CLEARANCE = 0.2  # m: the space over a station in which a part blocks a feed (or is falling onto a sink)
 
 
 class Feeds:
@@ -25,15 +26,10 @@ class Feeds:
         self._made = dict.fromkeys(self._feeds, 0)
         self.log: list[dict] = []
 
-    def _on(self, station: StationConfig, position) -> bool:
-        x, y, z = station.position
-        return (abs(position[0] - x) <= station.size[0] / 2 and abs(position[1] - y) <= station.size[1] / 2
-                and z - 0.01 <= position[2] <= z + 0.2)
-
     def occupied(self, station: StationConfig) -> bool:
         """Any part in the space over the station, held ones included: a part still being lifted
         off it must not have the next one spawned into it."""
-        return any(self._on(station, self._parts.bottom_centre(p)) for p in self._parts.by_id.values())
+        return any(station.holds(self._parts.bottom_centre(p), OVER_CLEARANCE) for p in self._parts.by_id.values())
 
     def update(self, steps: int, now: float, held: set[str]) -> list[dict]:
         if steps % CHECK_EVERY:
@@ -49,7 +45,7 @@ class Feeds:
                 events.append(self.record("spawned", part_id, name, now))
         for name, station in self._sinks.items():
             for part in list(self._parts.by_id.values()):
-                if part.id in held or not self._on(station, self._parts.bottom_centre(part)):
+                if part.id in held or not station.holds(self._parts.bottom_centre(part), OVER_CLEARANCE):
                     continue
                 speed = np.linalg.norm(pb.getBaseVelocity(part.body, physicsClientId=self._client)[0])
                 if speed < REST_SPEED:

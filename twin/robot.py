@@ -8,8 +8,11 @@ from dataclasses import dataclass
 import numpy as np
 import pybullet as pb
 
-from drivers.types import JointState, MotionStatus, Pose, RobotDescription, Trajectory
-from twin.config import RobotConfig, TwinConfig
+from drivers.description import describe_from_config
+from drivers.types import JointState, MotionStatus, Trajectory
+from drivers.urdf import by_name, link_indices, read_joints
+from drivers.robot_config import RobotConfig
+from twin.config import TwinConfig
 from twin.gripper import SuctionGripper
 from twin.parts import Parts
 
@@ -37,26 +40,16 @@ class SimRobot:
         self._twin = twin
         self.body = pb.loadURDF(cfg.spec.urdf, cfg.base.position, cfg.base.orientation, useFixedBase=True,
                                 physicsClientId=client)
-        info = [pb.getJointInfo(self.body, j, physicsClientId=client) for j in range(
-            pb.getNumJoints(self.body, physicsClientId=client))]
-        by_name = {i[1].decode(): i for i in info}
-        links = {i[12].decode(): i[0] for i in info}
+        info = read_joints(client, self.body)
+        named, links = by_name(info), link_indices(info)
         if cfg.tcp_link not in links:
             raise ValueError(f"robot {name}: TCP link {cfg.tcp_link!r} is not in {cfg.spec.urdf} (links: {sorted(links)})")
-        self.joints = [by_name[n][0] for n in cfg.spec.joints]
-        self._forces = [max(by_name[n][10], 1.0) for n in cfg.spec.joints]
-        lower = tuple(by_name[n][8] for n in cfg.spec.joints)
-        upper = tuple(by_name[n][9] for n in cfg.spec.joints)
-        home = np.asarray(cfg.home_position)
-        if np.any(home < lower) or np.any(home > upper):
+        self.joints = [named[n].index for n in cfg.spec.joints]
+        self._forces = [max(named[n].max_force, 1.0) for n in cfg.spec.joints]
+        self.description = describe_from_config(name, cfg)
+        home = np.asarray(self.description.home)
+        if np.any(home < self.description.lower) or np.any(home > self.description.upper):
             raise ValueError(f"robot {name}: home {home.tolist()} is outside the joint limits")
-        box = cfg.workspace_box
-        self.description = RobotDescription(
-            name=name, model=cfg.model, urdf=cfg.spec.urdf, joint_names=cfg.spec.joints, lower=lower, upper=upper,
-            max_velocity=cfg.velocity_limits, max_acceleration=cfg.acceleration_limits,
-            base=Pose(cfg.base.position, cfg.base.orientation), tcp_link=cfg.tcp_link, tcp_offset=cfg.tcp_offset,
-            workspace_min=box.min, workspace_max=box.max, home=tuple(float(v) for v in home), io_names=tuple(sorted(cfg.io)),
-        )
         for j, q in zip(self.joints, home):
             pb.resetJointState(self.body, j, float(q), physicsClientId=client)
         self._hold = home.copy()

@@ -4,7 +4,7 @@ robot behind rosbridge_server.
 
 A separate process (``cellctl twin serve --rosbridge PORT`` starts it), a client of the twin's
 ZeroMQ API: the twin runs in realtime (× rate); ROS clients do not take part in lockstep.
-Names and types: ``twin/ros_names.py``. Supported ops: advertise, unadvertise, publish, subscribe,
+Names and types: ``drivers/ros_names.py``. Supported ops: advertise, unadvertise, publish, subscribe,
 unsubscribe, call_service (the rosapi discovery services), send_action_goal and cancel_action_goal
 (FollowJointTrajectory and GripperCommand, with feedback and results), set_level. Both type
 spellings are accepted. Errors reach the client as ``result: false`` (service and action replies);
@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 import websockets
 
 from drivers.errors import DriverError
-from drivers.twin import TwinDriver
-from twin import protocol as P
-from twin import ros_names as N
+from drivers.twin_client import TwinClient
+from drivers import twin_wire as P
+from drivers import ros_names as N
 from twin.config import SceneConfig
 
 PUBLISH_HZ = 50
@@ -68,7 +68,7 @@ class Goal:
 class Endpoint:
     def __init__(self, config: SceneConfig, twin_endpoint: str) -> None:
         self.config = config
-        self.twin = TwinDriver(twin_endpoint, next(iter(config.robots)), client="rosbridge")
+        self.twin = TwinClient(twin_endpoint, client="rosbridge")
         self.twin.connect()
         self.descriptions = {r: self.twin.request("describe", robot=r) for r in config.robots}
         self.clients: set[Client] = set()

@@ -9,7 +9,7 @@ import time
 
 import zmq
 
-from twin import protocol as P
+from drivers import twin_wire as P
 from twin.config import SceneConfig
 from twin.endpoints import check_loopback
 from twin.service import TwinService

@@ -16,7 +16,7 @@ from drivers.errors import DriverError
 from drivers.kinematics import Kinematics
 from drivers.planning import joint_motion, kinematics_for, pose_motion
 from drivers.types import MotionStatus, Pose, Trajectory
-from twin import protocol as P
+from drivers import twin_wire as P
 from twin.config import SceneConfig
 from twin.lockstep import Lockstep, LockstepError
 from twin.robot import SimRobot

@@ -9,8 +9,11 @@ import json
 import os
 import random
 import time
+from pathlib import Path
 
-from drivers.cosim import LockstepClock, Mailbox
+from cellctl import rendezvous
+from cellctl.mailbox import Mailbox
+from drivers.twin_lockstep import LockstepClock
 from drivers.twin import TwinDriver
 
 
@@ -20,8 +23,7 @@ def main() -> None:
     ap.add_argument("--name", required=True)
     ap.add_argument("--robot", required=True)
     ap.add_argument("--peer", required=True)
-    ap.add_argument("--bind", required=True)
-    ap.add_argument("--peer-endpoint", required=True)
+    ap.add_argument("--rendezvous", required=True, help="directory where the peers announce their inboxes")
     ap.add_argument("--periods", type=int, default=120)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--log", required=True)
@@ -29,8 +31,9 @@ def main() -> None:
 
     rng = random.Random(args.seed)  # decides the work: the same on every run
     jitter = random.Random(os.urandom(8))  # decides the delays: different on every run
-    mailbox = Mailbox(args.name, args.bind)
-    mailbox.connect(args.peer, args.peer_endpoint)
+    mailbox = Mailbox(args.name)
+    rendezvous.announce(Path(args.rendezvous), args.name, mailbox.endpoint)
+    mailbox.connect(args.peer, rendezvous.wait_for(Path(args.rendezvous), args.peer))
     with TwinDriver(args.endpoint, args.robot, timeout=30) as robot, open(args.log, "w") as log:
         clock = LockstepClock(robot, args.name, [args.robot], mailbox)
         robot.use_clock(clock)

@@ -1,4 +1,6 @@
-"""The twin's wire protocol: one definition shared by the server and ``drivers/twin.py``.
+"""The twin's wire protocol: one definition shared by the twin server (``twin/``) and its clients
+(``drivers/twin_client.py``). It lives in ``drivers/`` because it is the contract between the two
+sides, and the dependency arrow points from ``twin/`` to ``drivers/``, never back.
 
 Pure data and encoding: no sockets, no pybullet. Frames are msgpack maps.
 

@@ -1,0 +1,82 @@
+"""Custody bookkeeping of one cell: every change to the ledger (with its event), reconciliation with
+the physical state after a restart, and the resync that settles parts in flight with a neighbour
+after a reconnect. The cell decides *when*; this module decides *what the ledger says*, from the
+ledger and the sensors, never from memory."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from cellctl import ledger as L
+from cellctl.handoff import HandoffLink
+from cellctl.line_config import CellConfig
+from cellctl.sensing import PartSensor
+from skills.context import SkillContext
+
+
+class Custodian:
+    def __init__(self, ledger: L.Ledger, sensor: PartSensor, cfg: CellConfig, ctx: SkillContext,
+                 emit: Callable[..., None], now: Callable[[], float]) -> None:
+        self.ledger, self.sensor, self.cfg, self.ctx = ledger, sensor, cfg, ctx
+        self._emit, self._now = emit, now
+
+    def change(self, change: str, part: str, *args: object) -> None:
+        """One custody change (a :class:`~cellctl.ledger.Ledger` method name), then its event."""
+        getattr(self.ledger, change)(part, *args, self._now())
+        self._emit("custody", part=part, state=self.ledger.get(part).state)
+
+    def finished(self) -> int:
+        """Parts this cell is done with (given on or delivered), from the ledger: restart-safe."""
+        return len(self.ledger.with_state(L.GIVEN)) + len(self.ledger.with_state(L.DELIVERED))
+
+    def part_in_hand(self) -> str | None:
+        """The part in the gripper, for backends that sense presence only (a vacuum switch): the
+        one this cell owns that is not resting on its take station."""
+        on_take = self.sensor.occupant(self.cfg.take)
+        return next((c.part for c in self.ledger.with_state(L.OWNED) if c.part != on_take), None)
+
+    # -- after a restart ---------------------------------------------------------------------------
+    def reconcile(self, downstream: HandoffLink | None) -> None:
+        """Bring the ledger in line with the gripper and stations (after a restart, before Reset)."""
+        held = self.ctx.driver.gripper_state()
+        on_take, on_give = self.sensor.occupant(self.cfg.take), self.sensor.occupant(self.cfg.give)
+        in_hand = (held.part_id or self.part_in_hand()) if held.part_present else None
+        for c in self.ledger.with_state(L.OWNED):
+            if c.part in (in_hand, on_take):
+                continue
+            if c.part == on_give and downstream is not None:
+                self.change("in_transit", c.part, downstream.peer)  # placed, not committed: now it is
+            elif self.ctx.locate is not None and self.ctx.locate(c.part) is None and self.cfg.give in self.ctx.sinks:
+                self.change("delivered", c.part)  # consumed by the sink before the commit
+            else:
+                self.change("missing", c.part)
+                self._emit("fault", reason=f"part {c.part} is in the ledger but nowhere to be found")
+        if held.part_present and held.part_id and self.ledger.get(held.part_id) is None:
+            self.change("own", held.part_id, "?", "unknown")
+        self._emit("reconciled", owned=[c.part for c in self.ledger.with_state(L.OWNED)],
+                   in_transit=[c.part for c in self.ledger.with_state(L.IN_TRANSIT)])
+
+    # -- resync with a neighbour -------------------------------------------------------------------
+    def resync(self, link: HandoffLink, received: list[str]) -> None:
+        """Sender side, on the receiver's Resync: a part IN_TRANSIT to it that it received is
+        GIVEN; any other is announced again."""
+        for c in self.ledger.with_state(L.IN_TRANSIT):
+            if c.peer != link.peer:
+                continue
+            if c.part in received:
+                self.change("given", c.part)
+            else:
+                link.send_extra("ResyncTransfer", part=c.part, part_type=c.part_type)
+
+    def resync_transfer(self, link: HandoffLink, msg: dict) -> None:
+        """Receiver side: own an announced part if it rests on the take station."""
+        found = self.sensor.occupant(self.cfg.take) == msg["part"]
+        if found:
+            self.change("own", msg["part"], msg.get("part_type", "?"), link.peer)
+        link.send_extra("ResyncAck", part=msg["part"], found=found)
+
+    def resync_ack(self, link: HandoffLink, msg: dict) -> None:
+        if msg["found"]:
+            self.change("given", msg["part"])
+        else:
+            self._emit("fault", reason=f"{link.peer} did not find part {msg['part']} on {self.cfg.give}")

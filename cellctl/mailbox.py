@@ -1,0 +1,94 @@
+"""Peer-to-peer messages between cell controllers: the handoff protocol runs on it.
+
+Each cell binds one inbox (ZeroMQ PULL) and PUSHes to its neighbours' inboxes; frames are msgpack
+maps ``{"from", "sent", "seq", "payload"}``. The mailbox implements
+:class:`drivers.clock.PeerMessages`, so a lockstep clock can count what was sent in a period and
+deliver it, causally, at the start of the next.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+
+import zmq
+
+from drivers import twin_wire as P
+
+
+class Mailbox:
+    """Each message carries the sim time (in physics steps) of the period its sender sent it in.
+    A grant at time G hands over every message sent before G, in (sent, sender, sequence) order,
+    after waiting for the ones the twin counted. So a message sent in period k is read at the start
+    of k + 1 whatever the network did, and a message that arrived late (its sender killed before it
+    left the machine, say) comes with the next grant, in its place by time, without shifting later
+    ones. Realtime (no grants): whatever has arrived, in arrival order."""
+
+    def __init__(self, name: str, endpoint: str = "tcp://127.0.0.1:*") -> None:
+        self.name = name
+        self.stamp = 0  # the steps of the current grant: set by the clock
+        self._ctx = zmq.Context.instance()
+        self._pull = self._ctx.socket(zmq.PULL)
+        self._pull.setsockopt(zmq.LINGER, 0)
+        self._pull.bind(endpoint)
+        self.endpoint = self._pull.getsockopt_string(zmq.LAST_ENDPOINT)
+        self._push: dict[str, zmq.Socket] = {}
+        self._seq = 0
+        self._unacked: Counter[str] = Counter()
+        self._buffer: list[tuple[int, str, int, object]] = []  # (sent steps, sender, seq, payload)
+
+    def connect(self, peer: str, endpoint: str) -> None:
+        sock = self._ctx.socket(zmq.PUSH)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.IMMEDIATE, 1)  # queue only on a live connection: no backlog for a restarted peer
+        sock.connect(endpoint)
+        self._push[peer] = sock
+
+    def send(self, peer: str, payload: object) -> bool:
+        """Queue a message to a peer; False (and not counted) when the peer is not connected —
+        the protocol above (liveness, resync) deals with what a gone peer missed."""
+        frame = P.pack({"from": self.name, "sent": self.stamp, "seq": self._seq + 1, "payload": payload})
+        try:
+            self._push[peer].send(frame, zmq.NOBLOCK)
+        except zmq.Again:
+            return False
+        self._seq += 1
+        self._unacked[peer] += 1
+        return True
+
+    def take_sent(self) -> dict[str, int]:
+        """Messages sent since the last acknowledgement, per peer (and reset the count)."""
+        sent, self._unacked = dict(self._unacked), Counter()
+        return sent
+
+    def _read(self, timeout_ms: int) -> bool:
+        if not self._pull.poll(timeout_ms):
+            return False
+        msg = P.unpack(self._pull.recv())
+        self._buffer.append((msg["sent"], msg["from"], msg["seq"], msg["payload"]))
+        return True
+
+    def collect(self, deliver: dict[str, int] | None, before: int | None = None,
+                timeout: float = 2.0) -> list[tuple[str, object]]:
+        """``deliver=None``: whatever has arrived. Otherwise wait (up to ``timeout``) until at least
+        ``deliver[sender]`` messages sent before ``before`` have arrived from each sender, then
+        hand over every message sent before ``before``: the same on every run."""
+        while self._read(0):
+            pass
+        if deliver is None:
+            out, self._buffer = self._buffer, []
+            return [(sender, payload) for _, sender, _, payload in out]
+        deadline = time.monotonic() + timeout
+
+        def short() -> bool:
+            return any(sum(1 for m in self._buffer if m[1] == s and m[0] < before) < n for s, n in deliver.items())
+
+        while short() and self._read(max(0, int((deadline - time.monotonic()) * 1000))):
+            pass
+        ready = sorted(m for m in self._buffer if m[0] < before)
+        self._buffer = [m for m in self._buffer if m[0] >= before]
+        return [(sender, payload) for _, sender, _, payload in ready]
+
+    def close(self) -> None:
+        for sock in [self._pull, *self._push.values()]:
+            sock.close(0)

@@ -1,0 +1,59 @@
+"""The lockstep clock: a controller's side of the twin's co-simulation (DESIGN §3).
+
+``advance`` acknowledges the period just worked in and blocks until the twin grants the next one —
+one period, or until a time or an event on this controller's robots (next-event advance). Messages
+sent to peers in a period are counted in the acknowledgement and read, exactly, at the start of the
+next (causal delivery), through the controller's :class:`~drivers.clock.PeerMessages` queue.
+"""
+
+from __future__ import annotations
+
+import time
+
+from drivers.clock import Grant, PeerMessages
+from drivers.errors import ConnectionLost, DriverError
+from drivers.twin_client import TwinClient
+
+
+class LockstepClock:
+    """One lockstep participant: registered on creation, deregistered by ``close()``."""
+
+    def __init__(self, twin: TwinClient, name: str, robots: list[str], mailbox: PeerMessages | None = None,
+                 grant_timeout: float = 60.0, register_timeout: float = 30.0, stations: list[str] = ()) -> None:
+        self._twin, self.name, self.mailbox = twin, name, mailbox
+        self.grant_timeout = grant_timeout
+        deadline = time.monotonic() + register_timeout
+        while True:  # a restarted controller waits until the twin has dropped its old registration
+            try:
+                info = twin.request("register", name=name, robots=robots, stations=list(stations))
+                break
+            except DriverError as exc:
+                if "registered already" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        self._time = info["time"]
+        if mailbox is not None:
+            mailbox.stamp = info["steps"]
+        self._registered = True
+
+    def now(self) -> float:
+        return self._time
+
+    def advance(self, until: float | None = None) -> Grant:
+        sent = self.mailbox.take_sent() if self.mailbox else {}
+        grant = self._twin.request("advance", _timeout=self.grant_timeout, name=self.name, until=until, sent=sent)
+        self._time = grant["time"]
+        messages = []
+        if self.mailbox:
+            messages = self.mailbox.collect(grant["deliver"], before=grant["steps"])
+            self.mailbox.stamp = grant["steps"]
+        return Grant(self._time, grant["events"], messages)
+
+    def close(self) -> None:
+        if not self._registered:
+            return
+        self._registered = False
+        try:
+            self._twin.request("deregister", name=self.name)
+        except ConnectionLost:
+            pass  # the twin is gone, and with it the registration
