@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import zmq
@@ -53,7 +54,8 @@ def run_cell(config_path: str, name: str, twin: str, run_dir: Path, parts: int |
     ledger = Ledger(run_dir / f"ledger-{name}.sqlite")
     boot = ledger.next_boot()
     signal.signal(signal.SIGTERM, _raise_interrupt)
-    mailbox = _open_mailbox(name, config, run_dir)
+    mailbox = _open_mailbox(name, config, run_dir,
+                            lambda reason: sink.emit(make_event("handoff_rejected", None, cell=name, reason=reason)))
     with TwinDriver(twin, cfg.robot, client=name, timeout=10.0) as sensor:
         driver = connect_ros(rosbridge, cfg.robot, config) if rosbridge else sensor
         events = Tee(sink, console)
@@ -113,15 +115,15 @@ def run_cell(config_path: str, name: str, twin: str, run_dir: Path, parts: int |
     return 0 if cell.state in ("Complete", "Stopped") else 1
 
 
-def _open_mailbox(name: str, config: LineConfig, run_dir: Path) -> Mailbox:
+def _open_mailbox(name: str, config: LineConfig, run_dir: Path, on_reject: Callable[[str], None]) -> Mailbox:
     """The cell's handoff inbox, connected to its neighbours' inboxes: at their configured ports, or
     (``handoff_port: 0``) where they announced them in the run directory."""
     cfg = config.cells[name]
     own = rendezvous.announced(run_dir, name) if not cfg.handoff_port else None
     try:
-        mailbox = Mailbox(name, own or f"tcp://127.0.0.1:{cfg.handoff_port or '*'}")
+        mailbox = Mailbox(name, own or f"tcp://127.0.0.1:{cfg.handoff_port or '*'}", on_reject)
     except zmq.ZMQError:  # the port announced last time is taken now: take another
-        mailbox = Mailbox(name, "tcp://127.0.0.1:*")
+        mailbox = Mailbox(name, "tcp://127.0.0.1:*", on_reject)
     rendezvous.announce(run_dir, name, mailbox.endpoint)
     for peer in (cfg.upstream, cfg.downstream):
         if peer is not None:

@@ -3,17 +3,22 @@ with the twin's framing (msgpack ``{id, op, args}`` → ``{id, ok, result | erro
 
     op "status"                      → the cell's status (state, PackTags number, skill, parts, part)
     op "command", args {"command"}   → the status after the command, or error "refused"
+
+The envelope rules are the twin's (``drivers.twin_wire.decode_request``: frames up to 1 MiB, an
+int or short str id); ``command`` must be one PackML command name (``bad_args`` otherwise). At
+most 100 requests are answered per control period, so no client can keep the cell from ticking.
 """
 
 from __future__ import annotations
 
 import zmq
 
-from cellctl.packml import CommandRefused
+from cellctl.packml import COMMANDS, CommandRefused
 from drivers import twin_wire as P
 from twin.endpoints import check_loopback
 
 REFUSED = "refused"
+MAX_REQUESTS_PER_TICK = 100
 
 
 class ControlServer:
@@ -23,11 +28,13 @@ class ControlServer:
         self._ctx = zmq.Context.instance()
         self._sock = self._ctx.socket(zmq.ROUTER)
         self._sock.setsockopt(zmq.LINGER, 0)
+        self._sock.setsockopt(zmq.MAXMSGSIZE, P.HARD_FRAME_BYTES)
         self._sock.bind(f"tcp://{host}:{port or '*'}")
         self.endpoint = self._sock.getsockopt_string(zmq.LAST_ENDPOINT)
 
     def serve_pending(self) -> None:
-        while True:
+        """Answer what is queued, at most a bounded number per tick (the cell must keep ticking)."""
+        for _ in range(MAX_REQUESTS_PER_TICK):
             try:
                 parts = self._sock.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
@@ -36,19 +43,21 @@ class ControlServer:
 
     def _handle(self, frame: bytes) -> dict:
         try:
-            req = P.unpack(frame)
-            req_id, op, args = req["id"], req["op"], req.get("args") or {}
-        except Exception:  # any garbage: an error reply, and keep serving
-            return P.error(None, P.BAD_FRAME, "a request is a msgpack map with keys id, op and args")
+            req_id, op, args = P.decode_request(frame)
+        except P.BadFrame as exc:  # any garbage: an error reply, and keep serving
+            return P.error(exc.req_id, P.BAD_FRAME, str(exc))
         if op == "status":
             return P.ok(req_id, self.cell.status())
-        if op == "command":
-            try:
-                self.cell.command(str(args.get("command")))
-            except CommandRefused as exc:
-                return P.error(req_id, REFUSED, str(exc))
-            return P.ok(req_id, self.cell.status())
-        return P.error(req_id, P.UNKNOWN_OP, f"unknown op {op!r}; ops: status, command")
+        if op != "command":
+            return P.error(req_id, P.UNKNOWN_OP, f"unknown op {op[:P.MAX_NAME]!r}; ops: status, command")
+        command = args.get("command") if isinstance(args, dict) and len(args) == 1 else None
+        if command not in COMMANDS:
+            return P.error(req_id, P.BAD_ARGS, f"command: args {{\"command\": one of {', '.join(COMMANDS)}}}")
+        try:
+            self.cell.command(command)
+        except CommandRefused as exc:
+            return P.error(req_id, REFUSED, str(exc))
+        return P.ok(req_id, self.cell.status())
 
     def close(self) -> None:
         self._sock.close(0)

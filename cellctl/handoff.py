@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from cellctl.handoff_messages import MAX_TEXT, MalformedMessage, parse
 from cellctl.hermes import HermesMachine, ProtocolError, SoftwareError
 
 ALIVE_EVERY = 1.0  # wall s between CheckAlive messages
@@ -48,6 +49,7 @@ class HandoffLink:
         self.session: str | None = None
         self.events: list[LinkEvent] = []
         self._peer_seen = self._alive_sent = self._sd_sent = time.monotonic()
+        self._rejected_at = 0.0
         if role == "receiver":
             self._open()
 
@@ -97,7 +99,14 @@ class HandoffLink:
             self._emit("handoff_link", peer=self.peer, state="disconnected", reason=reason)
 
     # -- receiving -------------------------------------------------------------------------------
-    def handle(self, msg: dict) -> None:
+    def handle(self, raw: object) -> None:
+        """Act on a peer's message. A malformed one is dropped, logged and answered with a
+        Notification (at most one per ALIVE_EVERY): it never reaches the state machine."""
+        try:
+            msg = parse(raw)
+        except MalformedMessage as exc:
+            self.reject(f"malformed message: {exc}")
+            return
         self._emit("handoff", direction="recv", peer=self.peer, **msg)
         kind, session = msg.get("type"), msg.get("session")
         if kind == "ServiceDescription":
@@ -125,6 +134,14 @@ class HandoffLink:
             self.events.append(LinkEvent(kind, msg))
         if kind == "Notification" and msg.get("severity") == "Fatal":
             self._disconnect(f"peer reported {msg.get('code')}: {msg.get('text')}")
+
+    def reject(self, reason: str) -> None:
+        self._emit("handoff_rejected", peer=self.peer, reason=reason)
+        now = time.monotonic()
+        if self.connected and now - self._rejected_at > ALIVE_EVERY:
+            self._rejected_at = now
+            self._send_raw({"type": "Notification", "session": self.session, "code": "MalformedMessage",
+                            "severity": "Warning", "text": reason[:MAX_TEXT]})
 
     def _service_description(self, msg: dict) -> None:
         if msg.get("version") != HERMES_VERSION:

@@ -1,7 +1,8 @@
 """Peer-to-peer messages between cell controllers: the handoff protocol runs on it.
 
 Each cell binds one inbox (ZeroMQ PULL) and PUSHes to its neighbours' inboxes; frames are msgpack
-maps ``{"from", "sent", "seq", "payload"}``. The mailbox implements
+maps ``{"from", "sent", "seq", "payload"}``. A frame that is not one, or that does not come from a
+neighbour, is dropped and reported (``on_reject``), never raised. The mailbox implements
 :class:`drivers.clock.PeerMessages`, so a lockstep clock can count what was sent in a period and
 deliver it, causally, at the start of the next.
 """
@@ -10,10 +11,13 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Callable
 
 import zmq
 
 from drivers import twin_wire as P
+
+MAX_BUFFERED = 10_000  # messages held for a later grant; more are dropped (reported), never hoarded
 
 
 class Mailbox:
@@ -24,12 +28,15 @@ class Mailbox:
     left the machine, say) comes with the next grant, in its place by time, without shifting later
     ones. Realtime (no grants): whatever has arrived, in arrival order."""
 
-    def __init__(self, name: str, endpoint: str = "tcp://127.0.0.1:*") -> None:
+    def __init__(self, name: str, endpoint: str = "tcp://127.0.0.1:*",
+                 on_reject: Callable[[str], None] | None = None) -> None:
         self.name = name
+        self._on_reject = on_reject or (lambda reason: None)
         self.stamp = 0  # the steps of the current grant: set by the clock
         self._ctx = zmq.Context.instance()
         self._pull = self._ctx.socket(zmq.PULL)
         self._pull.setsockopt(zmq.LINGER, 0)
+        self._pull.setsockopt(zmq.MAXMSGSIZE, P.MAX_FRAME_BYTES)  # a bigger frame drops that connection
         self._pull.bind(endpoint)
         self.endpoint = self._pull.getsockopt_string(zmq.LAST_ENDPOINT)
         self._push: dict[str, zmq.Socket] = {}
@@ -64,8 +71,20 @@ class Mailbox:
     def _read(self, timeout_ms: int) -> bool:
         if not self._pull.poll(timeout_ms):
             return False
-        msg = P.unpack(self._pull.recv())
-        self._buffer.append((msg["sent"], msg["from"], msg["seq"], msg["payload"]))
+        frame = self._pull.recv()
+        try:
+            msg = P.unpack(frame)
+            sender, sent, seq, payload = msg["from"], msg["sent"], msg["seq"], msg["payload"]
+        except Exception:  # noqa: BLE001 - garbage of any kind is dropped, never raised
+            self._on_reject(f"a frame of {len(frame)} bytes that is not a mailbox message")
+            return True
+        if not isinstance(sender, str) or sender not in self._push or type(sent) is not int or type(seq) is not int \
+                or sent < 0:
+            self._on_reject(f"a message from {str(sender)[:64]!r} that is not a neighbour's, or badly stamped")
+        elif len(self._buffer) >= MAX_BUFFERED:
+            self._on_reject(f"a message from {sender!r} beyond the {MAX_BUFFERED} waiting for delivery")
+        else:
+            self._buffer.append((sent, sender, seq, payload))
         return True
 
     def collect(self, deliver: dict[str, int] | None, before: int | None = None,

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from drivers import trajectory
-from drivers.envelope import check_trajectory
+from drivers.envelope import check_point, check_positions, check_trajectory
 from drivers.errors import LimitViolation
 from drivers.kinematics import Kinematics
 from drivers.types import Pose, RobotDescription, Trajectory
@@ -27,8 +27,14 @@ def joint_motion(desc: RobotDescription, kin: Kinematics, start: Sequence[float]
         wp = np.asarray(waypoints, dtype=float).reshape(-1, desc.dof)
     except ValueError:
         raise LimitViolation(f"each via-point needs {desc.dof} joint values ({', '.join(desc.joint_names)})") from None
-    traj = trajectory.plan(desc.joint_names, np.vstack([np.asarray(start, dtype=float), wp]),
-                           desc.max_velocity, desc.max_acceleration, speed)
+    if not np.all(np.isfinite(wp)):
+        raise LimitViolation("via-points contain NaN or infinite values")
+    check_positions(desc, wp)  # before planning: a typo of 1e5 rad must not become a huge plan
+    try:
+        traj = trajectory.plan(desc.joint_names, np.vstack([np.asarray(start, dtype=float), wp]),
+                               desc.max_velocity, desc.max_acceleration, speed)
+    except ValueError as exc:
+        raise LimitViolation(str(exc)) from None
     check_trajectory(desc, traj, kin.fk)
     return traj
 
@@ -36,6 +42,8 @@ def joint_motion(desc: RobotDescription, kin: Kinematics, start: Sequence[float]
 def pose_motion(desc: RobotDescription, kin: Kinematics, start: Sequence[float],
                 poses: Sequence[Pose], speed: float = 1.0) -> Trajectory:
     """Solve each Cartesian via-point by IK (seeded by the previous one), then as joint_motion."""
+    for i, pose in enumerate(poses):
+        check_point(desc, kin.to_world(pose).position, f"TCP target {i + 1}")  # before IK: nothing to solve
     q = np.asarray(start, dtype=float)
     solutions = []
     for pose in poses:

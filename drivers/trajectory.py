@@ -16,6 +16,7 @@ import numpy as np
 from drivers.types import Trajectory
 
 SAMPLE_DT = 0.02
+MAX_DURATION = 600.0  # s: a longer motion is a mistake (a tiny speed factor), refused before sampling
 _ALPHAS = np.linspace(0.05, 0.5, 46)  # candidate accel fractions of a segment's duration
 
 
@@ -77,6 +78,8 @@ def plan(
         if not np.any(np.abs(delta) > 1e-9):
             continue
         duration, alpha = segment_duration(delta, vmax, amax)
+        if t0 + duration > MAX_DURATION:
+            raise ValueError(f"the motion would last over {MAX_DURATION:.0f}s at speed {speed}")
         n = max(1, int(np.ceil(duration / dt)))
         tau = np.arange(1, n + 1) / n
         times.append(t0 + tau * duration)

@@ -13,6 +13,7 @@ import time
 from drivers.clock import Grant, PeerMessages
 from drivers.errors import ConnectionLost, DriverError
 from drivers.twin_client import TwinClient
+from drivers.twin_wire import MAX_HORIZON_S
 
 
 class LockstepClock:
@@ -40,6 +41,8 @@ class LockstepClock:
         return self._time
 
     def advance(self, until: float | None = None) -> Grant:
+        if until is not None:  # a wait longer than the twin grants at once is a series of waits
+            until = min(until, self._time + MAX_HORIZON_S)
         sent = self.mailbox.take_sent() if self.mailbox else {}
         grant = self._twin.request("advance", _timeout=self.grant_timeout, name=self.name, until=until, sent=sent)
         self._time = grant["time"]

@@ -168,3 +168,26 @@ def test_cancel_of_a_finished_goal_is_harmless(bridge):
         assert wait(driver.move_joints([HOME]), timeout=20) is MotionStatus.SUCCEEDED  # still serving
     finally:
         driver.close()
+
+
+def test_bad_input_never_drops_the_connection(bridge):
+    """Once each of these closed the client's websocket; now each gets an error and the same
+    connection goes on being served."""
+    action = "/press/joint_trajectory_controller/follow_joint_trajectory"
+    joints = [f"lbr_iiwa_joint_{i}" for i in range(1, 8)]
+    goal = {"op": "send_action_goal", "action": action, "action_type": "control_msgs/action/FollowJointTrajectory"}
+    replies = asyncio.run(_exchange(bridge().url, [
+        {"op": "call_service", "service": "/rosapi/topic_type", "id": "t1", "args": ["/press/joint_states"]},
+        {**goal, "id": "g1", "args": {"trajectory": {"joint_names": joints, "points": [
+            {"positions": HOME, "time_from_start": 1}]}}},
+        {**goal, "id": "g2", "args": {"trajectory": {"joint_names": joints, "points": [
+            {"positions": HOME[:3], "time_from_start": {"sec": 1}}]}}},
+        {**goal, "id": {"not": "a string"}, "args": {}},
+        {"op": "call_service", "service": "/rosapi/topics", "id": "last"},
+    ], expect=5))
+    by_id = {r.get("id"): r for r in replies}
+    assert by_id["t1"]["result"] is True and by_id["t1"]["values"]["type"] == "sensor_msgs/msg/JointState"
+    for goal_id in ("g1", "g2"):
+        assert by_id[goal_id]["op"] == "action_result" and by_id[goal_id]["result"] is False
+    assert by_id[None]["op"] == "action_result" and "a goal needs an id" in by_id[None]["values"]["error_string"]
+    assert by_id["last"]["result"] is True  # the same connection, still served

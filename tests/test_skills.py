@@ -105,7 +105,7 @@ def test_bad_parameters_are_refused_before_motion(ctx, kuka):
         create("fly", ctx, {})
     out_of_limits = run(create("move_joints", ctx, {"positions": [3.5, 0.5, 0.0, -1.2, 0.0, 1.4, 0.0]}))
     assert out_of_limits.status is SkillStatus.FAILED and "LimitViolation" in out_of_limits.reason
-    unreachable = run(create("move_pose", ctx, {"poses": [{"position": [2.0, 0.0, 0.3]}]}))
+    unreachable = run(create("move_pose", ctx, {"poses": [{"position": [1.4, 0.0, 0.3]}]}))
     assert unreachable.status is SkillStatus.FAILED and "Unreachable" in unreachable.reason
     assert kuka.commands_sent == 0
 

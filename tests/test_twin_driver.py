@@ -75,7 +75,7 @@ def test_gripper_5cm_away_does_not_attach(kuka):
 def test_out_of_reach_raises_unreachable_before_any_motion(kuka):
     before = kuka.request("request_log")
     with pytest.raises(Unreachable, match="no joint solution for TCP at"):
-        kuka.move_pose([Pose((1.6, 0.0, 0.3), (0, 1, 0, 0))])
+        kuka.move_pose([Pose((1.4, 0.0, 0.3), (0, 1, 0, 0))])  # in the workspace box, out of reach
     log = kuka.request("request_log", since=before[-1]["seq"])
     assert [r["op"] for r in log if r["op"] in ("execute", "move_joints", "move_pose")] == []
     assert kuka.commands_sent == 0
@@ -88,8 +88,10 @@ def test_workspace_box_is_checked_along_the_path(twin_factory, tmp_path):
     path.write_text(config)
     twin = twin_factory(path)
     with TwinDriver(twin.endpoint, "press") as driver:
-        with pytest.raises(LimitViolation, match="TCP leaves the workspace box"):
+        with pytest.raises(LimitViolation, match="not within the workspace box"):  # the target: before IK
             driver.move_pose([_pose(driver, (0.55, -0.35, 0.0), 0.1)])
+        with pytest.raises(LimitViolation, match="TCP leaves the workspace box"):  # the path: FK along it
+            driver.move_joints([[0.0, 1.0, 0.0, -1.8, 0.0, 0.0, 0.0]])
         assert driver.commands_sent == 0
 
 

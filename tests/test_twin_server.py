@@ -6,11 +6,13 @@ import random
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
+from drivers.errors import DriverError
 from drivers.twin import TwinDriver
-from tests.conftest import recv
+from tests.conftest import CONFIGS, recv
 from drivers import twin_wire as P
 
 
@@ -58,8 +60,10 @@ def test_out_of_limit_requests_are_refused(raw_client):
     far = {**jump, "times": [0.0, 10.0], "positions": [[1.0, *q[1:]], [1.0, *q[1:]]]}
     code, message = _error(_ask(raw_client, "execute", {"robot": "press", "trajectory": far}))
     assert code == P.LIMIT_VIOLATION and "trajectory starts 1.000 rad from the robot's position" in message
+    code, message = _error(_ask(raw_client, "move_pose", {"robot": "press", "poses": [{"position": [1.4, 0, 0.3]}]}))
+    assert code == P.UNREACHABLE  # inside the workspace box, out of the arm's reach
     code, message = _error(_ask(raw_client, "move_pose", {"robot": "press", "poses": [{"position": [2, 0, 0.3]}]}))
-    assert code == P.UNREACHABLE
+    assert code == P.LIMIT_VIOLATION and "not within the workspace box" in message  # refused before any IK
 
 
 def test_server_survives_random_frames(kuka_twin, raw_client):
@@ -96,3 +100,74 @@ def test_client_killed_mid_request_does_not_disturb_the_server(kuka_twin):
     with TwinDriver(kuka_twin.endpoint, "press") as driver:
         assert [p["id"] for p in driver.request("list_parts")] == ["part-1"]
         assert driver.request("time")["time"] > 0
+
+
+JOINTS = [f"lbr_iiwa_joint_{i}" for i in range(1, 8)]
+HOME = [0.0, 0.5, 0.0, -1.2, 0.0, 1.4, 0.0]
+NAN, INF = float("nan"), float("inf")
+
+
+@pytest.mark.parametrize("request_,code,text", [
+    ({"id": 1, "op": []}, P.BAD_FRAME, "op (str)"),  # once a crash (unhashable op)
+    ({"id": 1, "op": {}}, P.BAD_FRAME, "op (str)"),
+    ({"id": 77}, P.BAD_FRAME, "keys id"),
+    ({"id": 2, "op": "move_pose", "args": {"robot": "press", "poses": [{"position": [1e308, 0, 0.3]}]}},
+     P.BAD_ARGS, "less than or equal to 1000"),  # once spun for ever
+    ({"id": 3, "op": "execute", "args": {"robot": "press", "trajectory": {
+        "joint_names": JOINTS, "times": [0.0, 1.0], "positions": [HOME, HOME], "velocities": [HOME, [NAN] * 7]}}},
+     P.BAD_ARGS, "finite number"),  # once turned joint states NaN
+    ({"id": 4, "op": "move_joints", "args": {"robot": "press", "waypoints": [[1e5, *HOME[1:]]]}},
+     P.BAD_ARGS, "less than or equal to 1000"),  # once 722 MB
+    ({"id": 5, "op": "move_joints", "args": {"robot": "press", "waypoints": [[900.0, *HOME[1:]]]}},
+     P.LIMIT_VIOLATION, "above its upper limit at via-point 1"),  # refused before planning
+    ({"id": 6, "op": "execute", "args": {"robot": "press", "trajectory": {
+        "joint_names": JOINTS, "times": [0.0, 1e5], "positions": [HOME, HOME]}}},
+     P.BAD_ARGS, "less than or equal to 600"),  # once 4.3 GB
+    ({"id": 7, "op": "spawn_part", "args": {"id": "n", "position": [NAN, 0, 0]}}, P.BAD_ARGS, "finite number"),
+    ({"id": 8, "op": "spawn_part", "args": {"id": "n", "position": [-INF, 0, 0]}}, P.BAD_ARGS, "finite number"),
+    ({"id": 9, "op": "execute", "args": {"robot": "press", "trajectory": {
+        "joint_names": JOINTS, "times": [0.0, 1.0], "positions": [HOME, HOME], "velocities": [HOME, [1e308] * 7]}}},
+     P.BAD_ARGS, "less than or equal to 1000"),
+    ({"id": 10, "op": "execute", "args": {"robot": "press", "trajectory": {
+        "joint_names": JOINTS, "times": [0.0, 1.0], "positions": [HOME, HOME], "velocities": [HOME, [3.0] * 7]}}},
+     P.LIMIT_VIOLATION, "given a velocity beyond its limit"),
+    ({"id": 11, "op": "execute", "args": {"robot": "press", "trajectory": {
+        "joint_names": JOINTS, "times": [0.0, 1.0], "positions": [HOME, HOME[:5]]}}}, P.BAD_ARGS, "every row needs 7"),
+    ({"id": 12, "op": "motion_status", "args": {"motion": 2**64 - 1}}, P.UNKNOWN_MOTION, "unknown motion"),
+    ({"id": "x" * 129, "op": "time"}, P.BAD_FRAME, "id (int, or str"),
+    ({"id": 13, "op": "joint_state", "args": {"robot": "r" * 2_000_000}}, P.BAD_FRAME, "at most 1048576"),
+])
+def test_hostile_requests_get_a_clear_error(raw_client, request_, code, text):
+    started = time.monotonic()
+    raw_client.send(P.pack(request_))
+    reply = recv(raw_client)
+    got, message = _error(reply)
+    assert got == code and text in message, message
+    readable = isinstance(request_["id"], int) and len(P.pack(request_)) <= P.MAX_FRAME_BYTES
+    assert reply["id"] == (request_["id"] if readable else None)
+    assert time.monotonic() - started < 2.0  # refused at the edge, not after work
+    assert _ask(raw_client, "time")["ok"]
+
+
+def test_spawning_into_another_part_is_refused(raw_client):
+    assert _ask(raw_client, "spawn_part", {"id": "a", "position": [0.2, 0.2, 0.0]})["ok"]
+    code, message = _error(_ask(raw_client, "spawn_part", {"id": "b", "position": [0.2, 0.2, 0.0]}))
+    assert code == P.CONFLICT and "'a' takes that space" in message
+
+
+def test_lockstep_grant_never_blocks_other_clients(twin_factory):
+    """A participant asking for the longest grant; meanwhile a second client is served at once,
+    and an advance beyond the horizon is refused."""
+    twin = twin_factory(CONFIGS / "kuka_lockstep.yaml")
+    with TwinDriver(twin.endpoint, "press") as a, TwinDriver(twin.endpoint, "press") as b:
+        a.request("register", name="sleeper", robots=[])
+        with pytest.raises(DriverError, match="more than 3600.0s of sim time ahead"):
+            a.request("advance", name="sleeper", until=1e9)
+        a._sock.send(P.pack({"id": 99, "op": "advance", "args": {"name": "sleeper", "until": 3000.0}}))
+        times = []
+        for _ in range(5):
+            started = time.monotonic()
+            times.append(b.request("time")["time"])
+            assert time.monotonic() - started < 1.0
+            time.sleep(0.05)
+        assert times == sorted(times) and times[-1] > times[0]  # served while the grant is stepped

@@ -38,8 +38,9 @@ class LockstepError(ValueError):
 
 class Lockstep:
     def __init__(self, physics_hz: int, period_steps: int, silence_timeout: float,
-                 expect: list[str] | None = None) -> None:
+                 expect: list[str] | None = None, max_horizon: float = 3600.0) -> None:
         self.dt = 1.0 / physics_hz
+        self.max_horizon = max_horizon
         self._expect = set(expect or ())  # emptied once all have joined: a start barrier only
         self.period = period_steps
         self.silence_timeout = silence_timeout
@@ -81,6 +82,9 @@ class Lockstep:
             # to synchronise; the handoff protocol's resync deals with what it missed.
             if count and peer in self.participants:
                 self.participants[peer].owed[name] += count
+        if until is not None and until > steps_now * self.dt + self.max_horizon:
+            raise LockstepError(f"until {until} is more than {self.max_horizon}s of sim time ahead of "
+                                f"{steps_now * self.dt:.3f}")
         next_period = self._round_up(steps_now + 1)
         target = next_period if until is None else max(next_period, self._round_up(math.ceil(until / self.dt - 1e-6)))
         p.pending = (envelope, req_id, target)
@@ -96,15 +100,20 @@ class Lockstep:
             self._expect = set()
         return bool(self.participants) and all(p.pending is not None for p in self.participants.values())
 
-    def advance(self, steps_now: int, step_period: Callable[[], list[dict]]) -> list[tuple[list[bytes], object, dict]]:
+    def advance(self, steps_now: int, step_period: Callable[[], list[dict]],
+                budget: float | None = None) -> list[tuple[list[bytes], object, dict]]:
         """Step whole periods up to the earliest target, stopping early at the end of a period with
-        an event someone waits on; returns (envelope, req_id, grant) for every participant woken."""
+        an event someone waits on; returns (envelope, req_id, grant) for every participant woken.
+        With a wall-time ``budget`` (s) it stops once that is spent and may wake nobody: the
+        caller serves other requests and calls again (every participant still waits), so a long
+        grant never keeps the server from answering. Where it pauses changes nothing simulated."""
         waiting = list(self.participants.values())
         target = min(p.pending[2] for p in waiting)
         if any(p.owed for p in waiting):
             target = min(target, self._round_up(steps_now + 1))
+        stop_at = None if budget is None else time.monotonic() + budget
         steps = steps_now
-        while steps < target:
+        while steps < target and (stop_at is None or steps == steps_now or time.monotonic() < stop_at):
             events = step_period()
             steps += self.period
             self.periods += 1

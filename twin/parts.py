@@ -48,6 +48,18 @@ class Parts:
         self.by_body[body] = part
         return part
 
+    def overlapping(self, type_name: str, resting_on: tuple[float, float, float]) -> str | None:
+        """The id of a part already in the space a new part would take: parts spawned into each
+        other make the physics solver fight them apart, which costs seconds per step."""
+        t = self._types[type_name]
+        x, y, z = resting_on
+        lo = (x - t.size[0] / 2, y - t.size[1] / 2, z + 2e-3)
+        hi = (x + t.size[0] / 2, y + t.size[1] / 2, z + t.size[2])
+        for body, _ in pb.getOverlappingObjects(lo, hi, physicsClientId=self._client) or ():
+            if body in self.by_body:
+                return self.by_body[body].id
+        return None
+
     def remove(self, part_id: str) -> None:
         part = self.by_id.pop(part_id)
         del self.by_body[part.body]

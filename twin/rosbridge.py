@@ -29,6 +29,9 @@ from drivers import ros_names as N
 from twin.config import SceneConfig
 
 PUBLISH_HZ = 50
+MAX_MESSAGE_BYTES = 4 << 20  # a bigger websocket message closes that connection (websockets' max_size)
+MAX_NAME = 128  # characters of a client's op, topic or id echoed back in an error
+MAX_REASON = 1024
 FEEDBACK_HZ = 20
 LEVELS = ("error", "warning", "info")
 # GoalStatus (action_msgs/msg/GoalStatus) and control_msgs error codes
@@ -125,19 +128,22 @@ class Endpoint:
             return
         handler = getattr(self, "op_" + msg["op"], None)
         if handler is None:
-            await self.status(client, "error", f"unknown op {msg['op']!r}", msg.get("id"))
+            await self.status(client, "error", f"unknown op {msg['op'][:MAX_NAME]!r}", _echo(msg.get("id")))
             return
         try:
             await handler(client, msg)
-        except (BadRequest, KeyError, TypeError, ValueError, DriverError) as exc:
-            reason = f"{msg['op']}: {type(exc).__name__}: {exc}"
-            await self.status(client, "error", reason, msg.get("id"))
+        except websockets.ConnectionClosed:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any bad input is the client's error, never a dropped link
+            reason = f"{msg['op'][:MAX_NAME]}: {type(exc).__name__}: {str(exc)[:MAX_REASON]}"
+            msg_id = _echo(msg.get("id"))
+            await self.status(client, "error", reason, msg_id)
             if msg["op"] == "call_service":
-                await client.send({"op": "service_response", "service": msg.get("service"), "id": msg.get("id"),
+                await client.send({"op": "service_response", "service": _echo(msg.get("service")), "id": msg_id,
                                    "values": {"error": reason}, "result": False})
             elif msg["op"] == "send_action_goal":
                 code = INVALID_JOINTS if "joint names" in reason else INVALID_GOAL
-                await client.send({"op": "action_result", "action": msg.get("action"), "id": msg.get("id"),
+                await client.send({"op": "action_result", "action": _echo(msg.get("action")), "id": msg_id,
                                    "values": {"error_code": code, "error_string": reason},
                                    "status": ABORTED, "result": False})
 
@@ -155,7 +161,7 @@ class Endpoint:
             raise BadRequest(f"unknown topic {topic}; topics: {sorted(self.topics)}")
         if not N.same_type(msg.get("type"), self.topics[topic]):
             raise BadRequest(f"topic {topic} has type {self.topics[topic]}, not {msg['type']}")
-        client.subscriptions[topic] = msg.get("id", "")
+        client.subscriptions[topic] = _echo(msg.get("id", "")) or ""
 
     async def op_unsubscribe(self, client: Client, msg: dict) -> None:
         client.subscriptions.pop(msg["topic"], None)
@@ -186,7 +192,9 @@ class Endpoint:
         elif service == "/rosapi/action_servers":
             values = {"action_servers": sorted(self.actions)}
         elif service == "/rosapi/topic_type":
-            values = {"type": self.topics.get(msg.get("args", {}).get("topic"), "")}
+            args = msg.get("args") or {}  # the spec allows a list of positional values or a map
+            topic = args[0] if isinstance(args, list) and args else args.get("topic") if isinstance(args, dict) else None
+            values = {"type": self.topics.get(topic, "") if isinstance(topic, str) else ""}
         elif service in self.stop_services:
             robot = self.stop_services[service]
             cancelled = self.twin.request("stop", robot=robot)["cancelled"]
@@ -194,11 +202,13 @@ class Endpoint:
         else:
             raise BadRequest(f"unknown service {service}; services: /rosapi/topics, /rosapi/topics_and_raw_types, "
                              f"/rosapi/action_servers, /rosapi/topic_type, {', '.join(sorted(self.stop_services))}")
-        await client.send({"op": "service_response", "service": service, "id": msg.get("id"), "values": values,
+        await client.send({"op": "service_response", "service": service, "id": _echo(msg.get("id")), "values": values,
                            "result": True})
 
     async def op_send_action_goal(self, client: Client, msg: dict) -> None:
         action, goal_id, args = msg["action"], msg["id"], msg.get("args") or {}
+        if not isinstance(goal_id, str) or not goal_id or len(goal_id) > MAX_NAME:
+            raise BadRequest(f"a goal needs an id: a string of 1 to {MAX_NAME} characters")
         if action not in self.actions:
             raise BadRequest(f"unknown action {action}; actions: {sorted(self.actions)}")
         robot, action_type = self.actions[action]
@@ -245,9 +255,10 @@ class Endpoint:
         return out
 
     async def op_cancel_action_goal(self, client: Client, msg: dict) -> None:
-        goal = self.goals.get(msg["id"])
+        goal_id = _echo(msg["id"])
+        goal = self.goals.get(goal_id)
         if goal is None:
-            await self.status(client, "warning", f"no running goal {msg['id']} to cancel (finished already?)", msg["id"])
+            await self.status(client, "warning", f"no running goal {goal_id} to cancel (finished already?)", goal_id)
             return
         goal.cancelled = True
         if goal.kind == "trajectory":
@@ -322,9 +333,16 @@ class Endpoint:
                 "status": status, "result": status != ABORTED}
 
 
+def _echo(value: object) -> str | int | None:
+    """A client's id or name as it may be echoed back: a short string or an integer, else None."""
+    if isinstance(value, str) and len(value) <= MAX_NAME or isinstance(value, int) and not isinstance(value, bool):
+        return value
+    return None
+
+
 async def serve(config: SceneConfig, twin_endpoint: str, host: str, port: int) -> None:
     endpoint = Endpoint(config, twin_endpoint)
-    async with websockets.serve(endpoint.handle, host, port, max_size=2**24) as server:
+    async with websockets.serve(endpoint.handle, host, port, max_size=MAX_MESSAGE_BYTES) as server:
         bound = server.sockets[0].getsockname()[1]
         print(P.ROSBRIDGE_READY + json.dumps({"url": f"ws://{host}:{bound}"}), flush=True)
         await endpoint.publisher()

@@ -19,6 +19,7 @@ MAX_CATCH_UP_S = 0.25  # realtime: if the loop falls further behind, drop the ba
 MAX_REQUESTS_PER_TURN = 100
 LOCKSTEP_POLL_MS = 50  # how often a lockstep server looks for silent participants
 MAX_STEPS_PER_TURN = 24  # at 240 Hz: 0.1 s of sim time between looks at the request socket
+TURN_BUDGET_S = 0.02  # wall time spent stepping between looks at the request socket
 
 
 class TwinServer:
@@ -29,6 +30,7 @@ class TwinServer:
         self._pub = self._ctx.socket(zmq.PUB)
         for s in (self._router, self._pub):
             s.setsockopt(zmq.LINGER, 0)
+        self._router.setsockopt(zmq.MAXMSGSIZE, P.HARD_FRAME_BYTES)  # ZeroMQ drops such a peer unread
         if host == "::1":
             for s in (self._router, self._pub):
                 s.setsockopt(zmq.IPV6, 1)
@@ -113,10 +115,13 @@ class TwinServer:
         lockstep = self.service.lockstep
         self._router.setsockopt(zmq.RCVTIMEO, LOCKSTEP_POLL_MS)  # a blocking receive is the wait
         while not self.service.shutdown_requested:
-            try:
-                self._serve_pending(self._router.recv_multipart())
-            except zmq.Again:
-                pass
+            if lockstep.ready():  # a grant is being worked off: serve whoever asks, without waiting
+                self._serve_pending()
+            else:
+                try:
+                    self._serve_pending(self._router.recv_multipart())
+                except zmq.Again:
+                    pass
             for name in lockstep.silent(time.monotonic()):
                 lockstep.deregister(name)
                 print(f"twin: participant {name!r} silent for over {lockstep.silence_timeout}s: deregistered",
@@ -124,8 +129,9 @@ class TwinServer:
                 self.service.world.events.append({"topic": "participants", "event": "deregistered", "name": name,
                                                   "reason": "silent", "time": self.service.world.time})
                 self._publish_events()
-            while lockstep.ready():
-                for envelope, req_id, grant in lockstep.advance(self.service.world.steps, self._step_period):
+            if lockstep.ready():
+                for envelope, req_id, grant in lockstep.advance(self.service.world.steps, self._step_period,
+                                                                TURN_BUDGET_S):
                     self._router.send_multipart(envelope + [P.pack(P.ok(req_id, grant))])
 
     def _serve_realtime(self) -> None:
@@ -144,8 +150,11 @@ class TwinServer:
                     print(f"twin: cannot keep up with real time x{rate}; running as fast as it can", file=sys.stderr)
                     warned = True
                 t0, base_steps, due = time.monotonic(), world.steps, 1
-            for _ in range(min(due, MAX_STEPS_PER_TURN)):  # bounded, so requests are never starved
+            turn_ends = time.monotonic() + TURN_BUDGET_S
+            for _ in range(min(due, MAX_STEPS_PER_TURN)):  # bounded in steps and time: requests are never starved
                 self.step()
+                if time.monotonic() > turn_ends:
+                    break
             wait = (t0 + (world.steps - base_steps + 1) * dt / rate) - time.monotonic()
             if poller.poll(max(0, int(wait * 1000))):
                 self._serve_pending()

@@ -43,8 +43,8 @@ class TwinService:
         self._log_seq = itertools.count(1)
         self._handlers: dict[str, Callable] = {op: getattr(self, f"op_{op}") for op in P.OPS}
         twin = config.twin
-        self.lockstep = Lockstep(twin.physics_hz, twin.period_steps, twin.silence_timeout, twin.expect) \
-            if twin.mode == "lockstep" else None
+        self.lockstep = Lockstep(twin.physics_hz, twin.period_steps, twin.silence_timeout, twin.expect,
+                                 P.MAX_HORIZON_S) if twin.mode == "lockstep" else None
         self._envelope: list[bytes] = []
         self._req_id: object = None
 
@@ -57,21 +57,20 @@ class TwinService:
     def handle(self, envelope: list[bytes], frame: bytes) -> dict | None:
         """Decode, validate and run one request; returns the reply (None when it is deferred, as
         a lockstep grant is), never raises."""
-        client = envelope[0].hex() if envelope else ""
+        client = envelope[0].hex()[:64] if envelope else ""
         try:
-            request = P.unpack(frame)
-        except Exception as exc:  # msgpack raises several unrelated types on garbage
-            return P.error(None, P.BAD_FRAME, f"not a msgpack frame: {exc}")
-        if not isinstance(request, dict) or "op" not in request or "id" not in request:
-            return P.error(None, P.BAD_FRAME, "a request is a map with keys id, op and args")
-        req_id, op, args = request.get("id"), request.get("op"), request.get("args", {})
+            req_id, op, args = P.decode_request(frame)
+        except P.BadFrame as exc:
+            return P.error(exc.req_id, P.BAD_FRAME, str(exc))
         if op not in self._handlers:
-            return P.error(req_id, P.UNKNOWN_OP, f"unknown op {op!r}; known ops: {', '.join(P.OPS)}")
+            return P.error(req_id, P.UNKNOWN_OP, f"unknown op {op[:P.MAX_NAME]!r}; known ops: {', '.join(P.OPS)}")
         try:
-            parsed = P.OPS[op].model_validate(args if args is not None else {})
+            parsed = P.OPS[op].model_validate(args)
         except ValidationError as exc:
-            return P.error(req_id, P.BAD_ARGS, f"{op}: " + "; ".join(
-                f"{'.'.join(map(str, e['loc'])) or 'args'}: {e['msg']}" for e in exc.errors()))
+            errors = exc.errors()
+            listed = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'args'}: {e['msg']}" for e in errors[:5])
+            more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
+            return P.error(req_id, P.BAD_ARGS, f"{op}: {listed}{more}")
         self._log.append({"seq": next(self._log_seq), "time": self.world.time, "client": client, "op": op,
                           "robot": getattr(parsed, "robot", None)})
         self._envelope, self._req_id = envelope, req_id
@@ -129,10 +128,7 @@ class TwinService:
 
     def op_execute(self, a: P.Execute) -> dict:
         robot = self._robot(a.robot)
-        t = a.trajectory
-        if len(t.positions) != len(t.times) or (t.velocities is not None and len(t.velocities) != len(t.times)):
-            raise OpError(P.BAD_ARGS, "execute: times, positions and velocities need one entry per sample")
-        traj = Trajectory.from_wire(t.model_dump())
+        traj = Trajectory.from_wire(a.trajectory.model_dump())
         check_trajectory(robot.description, traj, self._kinematics(robot).fk)
         gap = float(np.max(np.abs(traj.positions[0] - robot.positions())))
         if gap > START_TOLERANCE:
@@ -192,6 +188,8 @@ class TwinService:
         world = self.world
         if a.id in world.parts.by_id:
             raise OpError(P.CONFLICT, f"part {a.id!r} exists already")
+        if len(world.parts.by_id) >= P.MAX_PARTS:
+            raise OpError(P.CONFLICT, f"the world holds {P.MAX_PARTS} parts already (the most it takes)")
         if a.type not in self.config.part_types:
             raise OpError(P.BAD_ARGS, f"unknown part type {a.type!r}; types: {sorted(self.config.part_types)}")
         if (a.station is None) == (a.position is None):
@@ -199,6 +197,8 @@ class TwinService:
         if a.station is not None and a.station not in self.config.stations:
             raise OpError(P.UNKNOWN_STATION, f"unknown station {a.station!r}; stations: {sorted(self.config.stations)}")
         at = self.config.stations[a.station].position if a.station else tuple(a.position)
+        if (blocker := world.parts.overlapping(a.type, at)) is not None:
+            raise OpError(P.CONFLICT, f"part {blocker!r} takes that space already")
         world.parts.spawn(a.id, a.type, at)
         world.events.append(world.feeds.record("spawned", a.id, a.station or "", world.time))
         return self._part(a.id)
