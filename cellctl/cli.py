@@ -22,16 +22,23 @@ def _load(path: str):
         return None
 
 
-def cmd_check(args: argparse.Namespace) -> int:
-    config = _load(args.config)
+def _checked(path: str):
+    """The config after every check ``cellctl check`` makes (the file, then reach), or None after
+    printing one line per problem: a line is never started on a config ``check`` refuses."""
+    config = _load(path)
     if config is None:
-        return EXIT_USAGE
+        return None
     from cellctl.reach import reach_problems  # loads URDFs: only once the file itself is valid
 
     problems = reach_problems(config)
     for p in problems:
-        print(f"{args.config}: {p.path()}: expected {p.expected}, found {p.found}", file=sys.stderr)
-    if problems:
+        print(f"{path}: {p.path()}: expected {p.expected}, found {p.found}", file=sys.stderr)
+    return None if problems else config
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    config = _checked(args.config)
+    if config is None:
         return EXIT_USAGE
     print(f"{args.config}: ok ({len(config.robots)} robots, {len(config.stations)} stations, "
           f"{len(config.parts)} parts, {len(config.cells)} cells)")
@@ -98,7 +105,7 @@ def cmd_twin_rosbridge(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from cellctl.launcher import run_line
 
-    if _load(args.config) is None:
+    if _checked(args.config) is None:
         return EXIT_USAGE
     crash = dict(c.split(":", 1) for c in args.crash)
     return run_line(args.config, args.parts, args.run_dir, args.json, args.timeout, crash, args.driver, args.rate)

@@ -12,7 +12,7 @@ from cellctl.line_config import LineConfig
 from drivers.robot_config import Problem
 from twin.config import SceneConfig
 
-_MAX_FOUND = 60
+_MAX_FOUND = 200  # characters of a found value shown; a longer one is cut (and says so)
 
 
 class ConfigError(Exception):
@@ -25,7 +25,7 @@ class ConfigError(Exception):
 
 def _found(value: object) -> str:
     text = repr(value)
-    return text if len(text) <= _MAX_FOUND else text[: _MAX_FOUND - 3] + "..."
+    return text if len(text) <= _MAX_FOUND else f"{text[:_MAX_FOUND]}... ({len(text)} characters)"
 
 
 def _expected(err: dict) -> tuple[str, str]:
@@ -54,9 +54,12 @@ def _line(path: Path, loc: tuple, expected: str, found: str) -> str:
 def load_config(path: str | Path, model: type[SceneConfig] = LineConfig) -> LineConfig:
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read the file: {exc.strerror}"]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError([_line(path, (), "a YAML text file (UTF-8)",
+                                 f"a byte 0x{exc.object[exc.start]:02x} that is not UTF-8 at offset {exc.start}")]) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -125,12 +125,12 @@ class HandoffLink:
             self.events.append(LinkEvent(kind, msg))
             return
         try:
-            self.fsm.receive(kind, msg.get("part"))
+            acted = self.fsm.receive(kind, msg.get("part"))
         except ProtocolError as exc:
             self._notify("ProtocolError", str(exc))
             self._disconnect(f"protocol error: {exc}")
             return
-        if kind not in ("CheckAlive", "Notification"):
+        if acted and kind not in ("CheckAlive", "Notification", "BoardForecast"):
             self.events.append(LinkEvent(kind, msg))
         if kind == "Notification" and msg.get("severity") == "Fatal":
             self._disconnect(f"peer reported {msg.get('code')}: {msg.get('text')}")

@@ -32,6 +32,12 @@ class _Bare(_Message):
     type: Literal["MachineReady", "RevokeMachineReady", "RevokeBoardAvailable", "CheckAlive"]
 
 
+class BoardForecast(_Message):
+    type: Literal["BoardForecast"]
+    part: Id | None = None
+    part_type: Id = "?"
+
+
 class BoardAvailable(_Message):
     type: Literal["BoardAvailable"]
     part: Id
@@ -69,7 +75,7 @@ class ResyncAck(_Message):
     found: bool
 
 
-Message = Annotated[ServiceDescription | _Bare | BoardAvailable | _PartOnly | _Transfer | Notification | Resync
+Message = Annotated[ServiceDescription | _Bare | BoardForecast | BoardAvailable | _PartOnly | _Transfer | Notification | Resync
                     | ResyncAck, Field(discriminator="type")]
 
 

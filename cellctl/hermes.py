@@ -1,12 +1,16 @@
-"""The handoff protocol's state machine, modelled on IPC-HERMES-9852's horizontal channel, as a
-table: the board sender's side exactly as ``docs/reference/hermes.json`` (from hermes-org/lib_cpp
-DownstreamStateMachine.cpp); the receiver's side mirrors it with send and receive swapped.
+"""The handoff protocol's state machine, modelled on IPC-HERMES-9852's horizontal channel, as
+tables exactly as ``docs/reference/hermes.json``: the board sender's side from hermes-org/lib_cpp
+DownstreamStateMachine.cpp (``transitions``), the receiver's from UpstreamStateMachine.cpp
+(``receiver_transitions``).
 
 Rules (from the reference): a message received in a state with no row is a protocol error —
 send Notification(ProtocolError, Fatal) and disconnect; an illegal local send is a software error —
 send Notification(SoftwareError, Fatal) and disconnect; CheckAlive and Notification are accepted
-in every connected state and change nothing; BoardForecast may be sent in NotAvailableNotReady and
-MachineReady and changes nothing; StopTransport must carry the board id of StartTransport.
+in every connected state and change nothing. BoardForecast is sent only by the sender, in
+NotAvailableNotReady and MachineReady, and changes nothing; the receiver accepts it there. The
+receiver ignores a BoardAvailable, RevokeBoardAvailable or BoardForecast received in Transporting
+or TransportStopped (it crossed its StartTransport on the wire). StopTransport (at the sender) and
+TransportFinished (at the receiver) must carry the board id of StartTransport.
 """
 
 from __future__ import annotations
@@ -41,15 +45,32 @@ SENDER: list[tuple[str, str, str]] = [  # (from, event, to): the board sender's 
 ]
 
 
-def _mirror(event: str) -> str:
-    verb, _, message = event.partition(" ")
-    return {"send": "recv", "recv": "send"}.get(verb, verb) + (f" {message}" if message else "")
-
-
-RECEIVER: list[tuple[str, str, str]] = [(a, _mirror(e), b) for a, e, b in SENDER]
+RECEIVER: list[tuple[str, str, str]] = [  # (from, event, to): the board receiver's side
+    ("NotConnected", "connected", "SocketConnected"),
+    ("SocketConnected", "send ServiceDescription", "ServiceDescriptionDownstream"),
+    ("ServiceDescriptionDownstream", "recv ServiceDescription", "NotAvailableNotReady"),
+    ("NotAvailableNotReady", "recv BoardAvailable", "BoardAvailable"),
+    ("MachineReady", "recv BoardAvailable", "AvailableAndReady"),
+    ("BoardAvailable", "recv RevokeBoardAvailable", "NotAvailableNotReady"),
+    ("AvailableAndReady", "recv RevokeBoardAvailable", "MachineReady"),
+    ("NotAvailableNotReady", "send MachineReady", "MachineReady"),
+    ("BoardAvailable", "send MachineReady", "AvailableAndReady"),
+    ("MachineReady", "send RevokeMachineReady", "NotAvailableNotReady"),
+    ("AvailableAndReady", "send RevokeMachineReady", "BoardAvailable"),
+    ("AvailableAndReady", "send StartTransport", "Transporting"),
+    ("MachineReady", "send StartTransport", "Transporting"),
+    ("Transporting", "send StopTransport", "TransportStopped"),
+    ("TransportFinished", "send StopTransport", "NotAvailableNotReady"),
+    ("Transporting", "recv TransportFinished", "TransportFinished"),
+    ("TransportStopped", "recv TransportFinished", "NotAvailableNotReady"),
+]
 
 ALWAYS_ACCEPTED = ("CheckAlive", "Notification")
-FORECAST_STATES = ("NotAvailableNotReady", "MachineReady")
+FORECAST_STATES = ("NotAvailableNotReady", "MachineReady")  # BoardForecast: sent / accepted, no change
+# The receiver ignores what crossed its StartTransport on the wire (UpstreamStateMachine.cpp).
+CROSSING = {"BoardAvailable": ("Transporting", "TransportStopped"),
+            "RevokeBoardAvailable": ("Transporting", "TransportStopped"),
+            "BoardForecast": ("Transporting", "TransportStopped")}
 CONNECTED = tuple(s for s in STATES if s not in ("NotConnected", "Disconnected"))
 
 
@@ -91,26 +112,37 @@ class HermesMachine:
     def can(self, direction: str, message: str) -> bool:
         if message in ALWAYS_ACCEPTED:
             return self.state in CONNECTED
-        if message == "BoardForecast":
-            return direction == "send" and self.state in FORECAST_STATES
+        if message == "BoardForecast":  # only the sender sends it; only the receiver receives it
+            return (direction == "send") == (self.role == "sender") and self.state in FORECAST_STATES
         return (self.state, f"{direction} {message}") in self._table
+
+    def ignores(self, message: str) -> bool:
+        """A received message the receiver drops without a state change or an error."""
+        return self.role == "receiver" and self.state in CROSSING.get(message, ())
 
     def send(self, message: str, board: str | None = None) -> None:
         if not self.can("send", message):
             raise SoftwareError(f"{self.role} may not send {message} in state {self.state}")
-        self._track(message, board)
+        if message == "StartTransport":
+            self.board = board
         if message not in ALWAYS_ACCEPTED and message != "BoardForecast":
             self._move(f"send {message}")
 
-    def receive(self, message: str, board: str | None = None) -> None:
+    def receive(self, message: str, board: str | None = None) -> bool:
+        """Apply a received message; False when it is ignored (it crossed ours on the wire)."""
+        if self.ignores(message):
+            return False
         if not self.can("recv", message):
             raise ProtocolError(f"{self.role} received {message} in state {self.state}")
-        self._track(message, board)
-        if message not in ALWAYS_ACCEPTED:
+        self._check_board(message, board)
+        if message not in ALWAYS_ACCEPTED and message != "BoardForecast":
             self._move(f"recv {message}")
+        return True
 
-    def _track(self, message: str, board: str | None) -> None:
+    def _check_board(self, message: str, board: str | None) -> None:
+        """StartTransport fixes the board; a received StopTransport (at the sender) or
+        TransportFinished (at the receiver) must carry the same one."""
         if message == "StartTransport":
             self.board = board
-        elif message == "StopTransport" and board != self.board:
-            raise ProtocolError(f"StopTransport for board {board!r}, but StartTransport was for {self.board!r}")
+        elif message in ("StopTransport", "TransportFinished") and board != self.board:
+            raise ProtocolError(f"{message} for board {board!r}, but StartTransport was for {self.board!r}")

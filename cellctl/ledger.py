@@ -13,8 +13,10 @@ a change reported to a peer is on disk first. The schema version is ``PRAGMA use
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,8 +63,20 @@ class Ledger:
         self._db.close()
 
     # -- boots (an incarnation number makes handoff session ids unique and reproducible) --------
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """One real SQLite transaction (the connection is in autocommit mode, where ``with db:``
+        opens none): everything inside is on disk together, or none of it is."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
     def next_boot(self) -> int:
-        with self._db:
+        with self._transaction():
             row = self._db.execute("SELECT value FROM meta WHERE key='boot'").fetchone()
             boot = int(row[0]) + 1 if row else 1
             self._db.execute("INSERT OR REPLACE INTO meta VALUES ('boot', ?)", (str(boot),))
@@ -79,7 +93,7 @@ class Ledger:
     def _set(self, part: str, state: str, sim_time: float, part_type: str | None = None,
              source: str | None = None, peer: str | None = None) -> None:
         now = time.time()
-        with self._db:  # one transaction: the row and its journal line together
+        with self._transaction():  # the row and its journal line together, or neither
             current = self.get(part)
             self._db.execute(
                 "INSERT OR REPLACE INTO custody VALUES (?, ?, ?, ?, ?, ?, ?)",

@@ -42,7 +42,7 @@ class LineConfig(SceneConfig):
                 if station not in self.stations:
                     found.append(Problem(("cells", name, key), f"one of the stations {sorted(self.stations)}", station))
             for i, message in step_problems(cell.recipe):
-                found.append(Problem(("cells", name, "recipe", i), "a valid skill step", message))
+                found.append(Problem(("cells", name, "recipe", i), f"a valid skill step ({message})", cell.recipe[i]))
         found += self._neighbour_problems()
         robots = [c.robot for c in self.cells.values()]
         for name, cell in self.cells.items():
@@ -57,6 +57,10 @@ class LineConfig(SceneConfig):
                                                                ("upstream", "downstream", "take", "give")):
                 peer = getattr(cell, key)
                 if peer is None:
+                    continue
+                if peer == name:
+                    found.append(Problem(("cells", name, key), "another cell's name (a cell is not its own neighbour)",
+                                         peer))
                     continue
                 if peer not in self.cells:
                     found.append(Problem(("cells", name, key), f"one of the cells {sorted(self.cells)}", peer))

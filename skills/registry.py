@@ -7,6 +7,7 @@ Users add their own with ``@register`` or, without touching this package, an ent
 from __future__ import annotations
 
 import importlib
+import sys
 from importlib.metadata import entry_points
 
 from skills.base import Skill
@@ -30,12 +31,23 @@ def register(cls: type[Skill]) -> type[Skill]:
     return cls
 
 
+_BROKEN: dict[str, str] = {}  # entry point name -> why it cannot be loaded
+
+
 def _load() -> None:
+    """Built-in skills, then the entry points; one that cannot be loaded is reported in one line
+    (once) and the others load as usual."""
     for module in _BUILTIN:
         importlib.import_module(module)
     for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name not in _SKILLS:
+        if ep.name in _SKILLS or ep.name in _BROKEN:
+            continue
+        try:
             register(ep.load())
+        except Exception as exc:  # noqa: BLE001 - a user's package may fail in any way
+            _BROKEN[ep.name] = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            print(f"cellctl: skill entry point {ep.name} = {ep.value} cannot be loaded: {_BROKEN[ep.name]}",
+                  file=sys.stderr)
 
 
 def names() -> list[str]:
@@ -49,6 +61,8 @@ def get(name: str) -> type[Skill]:
     try:
         return _SKILLS[name]
     except KeyError:
+        if name in _BROKEN:
+            raise UnknownSkill(f"skill {name!r} cannot be loaded: {_BROKEN[name]}") from None
         raise UnknownSkill(f"unknown skill {name!r}; known skills: {', '.join(sorted(_SKILLS))}") from None
 
 

@@ -119,3 +119,23 @@ def test_cell_run_unknown_cell(cell, message):
     result = subprocess.run([sys.executable, "-m", "cellctl", "cell", "run", str(CONFIG), "--cell", cell],
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 2 and message in result.stderr
+
+
+def test_a_part_of_a_type_the_cell_does_not_work_on_holds_it(twin_factory, tmp_path):
+    config = tmp_path / "typed.yaml"
+    config.write_text(CONFIG.read_text().replace(", feed: {every: 2.0, count: 5, prefix: part}", "")
+                      .replace("    parts: 5", "    parts: 5\n    part_types: [box]")
+                      .replace("robots:", "part_types: {box: {}, disc: {}}\nparts: [{id: d1, type: disc, "
+                                          "station: infeed}]\nrobots:"))
+    twin = twin_factory(config)
+    proc = subprocess.Popen([sys.executable, "-m", "cellctl", "cell", "run", str(config), "--cell", "press",
+                             "--twin", twin.endpoint, "--run-dir", str(tmp_path), "--start"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        status = _until(_endpoint(tmp_path, proc), lambda s: s["state"] == "Held")
+        # a part the cell cannot tell to be one of its types (no feed says so) is not taken
+        assert status["fault"] == "part d1 is of type '?'; this cell works on ['box']"
+        assert status["parts_done"] == 0
+    finally:
+        proc.terminate()
+        proc.wait(30)

@@ -101,3 +101,46 @@ def test_skills_cli():
     assert "| station | str or None | None | pick whatever rests on this station |" in shown.stdout
     unknown = _cellctl("skills", "show", "fly")
     assert unknown.returncode == 2 and "unknown skill 'fly'" in unknown.stderr
+
+
+def test_binary_file_is_a_config_error(tmp_path):
+    path = tmp_path / "line.yaml"
+    path.write_bytes(b"version: 1\n\xff\xfe\x00robots")
+    result = _cellctl("check", str(path))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == f"{path}: (top level): expected a YAML text file (UTF-8), " \
+                                     f"found a byte 0xff that is not UTF-8 at offset 11"
+
+
+def test_messages_keep_their_cause(tmp_path):
+    path = tmp_path / "line.yaml"
+    path.write_text(GOOD + "cells:\n  c1: {robot: r1, take: s1, give: s1, recipe: [{skill: wait, params: {secs: 1}}]}\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert err.value.lines == [f"{path}: cells.c1.recipe.0: expected a valid skill step (wait: skill wait: parameter "
+                               f"seconds: Field required; parameter secs: Extra inputs are not permitted), found "
+                               f"{{'skill': 'wait', 'params': {{'secs': 1}}}}"]
+
+
+def test_removed_twin_seed_says_so(tmp_path):
+    path = tmp_path / "line.yaml"
+    path.write_text(GOOD.replace("robots:", "twin: {seed: 3}\nrobots:", 1))
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert err.value.lines == [f"{path}: twin: expected twin.seed was removed: it had no effect (the twin's physics "
+                               f"makes no random choice); delete the key, found {{'seed': 3}}"]
+
+
+def test_a_broken_skill_entry_point_is_one_line_and_the_others_load(tmp_path):
+    dist = tmp_path / "site" / "broken_skills-0.1.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-skills\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[cellctl.skills]\nglue = no_such_module:Glue\n")
+    env = {**__import__("os").environ, "PYTHONPATH": str(tmp_path / "site")}
+    result = subprocess.run([sys.executable, "-m", "cellctl", "skills", "list"], capture_output=True, text=True,
+                            timeout=60, env=env)
+    assert result.returncode == 0 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == "cellctl: skill entry point glue = no_such_module:Glue cannot be loaded: " \
+                                    "ModuleNotFoundError: No module named 'no_such_module'"
+    assert [line.split()[0] for line in result.stdout.splitlines()] == ["move_joints", "move_pose", "pick", "place",
+                                                                        "wait"]

@@ -11,9 +11,13 @@ from cellctl.hermes import (MESSAGES, RECEIVER, SENDER, STATES, HermesMachine, P
 
 REFERENCE = json.loads((Path(__file__).resolve().parent.parent / "docs" / "reference" / "hermes.json").read_text())
 REF_SENDER = {(t["from"], t["event"]): t["to"] for t in REFERENCE["transitions"]}
-SWAP = {"send": "recv", "recv": "send"}
-REF_RECEIVER = {(a, (f"{SWAP[e.split()[0]]} {e.split()[1]}" if " " in e else e)): b for (a, e), b in REF_SENDER.items()}
+REF_RECEIVER = {(t["from"], t["event"]): t["to"] for t in REFERENCE["receiver_transitions"]}
 CONNECTED = [s for s in STATES if s not in ("NotConnected", "Disconnected")]
+FORECAST = ("NotAvailableNotReady", "MachineReady")
+# receiver_rules: what crossed the receiver's StartTransport on the wire is ignored
+CROSSED = {("BoardAvailable", s) for s in ("Transporting", "TransportStopped")} \
+    | {("RevokeBoardAvailable", s) for s in ("Transporting", "TransportStopped")} \
+    | {("BoardForecast", s) for s in ("Transporting", "TransportStopped")}
 
 
 def test_tables_match_the_reference():
@@ -37,6 +41,12 @@ def test_every_received_message(role, table, state, message):
     if message in ("CheckAlive", "Notification") and state in CONNECTED:
         m.receive(message)
         assert m.state == state  # accepted, changes nothing
+    elif role == "receiver" and (message, state) in CROSSED:
+        assert m.receive(message, board="b2") is False  # ignored: no error, no change
+        assert m.state == state
+    elif role == "receiver" and message == "BoardForecast" and state in FORECAST:
+        assert m.receive(message) is True
+        assert m.state == state  # accepted, changes nothing
     elif expected is not None:
         m.receive(message, board="b1")
         assert m.state == expected
@@ -55,7 +65,7 @@ def test_every_sent_message(role, table, state, message):
     if message in ("CheckAlive", "Notification") and state in CONNECTED:
         m.send(message)
         assert m.state == state
-    elif message == "BoardForecast" and state in ("NotAvailableNotReady", "MachineReady"):
+    elif message == "BoardForecast" and role == "sender" and state in FORECAST:  # only the sender sends it
         m.send(message)
         assert m.state == state
     elif expected is not None:
@@ -81,7 +91,7 @@ def test_revokes_and_a_full_transfer():
     s.send("BoardAvailable"), r.receive("BoardAvailable")
     assert s.state == r.state == "AvailableAndReady"
     r.send("StartTransport", "p1"), s.receive("StartTransport", "p1")
-    s.send("TransportFinished"), r.receive("TransportFinished")
+    s.send("TransportFinished"), r.receive("TransportFinished", "p1")
     r.send("StopTransport", "p1"), s.receive("StopTransport", "p1")
     assert s.state == r.state == "NotAvailableNotReady"
 
@@ -91,6 +101,24 @@ def test_board_id_mismatch_is_a_protocol_error():
     s.receive("StartTransport", "p1")
     with pytest.raises(ProtocolError, match="StopTransport for board 'p2', but StartTransport was for 'p1'"):
         s.receive("StopTransport", "p2")
+    r = _in("receiver", "AvailableAndReady")
+    r.send("StartTransport", "p1")
+    with pytest.raises(ProtocolError, match="TransportFinished for board 'p2', but StartTransport was for 'p1'"):
+        r.receive("TransportFinished", "p2")
+
+
+def test_crossing_messages_do_not_disconnect_a_link():
+    """A BoardAvailable that crossed the receiver's StartTransport on the wire is dropped; the
+    transfer goes on (once, this disconnected the link)."""
+    sender, receiver, wires, pump = _pair()
+    pump()
+    receiver.send("MachineReady")
+    pump()
+    receiver.send("StartTransport", part="p1")
+    receiver.handle({"type": "BoardAvailable", "session": receiver.session, "part": "p1", "part_type": "box"})
+    receiver.handle({"type": "BoardForecast", "session": receiver.session})
+    assert receiver.connected and receiver.fsm.state == "Transporting"
+    assert [e.kind for e in receiver.take_events()] == ["connected"]
 
 
 def _pair():

@@ -61,3 +61,40 @@ def test_unknown_schema_version_is_refused(tmp_path):
     db.close()
     with pytest.raises(LedgerError, match="ledger schema version 7; this cellctl reads version 1"):
         Ledger(path)
+
+
+def _fail_journal_inserts(path) -> None:
+    """As a full disk or an I/O error would: the journal line of the next change cannot be written."""
+    db = sqlite3.connect(path)
+    db.execute("CREATE TRIGGER no_journal BEFORE INSERT ON journal BEGIN SELECT RAISE(ABORT, 'disk full'); END")
+    db.commit()
+    db.close()
+
+
+def test_a_custody_row_never_tears_from_its_journal_line(tmp_path):
+    ledger = Ledger(tmp_path / "cell.sqlite")
+    ledger.own("p1", "box", "infeed", 1.0)
+    _fail_journal_inserts(tmp_path / "cell.sqlite")
+    with pytest.raises(sqlite3.IntegrityError, match="disk full"):
+        ledger.own("p2", "box", "infeed", 2.0)
+    with pytest.raises(sqlite3.IntegrityError, match="disk full"):
+        ledger.in_transit("p1", "pack", 3.0)
+    assert ledger.get("p2") is None  # the row went with its journal line
+    assert ledger.get("p1").state == OWNED
+    journal = [r[0] for r in sqlite3.connect(tmp_path / "cell.sqlite").execute("SELECT part FROM journal")]
+    assert journal == ["p1"]
+    ledger.close()
+    reopened = Ledger(tmp_path / "cell.sqlite")  # and nothing half-done is found after a restart
+    assert reopened.get("p2") is None and reopened.get("p1").state == OWNED
+
+
+def test_next_boot_is_one_transaction(tmp_path):
+    ledger = Ledger(tmp_path / "cell.sqlite")
+    assert [ledger.next_boot(), ledger.next_boot()] == [1, 2]
+    other = sqlite3.connect(tmp_path / "cell.sqlite", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another writer holds the file: the boot cannot be half-counted
+    ledger._db.execute("PRAGMA busy_timeout=100")
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        ledger.next_boot()
+    other.execute("ROLLBACK")
+    assert ledger.next_boot() == 3

@@ -96,6 +96,26 @@ def test_broken_line_configs(tmp_path, change, message):
     assert f"{path}: {message}" in result.stderr, result.stderr
 
 
+def test_a_cell_is_not_its_own_neighbour(tmp_path):
+    path = tmp_path / "line.yaml"
+    path.write_text(BASE.replace("    upstream: press\n", "    upstream: pack\n"))
+    result = subprocess.run([*CLI, "check", str(path)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert f"{path}: cells.pack.upstream: expected another cell's name (a cell is not its own neighbour), " \
+           f"found 'pack'" in result.stderr, result.stderr
+
+
+def test_run_refuses_what_check_refuses(tmp_path):
+    """The reach check runs before a line starts: exit 2 at once, not a Held line 20 s later."""
+    path = tmp_path / "line.yaml"
+    path.write_text(BASE.replace("handoff: {position: [0.45, 0.45, 0.3]}", "handoff: {position: [1.6, 0.45, 0.3]}"))
+    result = subprocess.run([*CLI, "run", str(path), "--run-dir", str(tmp_path / "run")], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 2
+    assert "cells.press.give: expected a station robot press can reach, found handoff" in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
 def test_cycle_is_refused(tmp_path):
     path = tmp_path / "cycle.yaml"
     text = BASE.replace("    downstream: pack\n", "    downstream: pack\n    upstream: pack\n")
@@ -109,3 +129,19 @@ def test_cycle_is_refused(tmp_path):
 def test_report_cli(tmp_path):
     missing = subprocess.run([*CLI, "report", str(tmp_path)], capture_output=True, text=True, timeout=60)
     assert missing.returncode == 2 and "no events.jsonl here" in missing.stderr
+
+
+def test_demo_line_cell_by_cell(twin_factory, tmp_path):
+    """The demo config run as a pilot site would, one `cellctl cell run` per cell (here on one
+    machine, sharing a run directory where each cell announces its handoff inbox)."""
+    twin = twin_factory(CONFIG_DIR / "demo_line.yaml")
+    procs = [subprocess.Popen([*CLI, "cell", "run", str(CONFIG_DIR / "demo_line.yaml"), "--cell", name, "--twin",
+                               twin.endpoint, "--run-dir", str(tmp_path), "--parts", "1", "--start",
+                               "--exit-when-complete"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for name in ("pack", "press")]
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        assert "Complete, 1 parts done" in out
+    events = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
+    assert not [e for e in events if e["kind"] == "packml" and e["dest"] == "Held"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-GAP, HOVER = 0.005, 0.10  # suction cup above the part top; approach height
 from drivers.conformance import check_driver
 from drivers.errors import ConnectionLost, LimitViolation, Unreachable
 from drivers.geometry import facing
@@ -13,6 +12,8 @@ from drivers.twin import TwinDriver
 from drivers.types import GripperCommand, MotionStatus, Pose
 from drivers.wait import wait
 from tests.conftest import CONFIGS
+
+GAP, HOVER = 0.005, 0.10  # suction cup above the part top; approach height
 
 
 @pytest.mark.parametrize("config,robot", [("kuka.yaml", "press"), ("panda.yaml", "arm")])
@@ -33,7 +34,15 @@ def _part(driver: TwinDriver, part_id: str) -> dict:
     return next(p for p in driver.request("list_parts") if p["id"] == part_id)
 
 
-def test_pick_and_place_carries_the_part(kuka):
+def test_pick_and_place_carries_the_part(twin_factory):
+    """In lockstep: the TCP and the part are read between two grants, so both readings are of the
+    same sim instant however busy the machine is."""
+    twin = twin_factory(CONFIGS / "kuka_lockstep.yaml")
+    with TwinDriver(twin.endpoint, "press") as kuka:
+        _carry(kuka)
+
+
+def _carry(kuka: TwinDriver) -> None:
     src, dst, grip = (0.55, -0.35, 0.3), (0.55, 0.35, 0.3), 0.04 + GAP
     assert wait(kuka.move_pose([_pose(kuka, src, grip + HOVER)])) is MotionStatus.SUCCEEDED
     assert wait(kuka.move_pose([_pose(kuka, src, grip)], speed=0.5)) is MotionStatus.SUCCEEDED
@@ -47,6 +56,7 @@ def test_pick_and_place_carries_the_part(kuka):
     while not motion.status.done:
         tcp = kuka.kinematics.fk(kuka.joint_state().positions).position
         samples.append((np.asarray(tcp), np.asarray(_part(kuka, "part-1")["position"])))
+        kuka.clock.advance()  # one control period passes between samples, none during one
     assert motion.status is MotionStatus.SUCCEEDED
     ys = [part[1] for _, part in samples]
     mid = [part for _, part in samples if -0.25 < part[1] < 0.25]
