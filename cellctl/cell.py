@@ -19,6 +19,8 @@ returns. Unhold and restarts re-plan from the physical state and the ledger, nev
 
 from __future__ import annotations
 
+import time
+import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -27,6 +29,7 @@ from cellctl import ledger as L
 from cellctl.crash import crash_point
 from cellctl.custody import Custodian
 from cellctl.handoff import HandoffLink, LinkEvent
+from cellctl.handoff_messages import MAX_RESYNC
 from cellctl.line_config import CellConfig
 from cellctl.packml import PackML
 from cellctl.sensing import PartSensor
@@ -37,6 +40,7 @@ from skills.events import make_event
 from skills.sequence import SkillSequence
 
 WAIT_HORIZON = 1.0  # s of driver time a waiting cell sleeps at most (lockstep next-event advance)
+ANNOUNCE_EVERY = 1.0  # wall s between re-announcements of a part in transit that no exchange settles
 
 
 class Phase(StrEnum):
@@ -81,7 +85,8 @@ class Cell:
         self.fault: str | None = None
         self.offered: tuple[str, str] | None = None  # (part, type) the upstream neighbour offers
         self._action: Motion | None = None
-        self._suspended_at: float | None = None
+        self._suspended_at: float | None = None  # monotonic wall time
+        self._announced_at = 0.0  # monotonic wall time of the last re-announcement of a part in transit
         self._neighbour: HandoffLink | None = None  # the gone neighbour we are Suspended / Held for
         self._phases: dict[Phase, Callable[[], None]] = {
             Phase.ACQUIRE: self._phase_acquire, Phase.WORK: self._phase_work,
@@ -127,6 +132,13 @@ class Cell:
         except DriverError as exc:
             self.emit("fault", reason=f"stop failed: {exc}")
 
+    def replan(self, reason: str) -> None:
+        """Drop the running skills and choose again from the ledger and the physical state (after
+        this controller was away while the world went on)."""
+        self.emit("replan", reason=reason)
+        if self.state == "Execute":
+            self._halt()
+
     # -- recovery ----------------------------------------------------------------------------------
     def reconcile(self) -> None:
         """Bring the ledger in line with the gripper and stations (after a restart, before Reset)."""
@@ -144,7 +156,7 @@ class Cell:
     def _upstream_event(self, link: HandoffLink, ev: LinkEvent) -> None:
         msg = ev.msg
         if ev.kind == "connected":
-            link.send_extra("Resync", received=self.ledger.received_from(link.peer))
+            link.send_extra("Resync", received=self.ledger.received_from(link.peer, MAX_RESYNC))
         elif ev.kind == "BoardAvailable":
             self.offered = (msg["part"], msg.get("part_type", "?"))
         elif ev.kind in ("RevokeBoardAvailable", "disconnected"):
@@ -184,8 +196,8 @@ class Cell:
             return self.sequence.wake_hint()
         if self.state == "Execute" and self.phase is not None:
             return self.driver.now() + WAIT_HORIZON
-        if self.state == "Suspended" and self._suspended_at is not None:
-            return self._suspended_at + self.cfg.hold_after
+        if self.state == "Suspended":
+            return self.driver.now() + WAIT_HORIZON  # hold_after is wall time: looked at every tick
         return None
 
     def tick(self) -> None:
@@ -208,6 +220,9 @@ class Cell:
                 self.packml.complete()
         except DriverError as exc:
             self._fail(f"{type(exc).__name__}: {exc}")
+        except Exception as exc:  # noqa: BLE001 - a ledger error or a bug in a user's skill: Held, never a dead cell
+            traceback.print_exc()  # into the cell's log
+            self._fail(f"{type(exc).__name__} in state {state}: {exc}")
 
     def _fail(self, reason: str) -> None:
         self.fault = reason
@@ -219,6 +234,7 @@ class Cell:
         """Home the robot; Idle when it is there. Faults are cleared here, not silently earlier."""
         if self._action is None:
             self.fault = None
+            self.driver.stop()  # whatever the robot still does (a dead predecessor's motion) ends first
             self._action = self.driver.move_joints([list(self.driver.describe().home)], speed=0.5)
             return
         status = self._action.status
@@ -233,7 +249,7 @@ class Cell:
         link = self._neighbour
         if link is None or link.connected:
             self.command("Unsuspend")
-        elif self.driver.now() - self._suspended_at > self.cfg.hold_after:
+        elif time.monotonic() - self._suspended_at > self.cfg.hold_after:
             self.fault = f"neighbour {link.peer} gone for over {self.cfg.hold_after}s"
             self.emit("fault", reason=self.fault)
             self.packml.command("Hold")  # keeps _neighbour: Held resumes by itself when it is back
@@ -242,7 +258,7 @@ class Cell:
     def _execute(self) -> None:
         link = self._waiting_on()
         if link is not None and not link.connected and self.sequence is None:
-            self._suspended_at = self.driver.now()
+            self._suspended_at = time.monotonic()  # a neighbour's absence is judged in wall time
             self.emit("waiting", neighbour=link.peer, reason="neighbour not connected")
             self.command("Suspend")
             self._neighbour = link
@@ -334,7 +350,8 @@ class Cell:
             self.custody.change("in_transit", self.part, link.peer)
             crash_point("sender_after_in_transit_commit")
             if link.fsm.state == "Transporting":
-                link.send("TransportFinished", part=self.part, transfer_state="Complete")
+                link.send("TransportFinished", part=self.part, transfer_state="Complete",
+                          part_type=self.ledger.get(self.part).part_type)
             self.phase = Phase.HANDOVER
 
     def _phase_handover(self) -> None:
@@ -343,6 +360,14 @@ class Cell:
         c = self.ledger.get(self.part)
         if c is not None and c.state == L.GIVEN:
             self._part_done()
+            return
+        link = self.downstream
+        now = time.monotonic()
+        if link is not None and link.connected and link.fsm.state not in ("Transporting", "TransportFinished") \
+                and now - self._announced_at > ANNOUNCE_EVERY:
+            # No live Transporting exchange will settle it (the receiver restarted, say): ask again.
+            self._announced_at = now
+            self.custody.announce(link, self.part)
 
     def _part_done(self) -> None:
         self.emit("part_done", part=self.part)

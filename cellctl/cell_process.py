@@ -88,7 +88,7 @@ def run_cell(config_path: str, name: str, twin: str, run_dir: Path, parts: int |
         try:
             if start:
                 cell.command("Reset")
-            grant = None
+            grant, rejoined = None, clock.rejoined
             while not (exit_when_complete and cell.state == "Complete" and _settled(cell)):
                 for sender, msg in (grant.messages if grant else []):
                     if sender in by_peer:
@@ -99,6 +99,9 @@ def run_cell(config_path: str, name: str, twin: str, run_dir: Path, parts: int |
                     cell.command("Start")
                     start = False
                 grant = clock.advance(cell.wake_hint())
+                if clock.rejoined != rejoined:  # the twin went on without us: what we were doing is stale
+                    rejoined = clock.rejoined
+                    cell.replan("the twin had dropped this cell after a pause; it joined again")
             clean = True
         except KeyboardInterrupt:
             clean = _stop(cell, clock)

@@ -4,6 +4,7 @@ user mistakes end in one clear line per problem and exit status 2, never a trace
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 
 from cellctl.config import ConfigError, load_config
@@ -68,6 +69,7 @@ def cmd_twin_serve(args: argparse.Namespace) -> int:
               f"not take part in lockstep), found {config.twin.mode}", file=sys.stderr)
         return EXIT_USAGE
     server = TwinServer(config, args.host, args.port, args.pub_port)
+    signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM ends it as Ctrl-C does: the rosbridge child with it
     server.announce()
     bridge = None
     if args.rosbridge is not None:
@@ -85,6 +87,10 @@ def cmd_twin_serve(args: argparse.Namespace) -> int:
             bridge.wait(10)
         server.close()
     return 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def cmd_twin_rosbridge(args: argparse.Namespace) -> int:

@@ -68,15 +68,25 @@ class Custodian:
             else:
                 link.send_extra("ResyncTransfer", part=c.part, part_type=c.part_type)
 
+    def announce(self, link: HandoffLink, part: str) -> None:
+        """Sender side: a part IN_TRANSIT to the link's peer, announced again (settlement is
+        continuous: no custody state waits for a message that will never come)."""
+        c = self.ledger.get(part)
+        link.send_extra("ResyncTransfer", part=part, part_type=c.part_type if c else "?")
+
     def resync_transfer(self, link: HandoffLink, msg: dict) -> None:
-        """Receiver side: own an announced part if it rests on the take station."""
-        found = self.sensor.occupant(self.cfg.take) == msg["part"]
-        if found:
+        """Receiver side: a part this ledger has from that peer was received already; otherwise own
+        it if it rests on the take station."""
+        known = self.ledger.get(msg["part"])
+        found = known is not None and known.source == link.peer
+        if not found and self.sensor.occupant(self.cfg.take) == msg["part"]:
             self.change("own", msg["part"], msg.get("part_type", "?"), link.peer)
+            found = True
         link.send_extra("ResyncAck", part=msg["part"], found=found)
 
     def resync_ack(self, link: HandoffLink, msg: dict) -> None:
         if msg["found"]:
             self.change("given", msg["part"])
-        else:
-            self._emit("fault", reason=f"{link.peer} did not find part {msg['part']} on {self.cfg.give}")
+        else:  # not (yet) there: it stays IN_TRANSIT and is announced again
+            self._emit("waiting", neighbour=link.peer, reason=f"{link.peer} does not find part {msg['part']} "
+                                                             f"on {self.cfg.give}")

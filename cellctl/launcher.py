@@ -18,7 +18,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import yaml
@@ -34,7 +34,9 @@ from cellctl.report import write_report
 from drivers.twin_client import TwinClient
 from skills.events import JsonlSink, make_event
 
-MAX_RESTARTS = 3
+MAX_RESTARTS_PER_HOUR = 20  # per cell; past it the cell is reported with its last log lines
+RESTART_BACKOFF_S = 0.5  # doubled for each restart of the same cell within the last minute
+MAX_BACKOFF_S = 10.0
 POLL_S = 0.2
 STUCK_S = 15.0  # wall s a cell may stay Held or Aborted (waiting for an operator) before the run gives up
 
@@ -71,6 +73,7 @@ class Line:
         self.events = JsonlSink(run_dir / "events.jsonl")
         self.procs: dict[str, subprocess.Popen] = {}
         self.restarts: Counter[str] = Counter()
+        self._restart_times: defaultdict[str, list[float]] = defaultdict(list)
         self._stuck_since: dict[str, float] = {}
         self.twin: TwinProcess | None = None
 
@@ -127,13 +130,15 @@ class Line:
                         continue
                     del self.procs[name]
                     self._emit("process", cell=name, event="exited", code=code)
-                    if code < 0 and self.restarts[name] < MAX_RESTARTS:
-                        self.restarts[name] += 1
-                        self.console.print(f"cell {name} died (signal {-code}); restarting")
-                        self._start_cell(name, first=False)
-                    elif code != 0:
-                        self.console.print(f"[red]cell {name} exited with {code}: see cell-{name}.log[/red]")
+                    if code == 0:
+                        continue  # its work order is done (or an operator stopped it)
+                    if not self._may_restart(name):
+                        self.console.print(f"[red]cell {name} exited with {code} {MAX_RESTARTS_PER_HOUR} times within "
+                                           f"an hour; its last log lines:[/red]\n{self._log_tail(name)}")
                         return  # a cell that fails for good stops the line: no one waits for it forever
+                    why = f"signal {-code}" if code < 0 else f"exit status {code}"
+                    self.console.print(f"cell {name} died ({why}); restarting")
+                    self._start_cell(name, first=False)
                 if time.monotonic() - started > timeout:
                     self.console.print(f"[red]line not done after {timeout}s of wall time[/red]")
                     return
@@ -142,6 +147,23 @@ class Line:
                 out = sum(1 for e in probe.request("part_log") if e["event"] == "consumed")
                 progress.update(task, completed=out)
                 time.sleep(POLL_S)
+
+    def _may_restart(self, name: str) -> bool:
+        """At most MAX_RESTARTS_PER_HOUR restarts in any hour, each after a backoff that doubles
+        with the restarts of the last minute (a crash loop must not spin)."""
+        now = time.monotonic()
+        recent = self._restart_times[name] = [t for t in self._restart_times[name] if now - t < 3600]
+        if len(recent) >= MAX_RESTARTS_PER_HOUR:
+            return False
+        burst = sum(1 for t in recent if now - t < 60)
+        time.sleep(min(RESTART_BACKOFF_S * 2 ** burst, MAX_BACKOFF_S) if burst else 0)
+        recent.append(time.monotonic())
+        self.restarts[name] += 1
+        return True
+
+    def _log_tail(self, name: str, lines: int = 20) -> str:
+        path = self.run_dir / f"cell-{name}.log"
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else "(no log)"
 
     def _stuck(self) -> bool:
         """A cell Held or Aborted for long needs an operator; an unattended run reports it and ends."""

@@ -27,6 +27,8 @@ class Grant:
 
 
 class Clock(Protocol):
+    rejoined: int  # times this controller was dropped (a long pause) and joined again: it re-plans
+
     def now(self) -> float: ...
 
     def advance(self, until: float | None = None) -> Grant:
@@ -50,6 +52,8 @@ class PeerMessages(Protocol):
 class WallClock:
     """``now`` is the given time source (a driver's ``now``: sim time of a realtime twin, ``/clock``
     or wall time of a robot), or the monotonic clock."""
+
+    rejoined = 0  # wall time never leaves a controller behind
 
     def __init__(self, now: Callable[[], float] | None = None, mailbox: PeerMessages | None = None,
                  period: float = CONTROL_PERIOD) -> None:

@@ -13,7 +13,7 @@ import time
 from drivers.clock import Grant, PeerMessages
 from drivers.errors import ConnectionLost, DriverError
 from drivers.twin_client import TwinClient
-from drivers.twin_wire import MAX_HORIZON_S
+from drivers.twin_wire import MAX_HORIZON_S, UNKNOWN_PARTICIPANT
 
 
 class LockstepClock:
@@ -22,19 +22,24 @@ class LockstepClock:
     def __init__(self, twin: TwinClient, name: str, robots: list[str], mailbox: PeerMessages | None = None,
                  grant_timeout: float = 60.0, register_timeout: float = 30.0, stations: list[str] = ()) -> None:
         self._twin, self.name, self.mailbox = twin, name, mailbox
-        self.grant_timeout = grant_timeout
-        deadline = time.monotonic() + register_timeout
+        self.grant_timeout, self.register_timeout = grant_timeout, register_timeout
+        self._robots, self._stations = list(robots), list(stations)
+        self.rejoined = 0  # times the twin had dropped us (a pause beyond its silence timeout) and we re-joined
+        self._register()
+
+    def _register(self) -> None:
+        deadline = time.monotonic() + self.register_timeout
         while True:  # a restarted controller waits until the twin has dropped its old registration
             try:
-                info = twin.request("register", name=name, robots=robots, stations=list(stations))
+                info = self._twin.request("register", name=self.name, robots=self._robots, stations=self._stations)
                 break
             except DriverError as exc:
                 if "registered already" not in str(exc) or time.monotonic() > deadline:
                     raise
                 time.sleep(0.1)
         self._time = info["time"]
-        if mailbox is not None:
-            mailbox.stamp = info["steps"]
+        if self.mailbox is not None:
+            self.mailbox.stamp = info["steps"]
         self._registered = True
 
     def now(self) -> float:
@@ -44,7 +49,15 @@ class LockstepClock:
         if until is not None:  # a wait longer than the twin grants at once is a series of waits
             until = min(until, self._time + MAX_HORIZON_S)
         sent = self.mailbox.take_sent() if self.mailbox else {}
-        grant = self._twin.request("advance", _timeout=self.grant_timeout, name=self.name, until=until, sent=sent)
+        try:
+            grant = self._twin.request("advance", _timeout=self.grant_timeout, name=self.name, until=until, sent=sent)
+        except DriverError as exc:
+            if not str(exc).startswith(f"[{UNKNOWN_PARTICIPANT}]"):
+                raise
+            # Dropped while we were paused: join again (the others did not wait for us meanwhile).
+            self.rejoined += 1
+            self._register()
+            grant = self._twin.request("advance", _timeout=self.grant_timeout, name=self.name, until=until, sent={})
         self._time = grant["time"]
         messages = []
         if self.mailbox:

@@ -39,6 +39,7 @@ UNKNOWN_ROBOT = "unknown_robot"
 UNKNOWN_PART = "unknown_part"
 UNKNOWN_STATION = "unknown_station"
 UNKNOWN_MOTION = "unknown_motion"
+UNKNOWN_PARTICIPANT = "unknown_participant"  # lockstep: not registered (never, or dropped as silent)
 BUSY = "busy"  # the robot is already executing a motion
 CONFLICT = "conflict"  # e.g. spawning a part id that exists
 INTERNAL = "internal"  # a bug in the server; the server keeps serving

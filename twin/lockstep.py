@@ -36,6 +36,10 @@ class LockstepError(ValueError):
     pass
 
 
+class UnknownParticipant(LockstepError):
+    """Not registered: never, or dropped after a silence; the participant registers (again)."""
+
+
 class Lockstep:
     def __init__(self, physics_hz: int, period_steps: int, silence_timeout: float,
                  expect: list[str] | None = None, max_horizon: float = 3600.0) -> None:
@@ -72,9 +76,7 @@ class Lockstep:
                     sent: dict[str, int], steps_now: int) -> None:
         p = self.participants.get(name)
         if p is None:
-            raise LockstepError(f"no participant named {name!r}: register first")
-        if p.pending is not None:
-            raise LockstepError(f"participant {name!r} is already waiting for a grant")
+            raise UnknownParticipant(f"no participant named {name!r}: register (again) first")
         if any(count < 0 for count in sent.values()):
             raise LockstepError("message counts cannot be negative")
         for peer, count in sent.items():
@@ -87,7 +89,7 @@ class Lockstep:
                                 f"{steps_now * self.dt:.3f}")
         next_period = self._round_up(steps_now + 1)
         target = next_period if until is None else max(next_period, self._round_up(math.ceil(until / self.dt - 1e-6)))
-        p.pending = (envelope, req_id, target)
+        p.pending = (envelope, req_id, target)  # a repeated advance (its client gave up on the first) replaces it
 
     def _round_up(self, steps: int) -> int:
         return -(-steps // self.period) * self.period

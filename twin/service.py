@@ -18,7 +18,7 @@ from drivers.planning import joint_motion, kinematics_for, pose_motion
 from drivers.types import MotionStatus, Pose, Trajectory
 from drivers import twin_wire as P
 from twin.config import SceneConfig
-from twin.lockstep import Lockstep, LockstepError
+from twin.lockstep import Lockstep, LockstepError, UnknownParticipant
 from twin.robot import SimRobot
 from twin.world import World
 
@@ -79,6 +79,8 @@ class TwinService:
             return None if result is P.DEFERRED else P.ok(req_id, result)
         except OpError as exc:
             return P.error(req_id, exc.code, str(exc))
+        except UnknownParticipant as exc:
+            return P.error(req_id, P.UNKNOWN_PARTICIPANT, str(exc))
         except LockstepError as exc:
             return P.error(req_id, P.BAD_ARGS, str(exc))
         except DriverError as exc:
