@@ -138,6 +138,9 @@ class Cell:
         self.emit("replan", reason=reason)
         if self.state == "Execute":
             self._halt()
+            # What the halted skills left behind (a part placed on the handoff station but not yet
+            # committed, say) is read from the stations, as after a restart.
+            self.custody.reconcile(self.downstream)
 
     # -- recovery ----------------------------------------------------------------------------------
     def reconcile(self) -> None:
@@ -363,7 +366,10 @@ class Cell:
             return
         link = self.downstream
         now = time.monotonic()
-        if link is not None and link.connected and link.fsm.state not in ("Transporting", "TransportFinished") \
+        if link is not None and link.connected and link.fsm.state == "Transporting":
+            # placed during a transport whose TransportFinished was never sent (a re-plan came between)
+            link.send("TransportFinished", part=self.part, transfer_state="Complete", part_type=c.part_type)
+        elif link is not None and link.connected and link.fsm.state != "TransportFinished" \
                 and now - self._announced_at > ANNOUNCE_EVERY:
             # No live Transporting exchange will settle it (the receiver restarted, say): ask again.
             self._announced_at = now

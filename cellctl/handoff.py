@@ -49,7 +49,7 @@ class HandoffLink:
         self.session: str | None = None
         self.events: list[LinkEvent] = []
         self._peer_seen = self._alive_sent = self._sd_sent = time.monotonic()
-        self._rejected_at = 0.0
+        self._rejected_at, self._rejected = 0.0, 0
         if role == "receiver":
             self._open()
 
@@ -136,12 +136,18 @@ class HandoffLink:
             self._disconnect(f"peer reported {msg.get('code')}: {msg.get('text')}")
 
     def reject(self, reason: str) -> None:
-        self._emit("handoff_rejected", peer=self.peer, reason=reason)
+        """Log a dropped message and tell the peer, at most once per ALIVE_EVERY (with the count
+        dropped since), so that a flood floods neither the log nor the peer."""
+        self._rejected += 1
         now = time.monotonic()
-        if self.connected and now - self._rejected_at > ALIVE_EVERY:
-            self._rejected_at = now
+        if now - self._rejected_at <= ALIVE_EVERY:
+            return
+        more = f" (and {self._rejected - 1} more)" if self._rejected > 1 else ""
+        self._rejected_at, self._rejected = now, 0
+        self._emit("handoff_rejected", peer=self.peer, reason=reason + more)
+        if self.connected:
             self._send_raw({"type": "Notification", "session": self.session, "code": "MalformedMessage",
-                            "severity": "Warning", "text": reason[:MAX_TEXT]})
+                            "severity": "Warning", "text": (reason + more)[:MAX_TEXT]})
 
     def _service_description(self, msg: dict) -> None:
         if msg.get("version") != HERMES_VERSION:

@@ -35,8 +35,9 @@ from drivers.twin_client import TwinClient
 from skills.events import JsonlSink, make_event
 
 MAX_RESTARTS_PER_HOUR = 20  # per cell; past it the cell is reported with its last log lines
-RESTART_BACKOFF_S = 0.5  # doubled for each restart of the same cell within the last minute
+RESTART_BACKOFF_S = 0.5  # doubled for each restart of the same cell within BURST_WINDOW_S
 MAX_BACKOFF_S = 10.0
+BURST_WINDOW_S = 20.0  # restarts closer together than this count as a crash loop and back off
 POLL_S = 0.2
 STUCK_S = 15.0  # wall s a cell may stay Held or Aborted (waiting for an operator) before the run gives up
 
@@ -150,12 +151,12 @@ class Line:
 
     def _may_restart(self, name: str) -> bool:
         """At most MAX_RESTARTS_PER_HOUR restarts in any hour, each after a backoff that doubles
-        with the restarts of the last minute (a crash loop must not spin)."""
+        with the restarts of the last BURST_WINDOW_S (a crash loop must not spin)."""
         now = time.monotonic()
         recent = self._restart_times[name] = [t for t in self._restart_times[name] if now - t < 3600]
         if len(recent) >= MAX_RESTARTS_PER_HOUR:
             return False
-        burst = sum(1 for t in recent if now - t < 60)
+        burst = sum(1 for t in recent if now - t < BURST_WINDOW_S)
         time.sleep(min(RESTART_BACKOFF_S * 2 ** burst, MAX_BACKOFF_S) if burst else 0)
         recent.append(time.monotonic())
         self.restarts[name] += 1

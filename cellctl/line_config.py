@@ -25,7 +25,7 @@ class CellConfig(Strict):
                               description="inbox port for neighbours' handoff messages; needed with neighbours "
                                           "(`cellctl run` assigns free ones)")
     handoff_timeout: float = Field(5.0, gt=0, description="wall s of silence before a neighbour counts as gone")
-    hold_after: float = Field(10.0, gt=0, description="s (driver time) Suspended on a gone neighbour before Held")
+    hold_after: float = Field(10.0, gt=0, description="wall s Suspended on a gone neighbour before Held")
     part_types: list[str] = Field(default_factory=list, description="part types this cell works on; [] = any")
 
 

@@ -32,6 +32,7 @@ class Mailbox:
                  on_reject: Callable[[str], None] | None = None) -> None:
         self.name = name
         self._on_reject = on_reject or (lambda reason: None)
+        self._dropped, self._reported_at = 0, 0.0  # frames dropped since the last report; when it was
         self.stamp = 0  # the steps of the current grant: set by the clock
         self._ctx = zmq.Context.instance()
         self._pull = self._ctx.socket(zmq.PULL)
@@ -63,6 +64,16 @@ class Mailbox:
         self._unacked[peer] += 1
         return True
 
+    def _reject(self, reason: str) -> None:
+        """Report a dropped frame; a flood is reported once a second with its count, so the log
+        cannot be flooded in turn."""
+        self._dropped += 1
+        now = time.monotonic()
+        if now - self._reported_at >= 1.0:
+            more = f" (and {self._dropped - 1} more dropped in the last second)" if self._dropped > 1 else ""
+            self._on_reject(reason + more)
+            self._dropped, self._reported_at = 0, now
+
     def take_sent(self) -> dict[str, int]:
         """Messages sent since the last acknowledgement, per peer (and reset the count)."""
         sent, self._unacked = dict(self._unacked), Counter()
@@ -76,13 +87,13 @@ class Mailbox:
             msg = P.unpack(frame)
             sender, sent, seq, payload = msg["from"], msg["sent"], msg["seq"], msg["payload"]
         except Exception:  # noqa: BLE001 - garbage of any kind is dropped, never raised
-            self._on_reject(f"a frame of {len(frame)} bytes that is not a mailbox message")
+            self._reject(f"a frame of {len(frame)} bytes that is not a mailbox message")
             return True
         if not isinstance(sender, str) or sender not in self._push or type(sent) is not int or type(seq) is not int \
                 or sent < 0:
-            self._on_reject(f"a message from {str(sender)[:64]!r} that is not a neighbour's, or badly stamped")
+            self._reject(f"a message from {str(sender)[:64]!r} that is not a neighbour's, or badly stamped")
         elif len(self._buffer) >= MAX_BUFFERED:
-            self._on_reject(f"a message from {sender!r} beyond the {MAX_BUFFERED} waiting for delivery")
+            self._reject(f"a message from {sender!r} beyond the {MAX_BUFFERED} waiting for delivery")
         else:
             self._buffer.append((sent, sender, seq, payload))
         return True
