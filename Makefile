@@ -1,10 +1,13 @@
 # Two commands do all set-up: `make demo` and `make test`. Each creates .venv (Python 3.11+)
 # and installs the project there first if needed; `make test` also installs roslibjs (npm) for the
-# independent rosbridge-client test. `make test` checks the import contracts (pyproject.toml) first.
+# independent rosbridge-client test and fetches roslibpy's own test suite (its sdist) to run against
+# the twin's rosbridge endpoint. `make test` checks the import contracts (pyproject.toml) first.
 PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 JS_STAMP := tests/js/node_modules/.installed
+# roslibpy's own test suite (its released sdist, the installed version) runs against the twin's endpoint
+ROSLIBPY_SUITE := .cache/roslibpy/.downloaded
 
 .PHONY: demo test clean
 
@@ -18,12 +21,18 @@ $(JS_STAMP): tests/js/package.json
 	npm install --prefix tests/js --no-audit --no-fund --no-package-lock --loglevel=error
 	touch $(JS_STAMP)
 
+$(ROSLIBPY_SUITE): $(STAMP)
+	rm -rf .cache/roslibpy && mkdir -p .cache/roslibpy
+	$(VENV)/bin/python -m pip download --quiet --no-deps --no-binary :all: --dest .cache/roslibpy \
+		"roslibpy==$$($(VENV)/bin/python -c 'import roslibpy; print(roslibpy.__version__)')"
+	touch $(ROSLIBPY_SUITE)
+
 demo: $(STAMP)
 	$(VENV)/bin/cellctl demo
 
-test: $(STAMP) $(JS_STAMP)
+test: $(STAMP) $(JS_STAMP) $(ROSLIBPY_SUITE)
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/python -m pytest
 
 clean:
-	rm -rf $(VENV) *.egg-info tests/js/node_modules
+	rm -rf $(VENV) *.egg-info tests/js/node_modules .cache

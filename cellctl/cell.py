@@ -14,7 +14,11 @@ In Execute the cell works part by part, in phases:
 Every custody change goes to the ledger first, then to the peer. A skill failure or driver fault
 → Held (Execute → Hold is always legal); never a silent retry loop. A neighbour that disappears
 while the cell waits on it → Suspended, Held after ``hold_after`` s, and back to Execute when it
-returns. Unhold and restarts re-plan from the physical state and the ledger, never from memory.
+returns (from Held only with a simulated robot: a real one moves again on an operator's Unhold).
+The twin itself going away (simulation only) → Held, with nothing sent to it; when the same twin
+answers again (a network outage, a pause: its world went on as it was) the cell resumes by itself,
+while a restarted twin's restored world waits for the launcher's reconciliation and Unhold. Unhold
+and restarts re-plan from the physical state and the ledger, never from memory.
 """
 
 from __future__ import annotations
@@ -27,17 +31,18 @@ from enum import StrEnum
 
 from cellctl import ledger as L
 from cellctl.crash import crash_point
-from cellctl.custody import Custodian
+from cellctl.custody import UNIDENTIFIED, Custodian
 from cellctl.handoff import HandoffLink, LinkEvent
 from cellctl.handoff_messages import MAX_RESYNC
 from cellctl.line_config import CellConfig
 from cellctl.packml import PackML
 from cellctl.sensing import PartSensor
 from drivers.contract import Motion, RobotDriver
-from drivers.errors import DriverError
+from drivers.errors import ConnectionLost, DriverError
 from skills.context import SkillContext
 from skills.events import make_event
 from skills.sequence import SkillSequence
+from twin.config import StationConfig
 
 WAIT_HORIZON = 1.0  # s of driver time a waiting cell sleeps at most (lockstep next-event advance)
 ANNOUNCE_EVERY = 1.0  # wall s between re-announcements of a part in transit that no exchange settles
@@ -66,6 +71,8 @@ class CellSetup:
     upstream: HandoffLink | None = None
     downstream: HandoffLink | None = None
     work_order: int | None = None  # parts to finish; None: the config's
+    simulated: bool = True  # the robot is the twin's: a cell Held only for a gone neighbour resumes by itself
+    stations: Mapping[str, StationConfig] = field(default_factory=dict)  # for feeds' prefixes (minted ids)
 
 
 class Cell:
@@ -77,8 +84,10 @@ class Cell:
         self.events, self.ledger = setup.ctx.events, setup.ledger
         self.upstream, self.downstream = setup.upstream, setup.downstream
         self.work_order = setup.work_order if setup.work_order is not None else self.cfg.parts
-        self.custody = Custodian(self.ledger, self.sensor, self.cfg, self.ctx, self.emit, self.driver.now)
-        self.parts_done = self.custody.finished()  # restart-safe
+        self.simulated = setup.simulated
+        self._last_time = 0.0
+        self.custody = Custodian(self.ledger, self.sensor, self.cfg, self.ctx, self.emit, self.driver.now,
+                                 setup.stations)
         self.part: str | None = None  # the part this cell is working on
         self.phase: Phase | None = None
         self.sequence: SkillSequence | None = None
@@ -88,6 +97,13 @@ class Cell:
         self._suspended_at: float | None = None  # monotonic wall time
         self._announced_at = 0.0  # monotonic wall time of the last re-announcement of a part in transit
         self._neighbour: HandoffLink | None = None  # the gone neighbour we are Suspended / Held for
+        self._twin_back = False  # Held for a lost twin, and the same twin answers again
+        # The robot is known to be clear of the give station (home after placing, or homed). Until it
+        # is, a part IN_TRANSIT there is not announced: the receiver would reach into our arm.
+        self.clear_of_give = False
+        # The world was restored from a checkpoint: the robot may stand where it stood a moment
+        # before (over a shared station, say). It homes first, before any plan.
+        self.rehome = False
         self._phases: dict[Phase, Callable[[], None]] = {
             Phase.ACQUIRE: self._phase_acquire, Phase.WORK: self._phase_work,
             Phase.DELIVER: self._phase_deliver, Phase.HANDOVER: self._phase_handover,
@@ -99,14 +115,27 @@ class Cell:
     def state(self) -> str:
         return self.packml.state
 
+    @property
+    def parts_done(self) -> int:
+        """Parts given on or delivered, counted in the ledger: a part settled by a resync, a
+        reconcile or a StopTransport while the cell was doing something else counts too."""
+        return self.custody.finished()
+
     def status(self) -> dict:
         skill = self.sequence.current.name if self.sequence and self.sequence.current else None
+        waiting = self._waiting_on() if self.state in ("Execute", "Suspended", "Held") else None
         return {"cell": self.name, "state": self.state, "state_number": self.packml.state_number, "skill": skill,
                 "phase": self.phase, "parts_done": self.parts_done, "work_order": self.work_order,
-                "part": self.part, "fault": self.fault}
+                "part": self.part, "fault": self.fault, "waiting_for": waiting.peer if waiting else None,
+                "links": {link.role: {"peer": link.peer, "state": link.fsm.state, "connected": link.connected}
+                          for link in (self.upstream, self.downstream) if link is not None}}
 
     def emit(self, kind: str, **fields: object) -> None:
-        self.events.emit(make_event(kind, self.driver.now(), cell=self.name, **fields))
+        try:
+            self._last_time = self.driver.now()
+        except DriverError:
+            pass  # the time source is gone (a lost twin): the event is stamped with the last time seen
+        self.events.emit(make_event(kind, self._last_time, cell=self.name, **fields))
 
     def _on_change(self, source: str, dest: str, event: str) -> None:
         self.emit("packml", source=source, dest=dest, event=event, state_number=self.packml.state_number)
@@ -118,19 +147,24 @@ class Cell:
         if command in ("Stop", "Abort", "Hold"):
             self._halt()
         if command in ("Unhold", "Unsuspend", "Stop", "Abort"):
-            self._neighbour = None
+            self._neighbour, self._twin_back = None, False
 
     def _halt(self) -> None:
         """Stop whatever moves; the part stays where it is (in the gripper, if held)."""
-        if self.sequence is not None:
-            self.sequence.cancel()
-            self.sequence = None
+        sequence, self.sequence = self.sequence, None
         self.phase = None  # re-plan from the physical state on the way back to Execute
         self._action = None
+        self.clear_of_give = False  # stopped wherever it was
         try:
-            self.driver.stop()
+            if sequence is not None:
+                sequence.cancel()
+            self.driver.stop()  # whatever the cancel could not reach stops here
         except DriverError as exc:
             self.emit("fault", reason=f"stop failed: {exc}")
+            try:
+                self.driver.stop()
+            except DriverError:
+                pass  # the robot is unreachable: the fault above says so
 
     def replan(self, reason: str) -> None:
         """Drop the running skills and choose again from the ledger and the physical state (after
@@ -140,7 +174,7 @@ class Cell:
             self._halt()
             # What the halted skills left behind (a part placed on the handoff station but not yet
             # committed, say) is read from the stations, as after a restart.
-            self.custody.reconcile(self.downstream)
+            self.reconcile()
 
     # -- recovery ----------------------------------------------------------------------------------
     def reconcile(self) -> None:
@@ -167,7 +201,10 @@ class Cell:
         elif ev.kind == "TransportFinished":
             crash_point("receiver_after_transport_finished_before_commit")
             self.custody.change("own", msg["part"], msg.get("part_type", "?"), link.peer)
-            link.send("StopTransport", part=msg["part"], transfer_state="Complete")
+            if link.fsm.state in ("Transporting", "TransportFinished"):
+                link.send("StopTransport", part=msg["part"], transfer_state="Complete")
+            # else the session ended after the message came (a reconnect in the same tick): the
+            # Resync of the next session lists the part as received, and the sender settles on it
             self.offered = None
         elif ev.kind == "ResyncTransfer":
             self.custody.resync_transfer(link, msg)
@@ -175,7 +212,7 @@ class Cell:
     def _downstream_event(self, link: HandoffLink, ev: LinkEvent) -> None:
         msg = ev.msg
         if ev.kind == "Resync":
-            self.custody.resync(link, msg["received"])
+            self.custody.resync(link, msg["received"], announce=self.clear_of_give)
         elif ev.kind == "ResyncAck":
             self.custody.resync_ack(link, msg)
         elif ev.kind == "StopTransport":
@@ -213,19 +250,47 @@ class Cell:
                 self._resetting()
             elif state == "Suspended":
                 self._suspended()
-            elif state == "Held" and self._neighbour is not None and self._neighbour.connected:
-                self.command("Unhold")  # held only because the neighbour was gone: it is back
+            elif state == "Held" and self.simulated and self._gone_is_back():
+                self.command("Unhold")  # held only because the twin or the neighbour was gone: it is back (a real
+                # robot moves again only on an operator's Unhold: automatic resumption is from Suspended only)
             elif self.packml.acting:
                 if state in ("Stopping", "Aborting", "Holding"):
                     self._halt()
                 if state == "Unsuspending":
                     self._suspended_at = None
                 self.packml.complete()
+        except ConnectionLost as exc:  # the world is gone: Held for it (in simulation Unheld once it is back)
+            self.world_lost(f"twin lost: {exc}" if self.simulated else f"robot link lost: {exc}")
         except DriverError as exc:
             self._fail(f"{type(exc).__name__}: {exc}")
         except Exception as exc:  # noqa: BLE001 - a ledger error or a bug in a user's skill: Held, never a dead cell
             traceback.print_exc()  # into the cell's log
             self._fail(f"{type(exc).__name__} in state {state}: {exc}")
+
+    def world_lost(self, reason: str) -> None:
+        """The twin (or a ROS robot's bridge) stopped answering: Held with the reason. Nothing is
+        sent to it — the skills and the homing move it was running are dropped, not cancelled — and
+        the cell re-plans from the world as it is when it is Unheld."""
+        if self.state in ("Held", "Holding") and self.fault and self.fault.split(":")[0] == reason.split(":")[0]:
+            return  # said already (a link retried every second stays one fault)
+        self.fault, self._twin_back = reason, False
+        self.emit("fault", reason=reason)
+        self.sequence, self.phase, self._action = None, None, None
+        self.clear_of_give = False
+        if "Hold" in self.packml.allowed():
+            self.packml.command("Hold")
+
+    def _gone_is_back(self) -> bool:
+        """Held only because the twin or the neighbour was gone, and it is back."""
+        if self._twin_back and (self.fault or "").startswith("twin lost"):
+            return True
+        return self._neighbour is not None and self._neighbour.connected
+
+    def twin_back(self) -> None:
+        """The twin we lost answers again, the same instance (not restarted from a checkpoint): held
+        only for it, a simulated cell resumes — a line run cell by cell has no launcher to Unhold it."""
+        if self.simulated and (self.fault or "").startswith("twin lost"):
+            self._twin_back = True
 
     def _fail(self, reason: str) -> None:
         self.fault = reason
@@ -246,6 +311,7 @@ class Cell:
             if status.value != "succeeded":
                 self._fail(f"homing {status.value}")
             else:
+                self.clear_of_give = True
                 self.packml.complete()
 
     def _suspended(self) -> None:
@@ -266,14 +332,25 @@ class Cell:
             self.command("Suspend")
             self._neighbour = link
             return
+        if self.rehome:
+            if self.sequence is None:
+                self._start([{"skill": "move_joints", "params": {"positions": list(self.driver.describe().home)}}])
+            if self._run_sequence():
+                self.rehome, self.clear_of_give = False, True
+            return
         if self.phase is None:
             self._plan()
         self._phases[self.phase]()
 
     def _plan(self) -> None:
         """Choose the phase from the ledger and the physical state, never from memory."""
-        in_transit = self.ledger.with_state(L.IN_TRANSIT)
         held = self.driver.gripper_state()
+        owned = [c.part for c in self.ledger.with_state(L.OWNED)]
+        if not held.part_present and owned and any(p != self.custody.occupant(self.cfg.take) for p in owned):
+            # owned, not in the hand, not on the take station: placed on the give station and not
+            # committed (a skill cut off by a lost twin or a halt), or gone
+            self.reconcile()
+        in_transit = self.ledger.with_state(L.IN_TRANSIT)
         if in_transit:
             self.part, self.phase = in_transit[0].part, Phase.HANDOVER
         elif held.part_present:
@@ -293,23 +370,32 @@ class Cell:
         self.sequence = None
         if result.ok:
             return True
-        self._fail(f"part {self.part}: {result.reason}")
+        if result.link_lost:  # the world went away under the skill: Held for it, not a task failure
+            self.world_lost(f"{'twin lost' if self.simulated else 'robot link lost'}: part {self.part}: {result.reason}")
+        else:
+            self._fail(f"part {self.part}: {result.reason}")
         return None
 
     def _phase_acquire(self) -> None:
         if self.work_order is not None and self.parts_done >= self.work_order:
             self.packml.complete()
             return
-        on_take = self.sensor.occupant(self.cfg.take)
+        on_take = self.custody.occupant(self.cfg.take)
         if self.upstream is None and on_take is not None:
             part_type = self.feed_types.get(self.cfg.take, "?")
             if not self._accepts(on_take, part_type):
                 return
+            if on_take == UNIDENTIFIED:  # a feed whose sensor gives presence only: this cell names the part
+                on_take = self.custody.name_part(self.cfg.take)
             self.custody.change("own", on_take, part_type, self.cfg.take)
         if on_take is not None and (c := self.ledger.get(on_take)) is not None and c.state == L.OWNED:
             self.part, self.phase = on_take, Phase.WORK
             self.emit("part_start", part=on_take)
-            self._start([{"skill": "pick", "params": {"station": self.cfg.take}}, *self.cfg.recipe])
+            # where the backend locates parts (the twin; a vision system) the pick goes to the part
+            # itself: one knocked off the station's centre (a neighbour's arm, a pause mid-grasp) is
+            # still picked; otherwise to the station's position
+            target = {"part": on_take} if self.ctx.locate is not None else {"station": self.cfg.take}
+            self._start([{"skill": "pick", "params": target}, *self.cfg.recipe])
             return
         link = self.upstream
         if link is None or not link.connected or on_take is not None:
@@ -341,14 +427,22 @@ class Cell:
             return
         if self.sequence is None:
             state = link.fsm.state
+            if state != "Transporting" and not self.driver.gripper_state().part_present:
+                # the part left the hand (a restored world, a halted place): the offer is void, choose again
+                if state in ("BoardAvailable", "AvailableAndReady"):
+                    link.send("RevokeBoardAvailable")
+                self.phase = None
+                return
             if state in ("NotAvailableNotReady", "MachineReady"):
                 c = self.ledger.get(self.part)
                 link.send("BoardAvailable", part=self.part, part_type=c.part_type if c else "?")
             elif state == "Transporting":  # place it, then clear the shared station before TransportFinished
+                self.clear_of_give = False
                 self._start([{"skill": "place", "params": {"station": self.cfg.give}},
                              {"skill": "move_joints", "params": {"positions": list(self.driver.describe().home)}}])
             return
         if self._run_sequence():
+            self.clear_of_give = True  # placed, then home
             crash_point("sender_after_place_before_commit")
             self.custody.change("in_transit", self.part, link.peer)
             crash_point("sender_after_in_transit_commit")
@@ -359,10 +453,17 @@ class Cell:
 
     def _phase_handover(self) -> None:
         """The part rests on the handoff station, IN_TRANSIT: done once the neighbour took custody
-        (StopTransport, or the resync after a reconnect)."""
+        (StopTransport, or the resync after a reconnect). It is announced only once the robot is
+        clear of the station (home), so a re-plan between placing and moving away waits for that."""
         c = self.ledger.get(self.part)
         if c is not None and c.state == L.GIVEN:
             self._part_done()
+            return
+        if not self.clear_of_give:  # after a re-plan or restart: out of the station before the receiver comes
+            if self.sequence is None:
+                self._start([{"skill": "move_joints", "params": {"positions": list(self.driver.describe().home)}}])
+            if self._run_sequence():
+                self.clear_of_give = True
             return
         link = self.downstream
         now = time.monotonic()
@@ -377,5 +478,4 @@ class Cell:
 
     def _part_done(self) -> None:
         self.emit("part_done", part=self.part)
-        self.parts_done += 1
         self.part, self.phase = None, None

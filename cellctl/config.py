@@ -71,7 +71,7 @@ def load_config(path: str | Path, model: type[SceneConfig] = LineConfig) -> Line
     if "version" not in data:
         raise ConfigError([_line(path, ("version",), "the config format version (1)", "nothing")])
     try:
-        config = model.model_validate(data)
+        config = model.model_validate(data, context={"base_dir": str(Path(path).resolve().parent)})
     except ValidationError as exc:
         raise ConfigError([_line(path, e["loc"], *_expected(e)) for e in exc.errors()]) from None
     problems: list[Problem] = config.problems()

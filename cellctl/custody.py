@@ -5,19 +5,24 @@ ledger and the sensors, never from memory."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from cellctl import ledger as L
 from cellctl.handoff import HandoffLink
 from cellctl.line_config import CellConfig
 from cellctl.sensing import PartSensor
 from skills.context import SkillContext
+from twin.config import StationConfig
+
+UNIDENTIFIED = "?"  # a part rests on a presence-only station and the ledger does not say which
 
 
 class Custodian:
     def __init__(self, ledger: L.Ledger, sensor: PartSensor, cfg: CellConfig, ctx: SkillContext,
-                 emit: Callable[..., None], now: Callable[[], float]) -> None:
+                 emit: Callable[..., None], now: Callable[[], float],
+                 stations: Mapping[str, StationConfig] | None = None) -> None:
         self.ledger, self.sensor, self.cfg, self.ctx = ledger, sensor, cfg, ctx
+        self.stations = stations or {}
         self._emit, self._now = emit, now
 
     def change(self, change: str, part: str, *args: object) -> None:
@@ -27,27 +32,58 @@ class Custodian:
 
     def finished(self) -> int:
         """Parts this cell is done with (given on or delivered), from the ledger: restart-safe."""
-        return len(self.ledger.with_state(L.GIVEN)) + len(self.ledger.with_state(L.DELIVERED))
+        return self.ledger.count(L.GIVEN, L.DELIVERED)
+
+    def occupant(self, station: str, exclude: str | None = None) -> str | None:
+        """Which part rests on ``station``: the sensor's reading, or — where it senses presence
+        only — the part this ledger says is there: on the give station the part IN_TRANSIT to the
+        neighbour (or, placed but not committed, the one OWNED and not in the gripper), on the
+        take station the one OWNED and not in the gripper (``exclude``: one known to be elsewhere).
+        A part there that the ledger does not know is UNIDENTIFIED."""
+        if self.sensor.identifies(station):
+            return self.sensor.occupant(station)
+        if not self.sensor.present(station):
+            return None
+        if station == self.cfg.give:
+            moving = [c.part for c in self.ledger.with_state(L.IN_TRANSIT)]
+            if moving:
+                return moving[0]
+        if not self.ctx.driver.gripper_state().part_present:
+            owned = [c.part for c in self.ledger.with_state(L.OWNED) if c.part != exclude]
+            if owned:
+                return owned[0]
+        return UNIDENTIFIED
+
+    def name_part(self, station: str) -> str:
+        """An id for an unidentified part on a feed station (presence-only sensor): minted in the
+        ledger with the feed's prefix."""
+        feed = self.stations[station].feed
+        return self.ledger.mint((feed.prefix if feed else None) or station)
 
     def part_in_hand(self) -> str | None:
         """The part in the gripper, for backends that sense presence only (a vacuum switch): the
         one this cell owns that is not resting on its take station."""
-        on_take = self.sensor.occupant(self.cfg.take)
+        on_take = self.sensor.occupant(self.cfg.take) if self.sensor.identifies(self.cfg.take) else None
         return next((c.part for c in self.ledger.with_state(L.OWNED) if c.part != on_take), None)
 
     # -- after a restart ---------------------------------------------------------------------------
     def reconcile(self, downstream: HandoffLink | None) -> None:
-        """Bring the ledger in line with the gripper and stations (after a restart, before Reset)."""
+        """Bring the ledger in line with the gripper and stations (after a restart, before Reset).
+        An OWNED part in the gripper or on the take station stays OWNED; one on the give station was
+        placed but not committed: IN_TRANSIT to the neighbour (a sink consumes it: DELIVERED); one a
+        sink took meanwhile is DELIVERED; one nowhere is MISSING (a fault event says so)."""
         held = self.ctx.driver.gripper_state()
-        on_take, on_give = self.sensor.occupant(self.cfg.take), self.sensor.occupant(self.cfg.give)
         in_hand = (held.part_id or self.part_in_hand()) if held.part_present else None
+        on_give = self.occupant(self.cfg.give)  # first: a presence-only take must not claim the placed part
+        on_take = self.occupant(self.cfg.take, exclude=on_give)
+        sink = self.cfg.give in self.ctx.sinks
         for c in self.ledger.with_state(L.OWNED):
             if c.part in (in_hand, on_take):
                 continue
             if c.part == on_give and downstream is not None:
                 self.change("in_transit", c.part, downstream.peer)  # placed, not committed: now it is
-            elif self.ctx.locate is not None and self.ctx.locate(c.part) is None and self.cfg.give in self.ctx.sinks:
-                self.change("delivered", c.part)  # consumed by the sink before the commit
+            elif sink and (c.part == on_give or self._gone(c.part)):
+                self.change("delivered", c.part)  # placed on the sink (consumed, or about to be) before the commit
             else:
                 self.change("missing", c.part)
                 self._emit("fault", reason=f"part {c.part} is in the ledger but nowhere to be found")
@@ -56,16 +92,24 @@ class Custodian:
         self._emit("reconciled", owned=[c.part for c in self.ledger.with_state(L.OWNED)],
                    in_transit=[c.part for c in self.ledger.with_state(L.IN_TRANSIT)])
 
+    def _gone(self, part: str) -> bool:
+        """Not in the world any more (a sink consumed it): where the backend locates parts, by
+        asking; else by the give station's sensor no longer seeing it."""
+        if self.ctx.locate is not None:
+            return self.ctx.locate(part) is None
+        return self.occupant(self.cfg.give) in (None, UNIDENTIFIED)
+
     # -- resync with a neighbour -------------------------------------------------------------------
-    def resync(self, link: HandoffLink, received: list[str]) -> None:
+    def resync(self, link: HandoffLink, received: list[str], announce: bool = True) -> None:
         """Sender side, on the receiver's Resync: a part IN_TRANSIT to it that it received is
-        GIVEN; any other is announced again."""
+        GIVEN; any other is announced again — with ``announce`` (the robot is clear of the
+        station), else later, by the cell's continuous settlement."""
         for c in self.ledger.with_state(L.IN_TRANSIT):
             if c.peer != link.peer:
                 continue
             if c.part in received:
                 self.change("given", c.part)
-            else:
+            elif announce:
                 link.send_extra("ResyncTransfer", part=c.part, part_type=c.part_type)
 
     def announce(self, link: HandoffLink, part: str) -> None:
@@ -79,7 +123,7 @@ class Custodian:
         it if it rests on the take station."""
         known = self.ledger.get(msg["part"])
         found = known is not None and known.source == link.peer
-        if not found and self.sensor.occupant(self.cfg.take) == msg["part"]:
+        if not found and self.occupant(self.cfg.take) in (msg["part"], UNIDENTIFIED):
             self.change("own", msg["part"], msg.get("part_type", "?"), link.peer)
             found = True
         link.send_extra("ResyncAck", part=msg["part"], found=found)

@@ -4,7 +4,8 @@
 
 Messages are maps ``{"type", "session", ...}``. The receiving side opens a session with
 ServiceDescription (its session id: ``CELL-BOOT-ATTEMPT``, unique across restarts and reproducible);
-the sending side answers with its own. Every later message carries that session id, and messages
+the sending side answers with its own. CheckAlive goes as a liveness message (``live=True``: sent on
+wall time, so not part of lockstep's causal, reproducible delivery). Every later message carries that session id, and messages
 of another session are dropped (ZeroMQ reconnects silently and may deliver stale messages). A
 message of an unknown session makes the sending side answer Notification(UnknownSession), so a
 receiver that missed a restart of its sender reconnects at once.
@@ -24,7 +25,6 @@ from dataclasses import dataclass, field
 from cellctl.handoff_messages import MAX_TEXT, MalformedMessage, parse
 from cellctl.hermes import HermesMachine, ProtocolError, SoftwareError
 
-ALIVE_EVERY = 1.0  # wall s between CheckAlive messages
 RECONNECT_EVERY = 1.0  # wall s between ServiceDescription attempts of a disconnected receiver
 HERMES_VERSION = "cellctl-hermes/1"
 
@@ -38,12 +38,15 @@ class LinkEvent:
 
 
 class HandoffLink:
-    def __init__(self, role: str, me: str, peer: str, send: Callable[[str, dict], None], boot: int,
-                 emit: Callable[..., None], timeout: float = 5.0) -> None:
+    def __init__(self, role: str, me: str, peer: str, send: Callable[..., object], boot: int,
+                 emit: Callable[..., None], timeout: float = 5.0, alive_every: float = 1.0) -> None:
+        """``timeout``: wall s of the peer's silence before it counts as gone; ``alive_every``: wall s
+        between our CheckAlive messages (per link in config: a real Hermes peer may send them far less
+        often than every second, and the peer's timeout must outlast our period)."""
         self.role, self.me, self.peer = role, me, peer
         self._transmit = send
         self._emit = emit
-        self.timeout = timeout
+        self.timeout, self.alive_every = timeout, alive_every
         self.fsm = HermesMachine(role)
         self.boot, self._attempt = boot, 0
         self.session: str | None = None
@@ -60,7 +63,10 @@ class HandoffLink:
 
     # -- sending ---------------------------------------------------------------------------------
     def _send_raw(self, msg: dict) -> None:
-        self._transmit(self.peer, msg)
+        if msg["type"] == "CheckAlive":  # wall-clock liveness: never counted, never wakes the peer
+            self._transmit(self.peer, msg, live=True)
+        else:
+            self._transmit(self.peer, msg)
         self._emit("handoff", direction="send", peer=self.peer, **msg)
 
     def send(self, kind: str, **fields: object) -> None:
@@ -101,7 +107,7 @@ class HandoffLink:
     # -- receiving -------------------------------------------------------------------------------
     def handle(self, raw: object) -> None:
         """Act on a peer's message. A malformed one is dropped, logged and answered with a
-        Notification (at most one per ALIVE_EVERY): it never reaches the state machine."""
+        Notification (at most one per ``alive_every``): it never reaches the state machine."""
         try:
             msg = parse(raw)
         except MalformedMessage as exc:
@@ -136,11 +142,11 @@ class HandoffLink:
             self._disconnect(f"peer reported {msg.get('code')}: {msg.get('text')}")
 
     def reject(self, reason: str) -> None:
-        """Log a dropped message and tell the peer, at most once per ALIVE_EVERY (with the count
+        """Log a dropped message and tell the peer, at most once per ``alive_every`` (with the count
         dropped since), so that a flood floods neither the log nor the peer."""
         self._rejected += 1
         now = time.monotonic()
-        if now - self._rejected_at <= ALIVE_EVERY:
+        if now - self._rejected_at <= self.alive_every:
             return
         more = f" (and {self._rejected - 1} more)" if self._rejected > 1 else ""
         self._rejected_at, self._rejected = now, 0
@@ -180,7 +186,7 @@ class HandoffLink:
         if self.connected:
             if now - self._peer_seen > self.timeout:
                 self._disconnect(f"no message from {self.peer} for {self.timeout}s")
-            elif now - self._alive_sent > ALIVE_EVERY:
+            elif now - self._alive_sent > self.alive_every:
                 self._alive_sent = now
                 self.fsm.send("CheckAlive")
                 self._send_raw({"type": "CheckAlive", "session": self.session})

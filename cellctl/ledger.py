@@ -82,6 +82,15 @@ class Ledger:
             self._db.execute("INSERT OR REPLACE INTO meta VALUES ('boot', ?)", (str(boot),))
         return boot
 
+    def mint(self, prefix: str) -> str:
+        """A new part id ``PREFIX-N`` (N counted in this ledger): a part that came from a feed whose
+        sensor gives presence only is named by the cell that takes it, and the name travels with it."""
+        with self._transaction():
+            row = self._db.execute("SELECT value FROM meta WHERE key=?", (f"minted:{prefix}",)).fetchone()
+            n = int(row[0]) + 1 if row else 1
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (f"minted:{prefix}", str(n)))
+        return f"{prefix}-{n}"
+
     def clean_shutdown(self, clean: bool) -> None:
         self._db.execute("INSERT OR REPLACE INTO meta VALUES ('clean', ?)", ("1" if clean else "0",))
 
@@ -143,6 +152,10 @@ class Ledger:
         rows = self._db.execute("SELECT part, part_type, state, source, peer FROM custody WHERE state=? "
                                 "ORDER BY part", (state,)).fetchall()
         return [Custody(*r) for r in rows]
+
+    def count(self, *states: str) -> int:
+        marks = ", ".join("?" * len(states))
+        return self._db.execute(f"SELECT COUNT(*) FROM custody WHERE state IN ({marks})", states).fetchone()[0]
 
     def received_from(self, source: str, limit: int = 100) -> list[str]:
         rows = self._db.execute("SELECT part FROM custody WHERE source=? ORDER BY sim_time DESC LIMIT ?",

@@ -1,5 +1,9 @@
-"""Child processes of cellctl (the twin server, later the cells): started with the same Python,
-their readiness read from one announced stdout line, and always cleaned up."""
+"""Child processes of cellctl (the twin server, its rosbridge endpoint): started with the same
+Python, their readiness read from one announced stdout line, and always cleaned up.
+
+With a ``log`` file the child writes there, never into a pipe: a launcher that dies must not take
+its children down with a broken pipe at their next line of output (SIGPIPE / EPIPE). Without one
+(tests) its output is read through a pipe and kept in ``output``."""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 from drivers.twin_wire import ROSBRIDGE_READY, TWIN_READY
 
@@ -22,9 +27,10 @@ class AnnouncedProcess:
 
     prefix = ""
 
-    def __init__(self, cmd: list[str], ready_timeout: float = 30.0) -> None:
+    def __init__(self, cmd: list[str], ready_timeout: float = 30.0, log: Path | None = None) -> None:
         self.cmd = cmd
         self.ready_timeout = ready_timeout
+        self.log = log
         self.proc: subprocess.Popen | None = None
         self.info: dict = {}
         self.output: list[str] = []
@@ -37,9 +43,15 @@ class AnnouncedProcess:
         self.stop()
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         lines: queue.Queue[str | None] = queue.Queue()
-        threading.Thread(target=self._pump, args=(lines,), daemon=True).start()
+        if self.log is None:
+            self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            threading.Thread(target=self._pump, args=(lines,), daemon=True).start()
+        else:
+            with open(self.log, "a") as out:
+                start = out.tell()
+                self.proc = subprocess.Popen(self.cmd, stdout=out, stderr=subprocess.STDOUT, text=True)
+            threading.Thread(target=self._follow, args=(lines, start), daemon=True).start()
         deadline = time.monotonic() + self.ready_timeout
         while True:
             try:
@@ -60,6 +72,34 @@ class AnnouncedProcess:
             self.output.append(line)
             lines.put(line)
         lines.put(None)
+
+    def _follow(self, lines: queue.Queue, start: int) -> None:
+        """Read the child's log from ``start`` until its ready line (or its exit)."""
+        with open(self.log) as log:
+            log.seek(start)
+            pending = ""
+            while True:
+                chunk = log.readline()
+                if chunk:
+                    pending += chunk
+                    if pending.endswith("\n"):
+                        self.output.append(pending)
+                        lines.put(pending)
+                        if pending.startswith(self.prefix):
+                            return
+                        pending = ""
+                elif self.proc.poll() is not None:
+                    lines.put(None)
+                    return
+                else:
+                    time.sleep(0.02)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
 
     def kill(self) -> None:
         """SIGKILL, as a crash would (tests use it)."""
@@ -87,9 +127,9 @@ class TwinProcess(AnnouncedProcess):
     prefix = TWIN_READY
 
     def __init__(self, config: str, port: int = 0, pub_port: int = 0, extra: list[str] | None = None,
-                 ready_timeout: float = 30.0) -> None:
+                 ready_timeout: float = 30.0, log: Path | None = None) -> None:
         super().__init__([sys.executable, "-m", "cellctl", "twin", "serve", str(config), "--port", str(port),
-                          "--pub-port", str(pub_port), *(extra or [])], ready_timeout)
+                          "--pub-port", str(pub_port), *(extra or [])], ready_timeout, log)
 
     @property
     def endpoint(self) -> str:
@@ -105,9 +145,10 @@ class RosbridgeProcess(AnnouncedProcess):
 
     prefix = ROSBRIDGE_READY
 
-    def __init__(self, config: str, twin: str, port: int = 0, ready_timeout: float = 30.0) -> None:
+    def __init__(self, config: str, twin: str, port: int = 0, ready_timeout: float = 30.0,
+                 log: Path | None = None) -> None:
         super().__init__([sys.executable, "-m", "cellctl", "twin", "rosbridge", str(config), "--twin", twin,
-                          "--port", str(port)], ready_timeout)
+                          "--port", str(port)], ready_timeout, log)
 
     @property
     def url(self) -> str:

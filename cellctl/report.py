@@ -78,7 +78,8 @@ def write_report(run_dir: str | Path) -> str:
     lines = [f"# Run report: {run_dir.name}", ""]
     if summary:
         lines += [f"- parts in / out: {summary['parts_in']} / {summary['parts_out']}; lost {summary['lost']}, "
-                  f"duplicated {summary['duplicated']}",
+                  f"duplicated {summary['duplicated']}, stranded {summary.get('stranded', 0)}",
+                  f"- finished: {'yes' if summary.get('finished') else 'no'} (ended: {summary.get('ended', '?')})",
                   f"- {summary['sim_s']} s of sim time in {summary['wall_s']} s of wall time "
                   f"({summary['sim_s'] / max(summary['wall_s'], 1e-9):.1f}x real time); restarts: "
                   f"{summary.get('restarts') or 'none'}"]
@@ -91,6 +92,13 @@ def write_report(run_dir: str | Path) -> str:
         states = ", ".join(f"{s} {d:.1f}" for s, d in sorted(k.durations(end).items(), key=lambda x: -x[1])
                            if d >= 0.05)  # acting states pass in a period or two: not worth a column
         lines.append(f"| {name} | {len(k.parts)} | {median} | {k.faults} | {states} |")
+    if summary.get("diagnosis"):
+        lines += ["", "## Diagnosis", "", *(f"- {line}" for line in summary["diagnosis"])]
+    if summary.get("stranded_parts") or summary.get("lost_parts"):
+        lines += ["", "## Parts not out", ""]
+        lines += [f"- lost: {part}" for part in summary.get("lost_parts", [])]
+        lines += [f"- stranded: {p['part']} on {p['where']}, ledger {p['ledger'] or '-'} ({p['state'] or '-'})"
+                  for p in summary.get("stranded_parts", [])]
     lines += ["", "![timeline](timeline.png)", ""]
     text = "\n".join(lines)
     (run_dir / "report.md").write_text(text)

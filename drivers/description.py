@@ -13,7 +13,7 @@ def describe_from_config(name: str, cfg: RobotConfig) -> RobotDescription:
     joints = by_name(load_joints(cfg.spec.urdf))
     box = cfg.workspace_box
     return RobotDescription(
-        name=name, model=cfg.model, urdf=cfg.spec.urdf, joint_names=cfg.spec.joints,
+        name=name, model=cfg.kind, urdf=cfg.spec.urdf, joint_names=cfg.spec.joints,
         lower=tuple(joints[n].lower for n in cfg.spec.joints), upper=tuple(joints[n].upper for n in cfg.spec.joints),
         max_velocity=cfg.velocity_limits, max_acceleration=cfg.acceleration_limits,
         base=Pose(cfg.base.position, cfg.base.orientation), tcp_link=cfg.tcp_link, tcp_offset=cfg.tcp_offset,

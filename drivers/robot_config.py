@@ -10,10 +10,15 @@ default is how a robot ends up somewhere unexpected.
 
 from __future__ import annotations
 
+import functools
+import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, ValidationInfo, field_validator, model_validator
+
+from drivers.urdf_chain import UrdfError, read_arm, resolve
 
 Vec3 = tuple[float, float, float]
 Quat = tuple[float, float, float, float]
@@ -77,6 +82,23 @@ MODELS: dict[str, RobotModel] = {
 }
 
 
+@functools.lru_cache(maxsize=64)
+def _urdf_model(urdf: str, tcp_link: str, tcp_offset: Vec3, joints: tuple[str, ...],
+                acceleration: tuple[float, ...]) -> RobotModel:
+    arm = read_arm(urdf, tcp_link)
+    chain = {j.name: j for j in arm.chain}
+    if joints:
+        unknown = [j for j in joints if j not in chain]
+        if unknown:
+            raise UrdfError(f"{urdf}: joints {', '.join(unknown)} are not movable joints between the root and "
+                            f"{tcp_link} (those are: {', '.join(chain)})")
+    names = joints or tuple(chain)
+    home = tuple(0.0 if chain[n].lower <= 0.0 <= chain[n].upper else (chain[n].lower + chain[n].upper) / 2
+                 for n in names)
+    velocity = tuple(chain[n].velocity if chain[n].velocity > 0 else 1.0 for n in names)
+    return RobotModel(urdf, names, tcp_link, tcp_offset, velocity, acceleration, home)
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -102,8 +124,73 @@ class BoxConfig(Strict):
         return self
 
 
+class RosNamesConfig(Strict):
+    """ROS names of one robot: a preset's, with any of them replaced."""
+
+    preset: Literal["twin", "ur", "franka", "kuka_lbr"] = "twin"
+    joint_states: str | None = None
+    trajectory_action: str | None = None
+    gripper_action: str | None = None
+    part_present: str | None = None
+    stop_service: str | None = None
+    ready: str | None = Field(None, description="std_msgs/msg/Bool: the controller accepts goals")
+    robot_mode: str | None = Field(None, description="ur_dashboard_msgs/msg/RobotMode topic")
+    safety_mode: str | None = Field(None, description="ur_dashboard_msgs/msg/SafetyMode topic")
+    io: dict[str, tuple[str, str]] | None = Field(None, description="IO name -> [state topic, set topic]")
+    ur_io: dict[str, tuple[Literal["in", "out"], int]] | None = Field(
+        None, description="UR IO: name -> [in|out, pin], read from ur_io_states (ur_msgs/msg/IOStates), outputs "
+                          "set through ur_set_io (ur_msgs/srv/SetIO)")
+    ur_io_states: str | None = None
+    ur_set_io: str | None = None
+    gripper_open: float | None = Field(None, description="GripperCommand position that opens (Franka: 0.04, half "
+                                                         "the finger width; Robotiq 2F: 0.0)")
+    gripper_closed: float | None = Field(None, description="GripperCommand position that closes (Robotiq 2F-85: 0.8)")
+    joint_states_throttle: int | None = Field(None, ge=0, le=1000, description="ms between joint states asked of "
+                                                                               "the bridge (UR publishes at 500 Hz)")
+
+
+class RosDriverConfig(Strict):
+    """A robot reached through a rosbridge server (v2 protocol, ROS 2): its URL, the names it serves
+    (a preset or a map), its clock, and the bridge's joint names where they differ from the URDF's."""
+
+    url: str = Field(description="ws://HOST:PORT or wss://HOST:PORT")
+    names: RosNamesConfig = Field(RosNamesConfig(), description="a preset's name, or a map of names (with preset:)")
+    clock: Literal["wall", "sim"] = Field("wall", description="sim: the robot's time is /clock")
+    joints: dict[str, str] = Field(default_factory=dict, description="URDF joint name -> the bridge's joint name")
+    ca: str | None = Field(None, description="wss only: a CA file to check the bridge's certificate with")
+    accept_timeout: float = Field(3.0, gt=0, le=60, description="s a goal may go without feedback or a result "
+                                                                 "before it fails as not served or rejected")
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, url: str) -> str:
+        if not re.fullmatch(r"wss?://[^/:\s]+:\d{1,5}/?", url):
+            raise ValueError("a rosbridge URL, ws://HOST:PORT or wss://HOST:PORT")
+        return url.rstrip("/")
+
+    @field_validator("names", mode="before")
+    @classmethod
+    def _preset(cls, names: object) -> object:
+        return {"preset": names} if isinstance(names, str) else names
+
+
+class DriverConfig(Strict):
+    """How the robot is reached: the twin (default, no keys) or ``ros``."""
+
+    ros: RosDriverConfig | None = None
+
+
 class RobotConfig(Strict):
-    model: Literal["kuka_iiwa", "franka_panda", "xarm"]
+    """A robot: one of the known ``model``s, or any serial arm given by ``urdf:`` (a file, relative to
+    the config file or in pybullet_data) with its ``tcp: {link, offset}``, ``max_acceleration`` and
+    optionally ``joints`` (default: the movable joints from the URDF's root to the TCP link),
+    ``max_velocity`` (default: the URDF's limits) and ``home`` (default: every joint at 0, or
+    mid-range where 0 is outside its limits)."""
+
+    model: Literal["kuka_iiwa", "franka_panda", "xarm"] | None = None
+    urdf: str | None = None
+    joints: list[str] | None = Field(None, description="urdf robots: the arm's joints, base to tip")
+    driver: DriverConfig = DriverConfig()
     base: PoseConfig
     tcp: TcpConfig | None = None
     max_velocity: list[PositiveFloat] | None = Field(None, description="rad/s per joint; default from the model")
@@ -112,19 +199,62 @@ class RobotConfig(Strict):
     home: list[float] | None = None
     io: dict[str, bool] = Field(default_factory=dict, description="named digital IO and initial values")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _resolve_urdf(cls, data: object, info: ValidationInfo) -> object:
+        if isinstance(data, dict) and isinstance(data.get("urdf"), str):
+            base = (info.context or {}).get("base_dir")
+            data = {**data, "urdf": resolve(data["urdf"], Path(base) if base else None)}
+        return data
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> RobotConfig:
+        if (self.model is None) == (self.urdf is None):
+            raise ValueError("exactly one of model (kuka_iiwa, franka_panda, xarm) or urdf (a file)")
+        if self.urdf is not None and (self.tcp is None or self.max_acceleration is None):
+            raise ValueError("tcp: {link, offset} and max_acceleration with urdf (URDFs carry no acceleration limits)")
+        if self.model is not None and self.joints is not None:
+            raise ValueError("joints only with urdf (a model's joints are known)")
+        return self
+
     def problems(self, name: str) -> list[Problem]:
-        """Per-joint lists must match the model's joint count (a schema cannot say so)."""
-        n = len(MODELS[self.model].joints)
-        return [
-            Problem(("robots", name, key), f"{n} values (one per joint of {self.model})", len(value))
+        """Per-joint lists must match the arm's joint count (a schema cannot say so); a URDF must
+        be readable and hold the TCP link and the joints named."""
+        try:
+            spec = self.spec
+        except UrdfError as exc:
+            return [Problem(("robots", name, "urdf"), "a readable URDF with the TCP link", str(exc))]
+        n, what = len(spec.joints), self.model or Path(spec.urdf).name
+        found = [
+            Problem(("robots", name, key), f"{n} values (one per joint of {what})", len(value))
             for key in ("max_velocity", "max_acceleration", "home")
             if (value := getattr(self, key)) is not None and len(value) != n
         ]
+        if self.urdf is not None and not spec.joints:
+            found.append(Problem(("robots", name, "tcp", "link"), "a link with movable joints between it and the root",
+                                 self.tcp.link))
+        ros = self.driver.ros
+        for joint in (ros.joints if ros else {}):
+            if joint not in spec.joints:
+                found.append(Problem(("robots", name, "driver", "ros", "joints", joint),
+                                     f"a joint of {what} ({', '.join(spec.joints)})", joint))
+        if ros and ros.ca and not ros.url.startswith("wss://"):
+            found.append(Problem(("robots", name, "driver", "ros", "ca"), "a CA file only with a wss:// url", ros.url))
+        return found
 
     # Resolved values: the config's where given, else the model's.
     @property
     def spec(self) -> RobotModel:
-        return MODELS[self.model]
+        """The model's data, or the same read from the URDF (UrdfError if it cannot be)."""
+        if self.model is not None:
+            return MODELS[self.model]
+        return _urdf_model(self.urdf, self.tcp.link, tuple(self.tcp.offset), tuple(self.joints or ()),
+                           tuple(self.max_acceleration))
+
+    @property
+    def kind(self) -> str:
+        """The model's name, or the URDF file's."""
+        return self.model or Path(self.urdf).stem
 
     @property
     def tcp_link(self) -> str:

@@ -22,18 +22,26 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 
 import roslibpy
 
 from drivers.commanding import CommandingMixin
 from drivers.clock import WallClock
-from drivers.errors import ConnectionLost, Unsupported
+from drivers.errors import ConnectionLost, DriverError, Unsupported
+from drivers.robot_config import RosDriverConfig
 from drivers.types import GripperCommand, GripperState, JointState, MotionStatus, RobotDescription, Trajectory
 from drivers import ros_names as N
 
 BACKOFF_START, BACKOFF_MAX = 0.2, 5.0  # s
+HOLD_S = 0.2  # s: a halting goal's one point, the current position, this far ahead
+UR_RUNNING = 7  # ur_dashboard_msgs/msg/RobotMode
+UR_SAFE = (1, 2)  # ur_dashboard_msgs/msg/SafetyMode NORMAL, REDUCED
+UR_SAFETY_NAMES = {1: "NORMAL", 2: "REDUCED", 3: "PROTECTIVE_STOP", 4: "RECOVERY", 5: "SAFEGUARD_STOP",
+                   6: "SYSTEM_EMERGENCY_STOP", 7: "ROBOT_EMERGENCY_STOP", 8: "VIOLATION", 9: "FAULT"}
+GOAL_STATUS = {2: "executing", 3: "canceling", 4: "succeeded", 5: "canceled", 6: "aborted"}  # action_msgs/GoalStatus
 
 
 class _NoRetryNotice(logging.Filter):
@@ -57,34 +65,97 @@ class RosNames:
     io: dict[str, tuple[str, str]] = field(default_factory=dict)  # name -> (state topic, set topic)
     clock: str | None = None
     stop_service: str | None = None  # std_srvs/srv/Trigger that halts the arm (stop() and after a lost link)
+    # the controller's own state, where it publishes it: goals are not sent while it says no
+    ready: str | None = None  # std_msgs/msg/Bool: true while the controller accepts goals
+    robot_mode: str | None = None  # ur_dashboard_msgs/msg/RobotMode: goals only in RUNNING (7)
+    safety_mode: str | None = None  # ur_dashboard_msgs/msg/SafetyMode: goals only in NORMAL (1) or REDUCED (2)
+    # semantics, not only names: the gripper's positions, how often joint states are wanted
+    gripper_open: float = 1.0
+    gripper_closed: float = 0.0
+    joint_states_throttle: int = 0  # ms (rosbridge's throttle_rate)
+    # UR's IO: ur_msgs/msg/IOStates and the SetIO service, not Bool topics (name -> ("in"|"out", pin))
+    ur_io: dict[str, tuple[str, int]] = field(default_factory=dict)
+    ur_io_states: str | None = None
+    ur_set_io: str | None = None
 
     @classmethod
     def for_twin(cls, robot: str, io_names: Sequence[str] = ()) -> RosNames:
         """The names the twin's rosbridge endpoint serves (``drivers/ros_names.py``)."""
         return cls(N.joint_states(robot), N.trajectory_action(robot), N.gripper_action(robot), N.part_present(robot),
                    {io: (N.io_state(robot, io), N.io_set(robot, io)) for io in io_names}, "/clock",
-                   N.stop_service(robot))
+                   N.stop_service(robot), ur_io_states=N.io_states(robot), ur_set_io=N.set_io(robot))
+
+
+    @classmethod
+    def from_config(cls, robot: str, cfg: RosDriverConfig, io_names: Sequence[str] = ()) -> RosNames:
+        """A robot entry's ``driver.ros``: its preset's names, each replaced where the map gives one;
+        ``clock: sim`` reads /clock."""
+        names = cfg.names
+        base = cls.for_twin(robot, io_names) if names.preset == "twin" else ROS2_DEFAULTS[names.preset]
+        given = {k: v for k, v in names.model_dump(exclude={"preset"}).items() if v is not None}
+        for key in ("io", "ur_io"):
+            if key in given:
+                given[key] = {n: tuple(t) for n, t in given[key].items()}
+        return replace(base, **given, clock="/clock" if cfg.clock == "sim" else None)
 
 
 # Names used by common ROS 2 drivers' default launch files (check them against your installation:
 # controller names are configurable). See docs/ros.md for where each comes from.
 ROS2_DEFAULTS: dict[str, RosNames] = {
-    "ur": RosNames("/joint_states", "/scaled_joint_trajectory_controller/follow_joint_trajectory"),
+    # Universal_Robots_ROS2_Driver humble/jazzy (its main branch defaults to joint_trajectory_controller:
+    # override trajectory_action); joint states at 500 Hz, asked for at 100 Hz; no stop service (the
+    # dashboard's stops the robot program): halted by a holding goal
+    "ur": RosNames("/joint_states", "/scaled_joint_trajectory_controller/follow_joint_trajectory",
+                   robot_mode="/io_and_status_controller/robot_mode",
+                   safety_mode="/io_and_status_controller/safety_mode", joint_states_throttle=10,
+                   ur_io_states="/io_and_status_controller/io_states", ur_set_io="/io_and_status_controller/set_io"),
+    # franka_ros2 (humble/jazzy): the gripper action's position is half the finger width (open 0.04 m)
     "franka": RosNames("/joint_states", "/fr3_arm_controller/follow_joint_trajectory",
-                       "/fr3_gripper/gripper_action"),
+                       "/fr3_gripper/gripper_action", gripper_open=0.04, gripper_closed=0.0),
     "kuka_lbr": RosNames("/lbr/joint_states", "/lbr/joint_trajectory_controller/follow_joint_trajectory"),
 }
 
 
+def _controller_said(code: object, values: object) -> str:
+    """A goal's end as the robot's controller reported it: the GoalStatus and, from a
+    FollowJointTrajectory result, its ``error_code`` and ``error_string``."""
+    said = (f"error_code {values.get('error_code')}: {values.get('error_string') or '(no error_string)'}"
+            if isinstance(values, dict) and "error_code" in values else f"result {values}")
+    return f"the robot's controller ended the goal with status {code} ({GOAL_STATUS.get(code, 'unknown')}), {said}"
+
+
+class UniqueGoals(roslibpy.ActionClient):
+    """roslibpy numbers goals with a counter that restarts on every new connection, and rosbridge
+    keeps its goal handlers in one dict for all clients: a reconnected driver would reuse an old
+    goal's id, the old goal's end would delete the new goal's handler and a cancel would do nothing.
+    Goal ids here are unique (a UUID)."""
+
+    def send_goal(self, goal, resultback, feedback, errback) -> str:
+        goal_id = f"send_action_goal:{self.name}:{uuid.uuid4().hex}"
+        self.ros.call_async_action(roslibpy.Message({
+            "op": "send_action_goal", "id": goal_id, "action": self.name, "action_type": self.action_type,
+            "args": dict(goal), "feedback": True}), resultback, feedback, errback)
+        return goal_id
+
+
 class RosMotion:
-    """Motion handle on one action goal. Callbacks arrive on roslibpy's thread."""
+    """Motion handle on one action goal. Callbacks arrive on roslibpy's thread.
+
+    rosbridge 2.0–2.1 never answers a rejected goal, nor one to an action nobody serves, and (by
+    default) handles none of that client's later messages while topics keep flowing: a goal that
+    brings neither feedback nor a result within the driver's ``accept_timeout`` fails with that
+    reason, and the driver opens a fresh connection."""
 
     def __init__(self, driver: RosDriver, client: roslibpy.ActionClient | None) -> None:
         self._driver, self._client = driver, client
         self.goal_id: str | None = None
+        self.sent_at = time.monotonic()
+        self.heard = False  # feedback or a result came: the goal was accepted
+        self.grasping = False  # a gripper close: stalling on the part is the grasp
         self._status, self._reason = MotionStatus.RUNNING, None
         self._lock = threading.Lock()
         self.clock = driver.clock
+        self.on_succeeded: Callable[[], None] | None = None  # e.g. the gripper's state, once it is so
 
     def _finish(self, status: MotionStatus, reason: str | None) -> None:
         with self._lock:
@@ -93,17 +164,39 @@ class RosMotion:
         self._driver._active.discard(self)
         self._driver._ended_at = time.monotonic()
 
+    def on_feedback(self, feedback: Callable[[dict], None] | None, message: dict) -> None:
+        self.heard = True
+        if feedback is not None:
+            feedback(message)
+
     def on_result(self, result) -> None:
+        self.heard = True
         code = result["status"].value if hasattr(result["status"], "value") else result["status"]
-        if code == 4:
+        values = result.get("values")
+        # ros2_controllers' GripperActionController aborts a close that stalls (on the part it grips)
+        # unless allow_stalling: stalled on a part is a grasp
+        stalled = self.grasping and isinstance(values, dict) and values.get("stalled") is True
+        if code == 4 or code == 6 and stalled:
             self._finish(MotionStatus.SUCCEEDED, None)
+            if self.on_succeeded is not None:
+                self.on_succeeded()
         elif code == 5:
             self._finish(MotionStatus.CANCELLED, "cancelled")
         else:
-            self._finish(MotionStatus.FAILED, f"goal status {code}: {result['values']}")
+            self._finish(MotionStatus.FAILED, _controller_said(code, result.get("values")))
 
     def on_error(self, error) -> None:
-        self._finish(MotionStatus.FAILED, f"goal failed: {error.get('values', error)}")
+        """A result with ``result: false``: a goal the action server rejected (ROS 2 gives it no
+        status; roslibpy then says UNKNOWN), or an older bridge's way of reporting an abort."""
+        self.heard = True
+        status = error.get("status", 0) if isinstance(error, dict) else 0
+        code = status.value if hasattr(status, "value") else status
+        values = error.get("values", error) if isinstance(error, dict) else error
+        if code in GOAL_STATUS:
+            self._finish(MotionStatus.FAILED, _controller_said(code, values))
+        else:
+            said = values.get("error_string", values) if isinstance(values, dict) else values
+            self._finish(MotionStatus.FAILED, f"the robot's controller rejected the goal: {said}")
 
     def lost(self) -> None:
         self._finish(MotionStatus.FAILED, "ConnectionLost: the bridge went away during the motion")
@@ -112,6 +205,13 @@ class RosMotion:
     def status(self) -> MotionStatus:
         if not self._status.done:
             self._driver.check_link()
+            waited = time.monotonic() - self.sent_at
+            if not self.heard and waited > self._driver.accept_timeout and self._client is not None:
+                self._finish(MotionStatus.FAILED, f"no answer from {self._driver.url} to the goal on "
+                             f"{self._client.name} within {self._driver.accept_timeout:g}s: the action is not "
+                             f"served or the goal was rejected (rosbridge 2.0-2.1 answers neither)")
+                self._driver.reconnect("a goal was never answered: the bridge may handle nothing more "
+                                       "from this connection")
         return self._status
 
     @property
@@ -120,23 +220,29 @@ class RosMotion:
 
     def cancel(self) -> None:
         if not self._status.done and self._client is not None and self.goal_id is not None:
-            self._client.cancel_goal(self.goal_id)
+            self._driver.cancel_goal(self._client.name, self.goal_id)
 
 
 class RosDriver(CommandingMixin):
     def __init__(self, host: str, port: int, description: RobotDescription, names: RosNames,
-                 timeout: float = 5.0, stale_after: float = 1.0) -> None:
-        self.host, self.port = host, port
+                 timeout: float = 5.0, stale_after: float = 1.0, joint_map: dict[str, str] | None = None,
+                 secure: bool = False, accept_timeout: float = 3.0) -> None:
+        self.host, self.port, self.secure = host, port, secure
+        self.accept_timeout = accept_timeout
         self._desc, self.names = description, names
+        # the bridge's names for the URDF's joints (a real controller may call them otherwise)
+        self._bridge_joints = tuple((joint_map or {}).get(n, n) for n in description.joint_names)
         self.timeout, self.stale_after = timeout, stale_after
         self._ros: roslibpy.Ros | None = None
+        self._second: roslibpy.Ros | None = None  # the second connection: cancels, halts, UR IO writes
         self._lock = threading.Lock()
         self._joints: dict | None = None
         self._joints_at = 0.0
         self._clock_time: float | None = None
         self._part_present = False
         self._io: dict[str, bool] = {}
-        self._gripper_state = "open"
+        self._controller: dict[str, object] = {}  # controller state topic -> last value
+        self._gripper_state = self._gripper_target = "open"
         self._active: set[RosMotion] = set()
         self._actions: dict[str, roslibpy.ActionClient] = {}
         self._backoff, self._next_try = BACKOFF_START, 0.0
@@ -154,28 +260,41 @@ class RosDriver(CommandingMixin):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def connect(self) -> None:
-        ros = roslibpy.Ros(self.host, self.port, transport="asyncio")
+    def _open(self) -> roslibpy.Ros:
+        ros = roslibpy.Ros(self.host, self.port, is_secure=self.secure, transport="asyncio")
         ros.factory.maxRetries = -1  # reconnection is ours (fresh connection, restored subscriptions)
         try:
             ros.run(timeout=self.timeout)
         except Exception as exc:
             self._drop_ros(ros)
-            raise ConnectionLost(f"no rosbridge at ws://{self.host}:{self.port}: {exc}") from None
+            raise ConnectionLost(f"no rosbridge at {self.url}: {exc}") from None
+        return ros
+
+    def connect(self) -> None:
+        ros = self._open()
         ros.on("close", lambda *_: self._on_lost())
         self._ros, self._actions, self._joints = ros, {}, None
-        roslibpy.Topic(ros, self.names.joint_states, N.JOINT_STATE).subscribe(self._on_joints)
+        roslibpy.Topic(ros, self.names.joint_states, N.JOINT_STATE,
+                       throttle_rate=self.names.joint_states_throttle).subscribe(self._on_joints)
         if self.names.clock:
             roslibpy.Topic(ros, self.names.clock, N.CLOCK).subscribe(self._on_clock)
         if self.names.part_present:
             roslibpy.Topic(ros, self.names.part_present, N.BOOL).subscribe(self._on_part)
+        self._controller = {}
+        for topic, type_name in ((self.names.ready, N.BOOL), (self.names.robot_mode, N.UR_ROBOT_MODE),
+                                 (self.names.safety_mode, N.UR_SAFETY_MODE)):
+            if topic:
+                roslibpy.Topic(ros, topic, type_name).subscribe(
+                    lambda m, t=topic: self._controller.__setitem__(t, m.get("data", m.get("mode"))))
         for name, (state_topic, _) in self.names.io.items():
             roslibpy.Topic(ros, state_topic, N.BOOL).subscribe(lambda m, n=name: self._io.__setitem__(n, bool(m["data"])))
+        if self.names.ur_io and self.names.ur_io_states:
+            roslibpy.Topic(ros, self.names.ur_io_states, N.UR_IO_STATES).subscribe(self._on_ur_io)
         deadline = time.monotonic() + self.timeout
         while self._joints is None or (self.names.clock and self._clock_time is None):
             if time.monotonic() > deadline:
                 self._on_lost()
-                raise ConnectionLost(f"connected to ws://{self.host}:{self.port}, but no {self.names.joint_states} "
+                raise ConnectionLost(f"connected to {self.url}, but no {self.names.joint_states} "
                                      f"within {self.timeout}s")
             time.sleep(0.01)
         self._backoff = BACKOFF_START
@@ -183,10 +302,47 @@ class RosDriver(CommandingMixin):
             self._lost_in_flight = False
             self._halt()
 
+    @property
+    def url(self) -> str:
+        return f"{'wss' if self.secure else 'ws'}://{self.host}:{self.port}"
+
+    def _second_link(self) -> roslibpy.Ros:
+        """A second connection for cancels and halts. With rosbridge's default
+        (``send_action_goals_in_new_thread`` off) a connection's messages wait while one of its goals
+        runs — a cancel on it is handled only after the goal ended (rosbridge_suite #909) — and
+        rosbridge's goal handlers are shared by all clients, so a cancel sent here reaches the goal now."""
+        if self._second is None or not self._second.is_connected:
+            if self._second is not None:
+                self._drop_ros(self._second)
+            self._second = None
+            self._second = self._open()
+        return self._second
+
+    def cancel_goal(self, action: str, goal_id: str) -> None:
+        self._second_link().send_on_ready(roslibpy.Message({"op": "cancel_action_goal", "id": goal_id,
+                                                             "action": action}))
+
     def _halt(self) -> None:
-        if self.names.stop_service and self._ros is not None:
-            roslibpy.Service(self._ros, self.names.stop_service, N.TRIGGER).call(
+        """Halt the arm the preset's way: its stop service where it has one (the twin's), else a
+        goal that holds the current position — ros2_controllers' trajectory controller ends the
+        running goal for it (UR's only stop service, the dashboard's, would stop the robot program)."""
+        if self.names.stop_service:
+            roslibpy.Service(self._second_link(), self.names.stop_service, N.TRIGGER).call(
                 roslibpy.ServiceRequest({}), timeout=self.timeout)
+            return
+        if self._joints is None:
+            return
+        here = self.joint_state().positions
+        goal = {"trajectory": {"joint_names": list(self._bridge_joints),
+                               "points": [{"positions": list(here), "velocities": [0.0] * len(here),
+                                           "time_from_start": N.stamp(HOLD_S)}]}}
+        UniqueGoals(self._second_link(), self.names.trajectory_action, N.FOLLOW_JOINT_TRAJECTORY).send_goal(
+            roslibpy.Goal(goal), lambda _: None, lambda _: None, lambda _: None)
+
+    def reconnect(self, why: str) -> None:
+        """Drop the connection (the next call opens a fresh one)."""
+        logging.getLogger(__name__).warning("rosbridge at %s: %s; reconnecting", self.url, why)
+        self._on_lost()
 
     @staticmethod
     def _drop_ros(ros: roslibpy.Ros) -> None:
@@ -200,6 +356,12 @@ class RosDriver(CommandingMixin):
 
     def _on_part(self, msg: dict) -> None:
         self._part_present, self._part_at = bool(msg["data"]), time.monotonic()
+
+    def _on_ur_io(self, msg: dict) -> None:
+        pins = {kind: {p["pin"]: bool(p["state"]) for p in msg.get(f"digital_{kind}_states", [])} for kind in ("in", "out")}
+        for name, (kind, pin) in self.names.ur_io.items():
+            if pin in pins[kind]:
+                self._io[name] = pins[kind][pin]
 
     def _on_clock(self, msg: dict) -> None:
         self._clock_time = N.seconds(msg["clock"])
@@ -219,7 +381,7 @@ class RosDriver(CommandingMixin):
             self._on_lost()  # a silent bridge is a dropped bridge
         if self._ros is None:
             if time.monotonic() < self._next_try:
-                raise ConnectionLost(f"rosbridge at ws://{self.host}:{self.port} lost; next reconnect in "
+                raise ConnectionLost(f"rosbridge at {self.url} lost; next reconnect in "
                                      f"{self._next_try - time.monotonic():.1f}s")
             try:
                 self.connect()
@@ -230,10 +392,14 @@ class RosDriver(CommandingMixin):
 
     def close(self) -> None:
         for motion in list(self._active):
-            motion.cancel()
-        ros, self._ros = self._ros, None
-        if ros is not None:
-            self._drop_ros(ros)
+            try:
+                motion.cancel()
+            except ConnectionLost:
+                break  # nothing to cancel through
+        for ros in (self._ros, self._second):
+            if ros is not None:
+                self._drop_ros(ros)
+        self._ros = self._second = None
         self.close_kinematics()
 
     # -- contract ---------------------------------------------------------------------------
@@ -252,22 +418,49 @@ class RosDriver(CommandingMixin):
         self._fresh("_joints_at")
         msg = self._joints
         index = {n: i for i, n in enumerate(msg["name"])}
-        pos = tuple(msg["position"][index[n]] for n in self._desc.joint_names)
-        vel = tuple(msg["velocity"][index[n]] if msg["velocity"] else 0.0 for n in self._desc.joint_names)
+        missing = [n for n in self._bridge_joints if n not in index]
+        if missing:
+            raise DriverError(f"{self.names.joint_states} at {self.url} has no joint {', '.join(missing)} (it has "
+                              f"{', '.join(msg['name'][:12]) or 'none'}); map the URDF's joints to the bridge's "
+                              f"names with driver.ros.joints")
+        pos = tuple(msg["position"][index[n]] for n in self._bridge_joints)
+        vel = tuple(msg["velocity"][index[n]] if msg["velocity"] else 0.0 for n in self._bridge_joints)
         return JointState(self._desc.joint_names, pos, vel, N.seconds(msg["header"]["stamp"]))
 
     def _action(self, name: str, action_type: str) -> roslibpy.ActionClient:
         if name not in self._actions:
-            self._actions[name] = roslibpy.ActionClient(self._ros, name, action_type)
+            self._actions[name] = UniqueGoals(self._ros, name, action_type)
         return self._actions[name]
+
+    def controller_refuses(self) -> str | None:
+        """Why the robot's controller would not run a goal now (E-stop, protective stop, not in
+        remote control), from the state topics it publishes; None when it would, or says nothing."""
+        checks = ((self.names.ready, lambda v: v is True, "false"),
+                  (self.names.robot_mode, lambda v: v == UR_RUNNING, "robot mode {}, not RUNNING (7)"),
+                  (self.names.safety_mode, lambda v: v in UR_SAFE, "safety mode {} ({}), not NORMAL or REDUCED"))
+        for topic, fine, what in checks:
+            if not topic:
+                continue
+            deadline = time.monotonic() + self.timeout
+            while topic not in self._controller:
+                if time.monotonic() > deadline:
+                    return f"no message on {topic} from {self.url} within {self.timeout}s: the controller's state is unknown"
+                time.sleep(0.01)
+            value = self._controller[topic]
+            if not fine(value):
+                said = what.format(value, UR_SAFETY_NAMES.get(value, "?"))
+                return f"the robot's controller does not accept goals: {topic} says {said}"
+        return None
 
     def _send_goal(self, name: str, action_type: str, goal: dict, feedback=None) -> RosMotion:
         self.check_link()
+        if (refused := self.controller_refuses()) is not None:
+            raise DriverError(refused)
         client = self._action(name, action_type)
         motion = RosMotion(self, client)
         self._active.add(motion)
-        motion.goal_id = client.send_goal(roslibpy.Goal(goal), motion.on_result, feedback or (lambda _: None),
-                                          motion.on_error)
+        motion.goal_id = client.send_goal(roslibpy.Goal(goal), motion.on_result,
+                                          lambda m: motion.on_feedback(feedback, m), motion.on_error)
         return motion
 
     def move_joints(self, waypoints, speed: float = 1.0, feedback=None) -> RosMotion:
@@ -281,17 +474,23 @@ class RosDriver(CommandingMixin):
     def execute(self, trajectory: Trajectory) -> RosMotion:
         points = [{"positions": p.tolist(), "velocities": v.tolist(), "time_from_start": N.stamp(float(t))}
                   for t, p, v in zip(trajectory.times, trajectory.positions, trajectory.velocities)]
-        goal = {"trajectory": {"joint_names": list(trajectory.joint_names), "points": points}}
+        bridge = dict(zip(self._desc.joint_names, self._bridge_joints))
+        goal = {"trajectory": {"joint_names": [bridge.get(n, n) for n in trajectory.joint_names], "points": points}}
         return self._send_goal(self.names.trajectory_action, N.FOLLOW_JOINT_TRAJECTORY, goal, self._feedback)
 
     def gripper(self, command: GripperCommand | str) -> RosMotion:
         if self.names.gripper_action is None:
             raise Unsupported("no gripper action configured for this robot")
         command = GripperCommand(command)
-        position = 0.0 if command is GripperCommand.CLOSE else 1.0
+        closing = command is GripperCommand.CLOSE
+        position = self.names.gripper_closed if closing else self.names.gripper_open
+        target = "closed" if closing else "open"
+        self._gripper_target = target
         motion = self._send_goal(self.names.gripper_action, N.GRIPPER_COMMAND,
                                  {"command": {"position": position, "max_effort": 0.0}})
-        self._gripper_state = "closed" if command is GripperCommand.CLOSE else "open"
+        motion.grasping = closing
+        # the gripper is closed (open) once the controller says the goal succeeded, not when it was sent
+        motion.on_succeeded = lambda: setattr(self, "_gripper_state", target)
         return motion
 
     def gripper_state(self) -> GripperState:
@@ -299,23 +498,41 @@ class RosDriver(CommandingMixin):
         if self.names.part_present:
             self._fresh("_part_at")
         moving = any(m for m in self._active if m._client is self._actions.get(self.names.gripper_action))
-        state = {"closed": "closing", "open": "opening"}[self._gripper_state] if moving else self._gripper_state
+        state = {"closed": "closing", "open": "opening"}[self._gripper_target] if moving else self._gripper_state
         return GripperState(state, self._part_present, None)
+
+    def _io_source(self, name: str) -> str:
+        if name in self.names.io:
+            return self.names.io[name][0]
+        if name in self.names.ur_io and self.names.ur_io_states:
+            kind, pin = self.names.ur_io[name]
+            return f"{self.names.ur_io_states} (digital_{kind}_states pin {pin})"
+        raise Unsupported(f"no IO named {name!r}; configured: {sorted([*self.names.io, *self.names.ur_io])}")
 
     def read_io(self, name: str) -> bool:
         self.check_link()
-        if name not in self.names.io:
-            raise Unsupported(f"no IO named {name!r}; configured: {sorted(self.names.io)}")
+        source = self._io_source(name)
         deadline = time.monotonic() + self.timeout
-        while name not in self._io and time.monotonic() < deadline:
+        while name not in self._io:
+            if time.monotonic() > deadline:  # never a silent False: the IO's state is not known
+                raise DriverError(f"no message on {source} from {self.url} within {self.timeout}s (IO {name!r})")
             time.sleep(0.01)
-        return self._io.get(name, False)
+        return self._io[name]
 
     def write_io(self, name: str, value: bool) -> None:
         self.check_link()
-        if name not in self.names.io:
-            raise Unsupported(f"no IO named {name!r}; configured: {sorted(self.names.io)}")
-        roslibpy.Topic(self._ros, self.names.io[name][1], N.BOOL).publish(roslibpy.Message({"data": bool(value)}))
+        self._io_source(name)
+        if name in self.names.io:
+            roslibpy.Topic(self._ros, self.names.io[name][1], N.BOOL).publish(roslibpy.Message({"data": bool(value)}))
+        else:
+            kind, pin = self.names.ur_io[name]
+            if kind != "out" or not self.names.ur_set_io:
+                raise Unsupported(f"IO {name!r} is UR digital {kind}put pin {pin}: only outputs are set")
+            reply = roslibpy.Service(self._second_link(), self.names.ur_set_io, N.UR_SET_IO).call(
+                roslibpy.ServiceRequest({"fun": N.UR_SET_DIGITAL_OUT, "pin": pin, "state": float(value)}),
+                timeout=self.timeout)
+            if not reply.get("success", False):
+                raise DriverError(f"{self.names.ur_set_io} at {self.url} did not set pin {pin} (IO {name!r}): {reply}")
         deadline = time.monotonic() + self.timeout  # read-your-write: wait for the state topic to agree
         while self._io.get(name) is not bool(value) and time.monotonic() < deadline:
             time.sleep(0.01)

@@ -9,16 +9,28 @@ ROS driver's defaults and the docs. Per robot ``R``:
     /R/io/NAME/set                                           std_msgs/msg/Bool               (subscribed)
     /R/stop                                                  std_srvs/srv/Trigger            (service: halt)
     /clock                                                   rosgraph_msgs/msg/Clock         (published)
+
+and per station ``S`` (unless its config names other topics under ``sensor: {ros: ...}``):
+
+    /stations/S/present                                      std_msgs/msg/Bool               (published)
+    /stations/S/part_id                                      std_msgs/msg/String             (published, "" if empty)
 """
 
 from __future__ import annotations
 
 JOINT_STATE = "sensor_msgs/msg/JointState"
 BOOL = "std_msgs/msg/Bool"
+STRING = "std_msgs/msg/String"
+UR_ROBOT_MODE = "ur_dashboard_msgs/msg/RobotMode"
+UR_SAFETY_MODE = "ur_dashboard_msgs/msg/SafetyMode"
 CLOCK = "rosgraph_msgs/msg/Clock"
+LOG = "rcl_interfaces/msg/Log"  # /rosout
 FOLLOW_JOINT_TRAJECTORY = "control_msgs/action/FollowJointTrajectory"
 GRIPPER_COMMAND = "control_msgs/action/GripperCommand"
 TRIGGER = "std_srvs/srv/Trigger"
+UR_IO_STATES = "ur_msgs/msg/IOStates"  # digital_in_states / digital_out_states: [{pin, state}]
+UR_SET_IO = "ur_msgs/srv/SetIO"  # {fun, pin, state} -> {success}
+UR_SET_DIGITAL_OUT = 1  # SetIO.fun
 
 # GripperCommand: the suction gripper is "closed" (vacuum on) below this commanded position.
 GRIPPER_CLOSED_BELOW = 0.5
@@ -46,6 +58,14 @@ def part_present(robot: str) -> str:
 
 def io_state(robot: str, name: str) -> str:
     return f"/{robot}/io/{name}"
+
+
+def io_states(robot: str) -> str:
+    return f"/{robot}/io_states"
+
+
+def set_io(robot: str) -> str:
+    return f"/{robot}/set_io"
 
 
 def io_set(robot: str, name: str) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 
+from drivers.curve import Keys
 from drivers.clock import Clock, WallClock
 from drivers.commanding import CommandingMixin
 from drivers.errors import DriverError
@@ -46,8 +47,9 @@ class TwinMotion:
 
 
 class TwinDriver(TwinClient, CommandingMixin):
-    def __init__(self, endpoint: str, robot: str, timeout: float = 2.0, client: str = "") -> None:
-        super().__init__(endpoint, timeout, client or f"twin-driver-{os.getpid()}")
+    def __init__(self, endpoint: str, robot: str, timeout: float = 2.0, client: str = "",
+                 keys: Keys | None = None) -> None:
+        super().__init__(endpoint, timeout, client or f"twin-driver-{os.getpid()}", keys)
         self.robot = robot
         self._desc: RobotDescription | None = None
         self._clock: Clock | None = None

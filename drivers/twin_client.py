@@ -15,21 +15,26 @@ from __future__ import annotations
 import itertools
 import os
 import time
+from collections.abc import Callable
 
 import zmq
 
 from drivers import twin_wire as P
+from drivers.curve import Keys
 from drivers.errors import ConnectionLost, from_code
+
+IDLE_EVERY_S = 0.1  # wall s between calls of a waiting request's idle callback
 
 
 class TwinClient:
-    def __init__(self, endpoint: str, timeout: float = 2.0, client: str = "") -> None:
-        self.endpoint, self.timeout = endpoint, timeout
+    def __init__(self, endpoint: str, timeout: float = 2.0, client: str = "", keys: Keys | None = None) -> None:
+        self.endpoint, self.timeout, self.keys = endpoint, timeout, keys  # keys: CURVE, the twin as "twin"
         self.client = client or f"twin-client-{os.getpid()}"
         self._ctx = zmq.Context.instance()
         self._sock: zmq.Socket | None = None
         self._ids = itertools.count(1)
         self.server_info: dict = {}
+        self.restarts_seen = 0  # hellos answered by another server instance than the one before
 
     def __enter__(self) -> TwinClient:
         self.connect()
@@ -48,46 +53,65 @@ class TwinClient:
     def connected(self) -> bool:
         return self._sock is not None
 
-    def _open(self) -> None:
+    def _open(self, timeout: float | None = None) -> None:
         self._drop()
         self._sock = self._ctx.socket(zmq.DEALER)
         self._sock.setsockopt(zmq.LINGER, 0)
+        if self.keys is not None:
+            self.keys.connect_to(self._sock, "twin")
         self._sock.connect(self.endpoint)
-        self.server_info = self._call("hello", {"version": P.VERSION, "client": self.client})
+        info = self._call("hello", {"version": P.VERSION, "client": self.client}, timeout)
+        if self.server_info.get("instance") not in (None, info.get("instance")):
+            self.restarts_seen += 1  # a restarted twin: motions and registrations of the old one are gone
+        self.server_info = info
+
+    def alive(self, timeout: float) -> bool:
+        """Whether the server answers a hello on a fresh socket within ``timeout`` (then that socket
+        is kept): tells a server that is busy from one that is gone."""
+        try:
+            self._open(timeout)
+        except ConnectionLost:
+            return False
+        return True
 
     def _drop(self) -> None:
         if self._sock is not None:
             self._sock.close(0)
             self._sock = None
 
-    def request(self, op: str, _timeout: float | None = None, **args: object) -> object:
-        """One request/reply; reconnects first if the previous request lost the link."""
+    def request(self, op: str, _timeout: float | None = None, _idle: Callable[[], None] | None = None,
+                **args: object) -> object:
+        """One request/reply; reconnects first (within the same timeout) if the previous request
+        lost the link. ``_idle`` is called every IDLE_EVERY_S while the reply is awaited (a cell
+        answers status queries while it waits for a long lockstep grant)."""
         if self._sock is None:
-            self._open()
-        return self._call(op, args, _timeout or self.timeout)
+            self._open(_timeout)
+        return self._call(op, args, _timeout or self.timeout, _idle)
 
-    def _call(self, op: str, args: dict, timeout: float | None = None) -> object:
+    def _call(self, op: str, args: dict, timeout: float | None = None,
+              idle: Callable[[], None] | None = None) -> object:
         timeout = timeout or self.timeout
         req_id = next(self._ids)
         sock = self._sock
         sock.send(P.pack({"id": req_id, "op": op, "args": args}))
         # A receive timeout on the socket, not a poll per call: a Poller per request costs more
         # than the rest of the round trip.
-        sock.setsockopt(zmq.RCVTIMEO, int(timeout * 1000))
         deadline = time.monotonic() + timeout
-        while True:
+        remaining = timeout
+        while remaining > 0:
+            sock.setsockopt(zmq.RCVTIMEO, int(min(remaining, IDLE_EVERY_S if idle else remaining) * 1000) + 1)
             try:
                 reply = P.unpack(sock.recv())
             except zmq.Again:
-                break
+                if idle is not None:
+                    idle()
+                remaining = deadline - time.monotonic()
+                continue
             if reply.get("id") == req_id:
                 if reply["ok"]:
                     return reply["result"]
                 err = reply["error"]
                 raise from_code(err["code"], err["message"])
             remaining = deadline - time.monotonic()  # a stale reply to a request that timed out earlier
-            if remaining <= 0:
-                break
-            sock.setsockopt(zmq.RCVTIMEO, int(remaining * 1000) + 1)
         self._drop()
         raise ConnectionLost(f"twin at {self.endpoint} did not answer {op!r} within {timeout}s")

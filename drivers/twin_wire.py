@@ -112,6 +112,7 @@ MAX_COORDINATE = 1000.0  # m: |x|, |y|, |z| of any position in a request
 MAX_JOINT_VALUE = 1000.0  # rad or rad/s: |value| of any joint position or velocity (limits are checked after)
 MAX_HORIZON_S = 3600.0  # s of sim time an advance may ask to sleep past the current time
 MAX_PEERS = 64  # entries in an advance's message counts
+MAX_CLIENT_NAMES = 1000  # distinct hello names the twin remembers (``clients``); more count as "(others)"
 MAX_PARTS = 200  # parts in the world at once (spawn_part beyond it, or into another part: conflict)
 MAX_COUNT = 1_000_000  # message count per peer and period; ``since`` cursors are unbounded ints
 
@@ -220,8 +221,9 @@ class SpawnPart(Args):
     position: Vec3 | None = None
 
 
-class PartArg(Args):
+class RemovePart(Args):
     id: Name
+    consumed_at: Name | None = None  # a sink station: log it as consumed there (a part already delivered)
 
 
 class Since(Args):
@@ -268,11 +270,12 @@ OPS: dict[str, type[Args]] = {
     "read_io": ReadIo,
     "write_io": WriteIo,
     "spawn_part": SpawnPart,
-    "remove_part": PartArg,
+    "remove_part": RemovePart,
     "list_parts": Nothing,
     "faults": Since,
     "request_log": Since,
     "time": Nothing,
+    "clients": Nothing,
     "reset": Nothing,
     "shutdown": Nothing,
     "inject_fault": InjectFault,

@@ -25,7 +25,7 @@ from transitions import Machine
 from transitions.extensions import GraphMachine
 
 from drivers.contract import Motion, RobotDriver
-from drivers.errors import DriverError
+from drivers.errors import ConnectionLost, DriverError
 from drivers.types import MotionStatus
 from skills.context import SkillContext
 from skills.events import make_event
@@ -44,6 +44,7 @@ class SkillStatus(str, enum.Enum):
 class SkillResult:
     status: SkillStatus
     reason: str | None = None
+    link_lost: bool = False  # the robot (or the twin) could not be reached: says nothing about the task
 
     @property
     def ok(self) -> bool:
@@ -158,6 +159,8 @@ class Skill:
                 self._finish("fail", f"deadline of {self.params.timeout}s exceeded in state {self.state}")
             else:
                 self._update()
+        except ConnectionLost as exc:
+            self._finish("fail", f"{type(exc).__name__} in state {self.state}: {exc}", link_lost=True)
         except DriverError as exc:
             self._halt()
             self._finish("fail", f"{type(exc).__name__} in state {self.state}: {exc}")
@@ -187,7 +190,9 @@ class Skill:
             if status is MotionStatus.RUNNING:
                 return
             if status is not MotionStatus.SUCCEEDED:
-                self._finish("fail", f"motion {status.value} in state {state}: {self.motion.reason}")
+                reason = self.motion.reason or ""
+                self._finish("fail", f"motion {status.value} in state {state}: {reason}",
+                             link_lost=reason.startswith("ConnectionLost"))
                 return
         elif hasattr(self, f"poll_{state}") and not getattr(self, f"poll_{state}")():
             return
@@ -220,12 +225,12 @@ class Skill:
             self.motion.cancel()
         self.driver.stop()
 
-    def _finish(self, trigger: str, reason: str) -> None:
+    def _finish(self, trigger: str, reason: str, link_lost: bool = False) -> None:
         if self.state in TERMINAL:
             return
         self._fire(trigger)
         status = SkillStatus.FAILED if trigger == "fail" else SkillStatus.CANCELLED
-        self.result = SkillResult(status, reason)
+        self.result = SkillResult(status, reason, link_lost)
         self.terminate(self.result)
 
 

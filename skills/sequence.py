@@ -101,6 +101,9 @@ class SkillSequence:
         self.current = None
         if outcome.status is SkillStatus.CANCELLED:
             self.result = outcome
+        elif outcome.link_lost:  # no retry or recovery can help while the robot cannot be reached
+            self.result = SkillResult(SkillStatus.FAILED, f"step {self.index} ({step.skill}) failed: {outcome.reason}",
+                                      link_lost=True)
         elif self.recovering:
             self.recovering = False
             if outcome.ok:

@@ -17,8 +17,8 @@ from tests.conftest import CONFIGS
 CONFIG = CONFIGS / "one_cell.yaml"
 
 
-def _cell(twin, tmp_path, *extra: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "cellctl", "cell", "run", str(CONFIG), "--cell", "press",
+def _cell(twin, tmp_path, *extra: str, config=CONFIG) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "cellctl", "cell", "run", str(config), "--cell", "press",
                              "--twin", twin.endpoint, "--run-dir", str(tmp_path), *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -106,6 +106,13 @@ def test_cli_status_and_cmd(twin_factory, tmp_path):
         refused = subprocess.run([*cli, "cmd", endpoint, "Start"], capture_output=True, text=True, timeout=30)
         assert refused.returncode == 2
         assert refused.stderr.strip() == "cellctl cmd: Start is not allowed in state Stopped; allowed: Reset, Abort"
+        status_socket = json.loads((tmp_path / "control-press.json").read_text())["status"]
+        assert status_socket != endpoint
+        read_only = subprocess.run([*cli, "cmd", status_socket, "Reset"], capture_output=True, text=True, timeout=30)
+        assert read_only.returncode == 2
+        assert read_only.stderr.strip() == ("cellctl cmd: this is the cell's status socket: commands go to its "
+                                            "control socket")
+        assert request(status_socket, "status")["result"]["state"] == "Stopped"  # the Reset did not happen
         ok = subprocess.run([*cli, "cmd", endpoint, "Reset"], capture_output=True, text=True, timeout=30)
         assert ok.returncode == 0
         _until(endpoint, lambda s: s["state"] == "Idle")
@@ -128,9 +135,7 @@ def test_a_part_of_a_type_the_cell_does_not_work_on_holds_it(twin_factory, tmp_p
                       .replace("robots:", "part_types: {box: {}, disc: {}}\nparts: [{id: d1, type: disc, "
                                           "station: infeed}]\nrobots:"))
     twin = twin_factory(config)
-    proc = subprocess.Popen([sys.executable, "-m", "cellctl", "cell", "run", str(config), "--cell", "press",
-                             "--twin", twin.endpoint, "--run-dir", str(tmp_path), "--start"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = _cell(twin, tmp_path, "--start", config=config)
     try:
         status = _until(_endpoint(tmp_path, proc), lambda s: s["state"] == "Held")
         # a part the cell cannot tell to be one of its types (no feed says so) is not taken
@@ -139,3 +144,27 @@ def test_a_part_of_a_type_the_cell_does_not_work_on_holds_it(twin_factory, tmp_p
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def test_a_cell_waiting_for_its_lockstep_grant_still_answers_status(twin_factory, tmp_path):
+    """The twin's start barrier waits for a participant that never comes: the cell's grant does not
+    come either, yet an operator sees its status at once, and a command is told why it cannot act."""
+    config = tmp_path / "barrier.yaml"
+    config.write_text(CONFIG.read_text().replace("silence_timeout: 3.0}", "silence_timeout: 3.0, expect: [press, "
+                                                                          "ghost]}"))
+    twin = twin_factory(config)
+    proc = _cell(twin, tmp_path, "--start", config=config)
+    try:
+        endpoint = _endpoint(tmp_path, proc)
+        time.sleep(1.0)  # inside its first wait for a grant by now
+        for _ in range(3):
+            started = time.monotonic()
+            status = request(endpoint, "status", timeout=2.0)["result"]
+            assert time.monotonic() - started < 1.0, "status waited for the grant"
+            assert status["state"] == "Resetting"  # homing needs sim time, which the barrier holds back
+        busy = request(endpoint, "command", timeout=2.0, command="Stop")
+        assert not busy["ok"] and busy["error"]["code"] == "busy", busy
+        assert "waits for its lockstep grant" in busy["error"]["message"]
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)

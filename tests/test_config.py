@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -38,6 +39,27 @@ CASES = [
     (GOOD.replace("station: s1", "station: s9"),
      ["parts.0.station: expected one of the stations ['s1'], found 's9'"]),
     ("version: 1\nrobots: [oops\n", ["3:1: not valid YAML: expected ',' or ']', but got '<stream end>'"]),
+    ("version: 1\nrobots:\n  r1: {urdf: nothere.urdf, tcp: {link: L7}, max_acceleration: [1], base: {position: [0, 0, 0]}}\n",
+     ["robots.r1.urdf: expected a readable URDF with the TCP link, found 'no URDF file nothere.urdf'"]),
+    ("version: 1\nrobots:\n  r1: {urdf: kuka_iiwa/model.urdf, max_acceleration: [1], base: {position: [0, 0, 0]}}\n",
+     ["robots.r1: expected tcp: {link, offset} and max_acceleration with urdf (URDFs carry no acceleration limits), "
+      "found {'urdf': 'kuka_iiwa/model.urdf', 'max_acceleration': [1], 'base': {'position': [0, 0, 0]}}"]),
+    ("version: 1\nrobots:\n  r1: {urdf: kuka_iiwa/model.urdf, tcp: {link: lbr_iiwa_link_7}, max_acceleration: [1, 1], "
+     "base: {position: [0, 0, 0]}}\n",
+     ["robots.r1.max_acceleration: expected 7 values (one per joint of model.urdf), found 2"]),
+    ("version: 1\ntwin: {mode: lockstep}\nrobots:\n  r1: {model: xarm, base: {position: [0, 0, 0]}, "
+     "driver: {ros: {url: 'ws://10.0.0.5:9090'}}}\n",
+     ["twin.mode: expected realtime: robots reached through ROS (r1: driver.ros) do not take part in lockstep, "
+      "found 'lockstep'"]),
+    ("version: 1\nrobots:\n  r1: {model: xarm, base: {position: [0, 0, 0]}, driver: {ros: {url: 'http://x'}}}\n",
+     ["robots.r1.driver.ros.url: expected a rosbridge URL, ws://HOST:PORT or wss://HOST:PORT, found 'http://x'"]),
+    ("version: 1\nrobots:\n  r1: {model: xarm, base: {position: [0, 0, 0]}, driver: {ros: {url: 'ws://h:1', "
+     "names: {preset: abb}}}}\n",
+     ["robots.r1.driver.ros.names.preset: expected 'twin', 'ur', 'franka' or 'kuka_lbr', found 'abb'"]),
+    ("version: 1\nrobots:\n  r1: {model: xarm, base: {position: [0, 0, 0]}, driver: {ros: {url: 'ws://h:1', "
+     "joints: {j9: X}}}}\n",
+     ["robots.r1.driver.ros.joints.j9: expected a joint of xarm (joint1, joint2, joint3, joint4, joint5, joint6), "
+      "found 'j9'"]),
 ]
 
 
@@ -85,8 +107,8 @@ def test_check_cli_exit_codes(tmp_path):
 def test_twin_serve_refuses_non_loopback():
     result = _cellctl("twin", "serve", "configs/demo_cell.yaml", "--host", "0.0.0.0", "--port", "0")
     assert result.returncode == 2
-    assert "refusing to bind '0.0.0.0': the twin serves loopback addresses only" in result.stderr
-    assert "CURVE" in result.stderr
+    assert ("cellctl twin serve: configs/demo_cell.yaml: refusing to bind the twin to '0.0.0.0' without keys: anyone "
+            "reaching the port could command it. Set security: {keys: DIR} in the config") in result.stderr
 
 
 def test_skills_cli():
@@ -144,3 +166,17 @@ def test_a_broken_skill_entry_point_is_one_line_and_the_others_load(tmp_path):
                                     "ModuleNotFoundError: No module named 'no_such_module'"
     assert [line.split()[0] for line in result.stdout.splitlines()] == ["move_joints", "move_pose", "pick", "place",
                                                                         "wait"]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["run", "configs/demo_line.yaml", "--parts", "0"], "argument --parts: expected a whole number of at least 1, found 0"),
+    (["chaos", "configs/demo_line.yaml", "--kills", "-3"], "argument --kills: expected a whole number of at least 0, found -3"),
+    (["run", "configs/demo_line.yaml", "--watchdog", "nan"], "argument --watchdog: expected a number of seconds above 0, found nan"),
+    (["demo", "--parts", "x"], "argument --parts: expected a number, found 'x'"),
+    (["run", "--resume", "."], "cellctl run: --resume .: not a run directory (no line.yaml, launch.json)"),
+    (["run"], "cellctl run: give a CONFIG (or --resume RUN_DIR)"),
+])
+def test_command_line_counts_are_checked(args, message):
+    result = subprocess.run([sys.executable, "-m", "cellctl", *args], capture_output=True, text=True, timeout=60,
+                            cwd=Path(__file__).parents[1])
+    assert result.returncode == 2 and message in result.stderr, result.stderr

@@ -127,9 +127,9 @@ def _pair():
 
     wires = {"press": [], "pack": []}
     emitted = []
-    sender = HandoffLink("sender", "press", "pack", lambda peer, m: wires[peer].append(m), 1,
+    sender = HandoffLink("sender", "press", "pack", lambda peer, m, live=False: wires[peer].append(m), 1,
                          lambda kind, **f: emitted.append((kind, f)))
-    receiver = HandoffLink("receiver", "pack", "press", lambda peer, m: wires[peer].append(m), 1,
+    receiver = HandoffLink("receiver", "pack", "press", lambda peer, m, live=False: wires[peer].append(m), 1,
                            lambda kind, **f: emitted.append((kind, f)))
 
     def pump():

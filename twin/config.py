@@ -8,10 +8,12 @@ misspelt key silently falling back to a default is how a robot ends up somewhere
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
+from drivers.curve import Keys
 from drivers.robot_config import Problem, RobotConfig, Strict, Vec3
 
 
@@ -28,6 +30,35 @@ class FeedConfig(Strict):
     prefix: str | None = Field(None, description="part ids are PREFIX-1, PREFIX-2, ...; default: the station name")
 
 
+class RosSensorConfig(Strict):
+    presence: str = Field(description="std_msgs/msg/Bool topic: a part rests on the station")
+    part_id: str | None = Field(None, description="std_msgs/msg/String topic: the id of that part (a reader)")
+
+
+class SensorConfig(Strict):
+    """How cells sense the station: ROS topics (``ros``: the twin's rosbridge endpoint publishes
+    them from its world; default names /stations/NAME/present and /stations/NAME/part_id), or a
+    presence switch wired to robots' digital inputs (``io``: robot name -> input name; the cell
+    reads it through its own robot's driver, the twin sets the input from the station's
+    occupancy). Exactly one of the two."""
+
+    ros: RosSensorConfig | None = None
+    io: dict[str, str] | None = Field(None, min_length=1, description="robot -> the digital input the sensor is wired to")
+
+    @model_validator(mode="after")
+    def _one(self) -> SensorConfig:
+        if (self.ros is None) == (self.io is None):
+            raise ValueError("either ros: {presence, part_id} or io: {ROBOT: INPUT} (one of them)")
+        return self
+
+
+def station_sensor(name: str, station: StationConfig) -> RosSensorConfig:
+    """The station's sensor topics: configured, or the twin endpoint's defaults."""
+    if station.sensor is not None and station.sensor.ros is not None:
+        return station.sensor.ros
+    return RosSensorConfig(presence=f"/stations/{name}/present", part_id=f"/stations/{name}/part_id")
+
+
 class StationConfig(Strict):
     """A table-like box whose top surface centre is ``position``; parts rest on it. A ``feed``
     station produces parts; a ``sink`` station consumes every part that comes to rest on it."""
@@ -36,6 +67,7 @@ class StationConfig(Strict):
     size: tuple[float, float] = (0.3, 0.3)
     feed: FeedConfig | None = None
     sink: bool = False
+    sensor: SensorConfig | None = None
 
     def holds(self, point: Vec3, clearance: float = REST_CLEARANCE) -> bool:
         """The one station-occupancy rule: a part whose bottom-face centre is over the top surface
@@ -63,11 +95,58 @@ class GripperConfig(Strict):
     actuation_time: float = Field(0.1, ge=0, description="vacuum build-up / release time (s)")
 
 
+class BridgeConfig(Strict):
+    """How the twin's rosbridge endpoint plays the real rosbridge_suite and ros2_controllers where
+    they differ from what a client would hope (docs/ros.md, "Real bridges"). The defaults are the
+    released behaviour (rosbridge_suite's default parameters, ros2_controllers on Jazzy), except for
+    rejected goals: rosbridge 2.0–2.1 never answers them (a bug fixed upstream), which the twin plays
+    with ``goal_rejections: silent``; by default it answers, as bad input gets an error here."""
+
+    goal_rejections: Literal["silent", "answered"] = Field(
+        "answered", description="answered: a rejected goal gets a result with result false (fixed upstream); "
+                                "silent: it, or one to an action nobody serves, is never answered (rosbridge 2.0-2.1)")
+    goals_in_new_thread: bool = Field(
+        False, description="rosbridge's send_action_goals_in_new_thread; false: a client's later messages wait "
+                           "until its running goal ends (a cancel is handled after the goal: SUCCEEDED)")
+    preemption: Literal["jazzy", "humble", "refuse"] = Field(
+        "jazzy", description="a goal to a busy trajectory controller preempts the running one, which ends "
+                             "ABORTED (jazzy and later) or CANCELED (humble), error_code -1; refuse: rejected")
+    cancel_on_disconnect: bool = Field(False, description="false: a client that goes away leaves its goals "
+                                                          "running (rosbridge does not cancel them)")
+    gripper_allow_stalling: bool = Field(False, description="GripperActionController's allow_stalling; false: a "
+                                                            "close that stalls on a part ends ABORTED, stalled true")
+
+
+class SecurityConfig(Strict):
+    """CURVE on every socket that commands something (``drivers/curve.py``): ``keys`` is a
+    directory of key pairs in pyzmq's format; each process reads its own NAME.key_secret and
+    accepts the clients whose NAME.key files are there. Relative to the config file."""
+
+    keys: str = Field(description="directory of CURVE key files (`cellctl keys generate NAME --dir DIR`)")
+    observers: str | None = Field(None, description="directory of public keys admitted to read-only sockets "
+                                                    "only (cells' status sockets, the twin's event stream)")
+
+    @field_validator("keys", "observers", mode="before")
+    @classmethod
+    def _relative_to_config(cls, value: object, info: ValidationInfo) -> object:
+        base = (info.context or {}).get("base_dir")
+        if isinstance(value, str) and base and not Path(value).is_absolute():
+            return str(Path(base) / value)
+        return value
+
+    def load(self, name: str) -> Keys:
+        return Keys.load(self.keys, name, self.observers)
+
+
 class TwinConfig(Strict):
     """``seed`` is gone (it was read nowhere: the twin's physics makes no random choice); a config
     that still sets it is told so, not silently accepted."""
 
     mode: Literal["realtime", "lockstep"] = "realtime"
+    host: str = Field("127.0.0.1", description="address the twin binds (and cells reach it at); not loopback "
+                                               "only with security.keys")
+    port: int = Field(0, ge=0, le=65535, description="its request port; 0 = chosen at start (given to cells "
+                                                     "by the launcher, or with --twin)")
     physics_hz: int = Field(240, ge=60, le=2000)
     rate: float = Field(1.0, gt=0, description="realtime mode: sim seconds per wall second")
     period_steps: int = Field(5, ge=1, description="lockstep: physics steps per control period")
@@ -75,7 +154,10 @@ class TwinConfig(Strict):
     expect: list[str] = Field(default_factory=list,
                               description="lockstep: hold time at 0 until these participants have registered, "
                                           "so a run does not depend on which process started first")
+    orphan_grace: float = Field(30.0, ge=0, description="wall s a twin whose starting process is gone waits "
+                                                         "for any client before it exits; 0 = never")
     gripper: GripperConfig = GripperConfig()
+    rosbridge: BridgeConfig = BridgeConfig()
     goal_tolerance: float = Field(0.01, gt=0, description="rad; a motion succeeds within it of its goal")
     settle_time: float = Field(1.0, gt=0, description="s after a trajectory's end to reach the goal")
 
@@ -95,10 +177,15 @@ class SceneConfig(Strict):
     stations: dict[str, StationConfig] = Field(default_factory=dict)
     part_types: dict[str, PartTypeConfig] = Field(default_factory=lambda: {"box": PartTypeConfig()})
     parts: list[PartConfig] = Field(default_factory=list)
+    security: SecurityConfig | None = None
+
+    def keys(self, name: str) -> Keys | None:
+        """This process's CURVE keys (``name``: twin, launcher, a cell), or None without security."""
+        return self.security.load(name) if self.security is not None else None
 
     def problems(self) -> list[Problem]:
         """Cross-references a schema cannot express: parts name existing stations and types,
-        part ids are unique."""
+        part ids are unique, a sensor wired to a robot's input names a robot and an input it has."""
         found: list[Problem] = [p for name, robot in self.robots.items() for p in robot.problems(name)]
         for name, station in self.stations.items():
             if station.feed and station.feed.part_type not in self.part_types:
@@ -106,6 +193,18 @@ class SceneConfig(Strict):
                                      f"one of the part types {sorted(self.part_types)}", station.feed.part_type))
             if station.feed and station.sink:
                 found.append(Problem(("stations", name, "sink"), "a station that is not also a feed", True))
+            for robot, io in ((station.sensor.io or {}) if station.sensor else {}).items():
+                if robot not in self.robots:
+                    found.append(Problem(("stations", name, "sensor", "io", robot),
+                                         f"one of the robots {sorted(self.robots)}", robot))
+                elif io not in self.robots[robot].io:
+                    found.append(Problem(("stations", name, "sensor", "io", robot),
+                                         f"an input robots.{robot}.io declares ({sorted(self.robots[robot].io)})", io))
+                elif (ros := self.robots[robot].driver.ros) is not None and ros.names.preset != "twin" \
+                        and io not in (ros.names.io or {}):
+                    found.append(Problem(("robots", robot, "driver", "ros", "names", "io"),
+                                         f"topics for input {io!r} (station {name}'s sensor is wired to it)",
+                                         ros.names.io))
         seen: set[str] = set()
         for i, part in enumerate(self.parts):
             if part.station not in self.stations:

@@ -1,21 +1,13 @@
-"""Which addresses the twin may bind. Kept free of pybullet and zmq so the CLI can refuse a bad
-address before starting anything."""
+"""Which addresses the twin's rosbridge endpoint may bind: loopback only. rosbridge has no
+authentication (no CURVE), and a real bridge lives on its robot's own cell network; the twin's
+ZeroMQ sockets take any address under CURVE (``drivers/curve.py``)."""
 
 from __future__ import annotations
 
-import ipaddress
+from drivers.curve import is_loopback
 
 
 def check_loopback(host: str) -> None:
-    """Refuse anything but loopback: there is no authentication until CURVE lands (DESIGN §9)."""
-    if host == "localhost":
-        return
-    try:
-        if ipaddress.ip_address(host).is_loopback:
-            return
-    except ValueError:
-        pass
-    raise ValueError(
-        f"refusing to bind {host!r}: the twin serves loopback addresses only (127.0.0.1, ::1) because "
-        "ZeroMQ CURVE authentication is not implemented yet, and anyone reaching the port could move robots"
-    )
+    if not is_loopback(host):
+        raise ValueError(f"refusing to bind the rosbridge endpoint to {host!r}: it serves loopback only (127.0.0.1, "
+                         f"::1), as rosbridge has no authentication")

@@ -26,6 +26,14 @@ class Feeds:
         self._made = dict.fromkeys(self._feeds, 0)
         self.log: list[dict] = []
 
+    def made(self) -> dict[str, int]:
+        return dict(self._made)
+
+    def restore(self, made: dict[str, int], log: list[dict]) -> None:
+        """Counters and log from a checkpoint: a restored feed goes on with the next part id."""
+        self._made.update({n: c for n, c in made.items() if n in self._made})
+        self.log = log
+
     def occupied(self, station: StationConfig) -> bool:
         """Any part in the space over the station, held ones included: a part still being lifted
         off it must not have the next one spawned into it."""

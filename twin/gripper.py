@@ -57,10 +57,12 @@ class SuctionGripper:
                 best, best_d = part, d
         if best is None:
             return []
-        self._attach(best)
+        self.attach(best)
         return [{"event": "attached", "part": best.id}]
 
-    def _attach(self, part: SimPart) -> None:
+    def attach(self, part: SimPart) -> None:
+        """Hold ``part`` where it is now relative to the TCP (also a restored checkpoint's held part)."""
+        self.state = "closed"
         link = pb.getLinkState(self._body, self._link, computeForwardKinematics=True, physicsClientId=self._client)
         pos, orn = pb.getBasePositionAndOrientation(part.body, physicsClientId=self._client)
         # Constraint frames are relative to the link's centre of mass, not its URDF frame.
@@ -85,6 +87,11 @@ class SuctionGripper:
         pb.removeConstraint(self._constraint, physicsClientId=self._client)
         part, self.held, self._constraint = self.held, None, -1
         return [{"event": "released", "part": part.id}]
+
+    def settle(self, state: str) -> None:
+        """Take a saved state ("open"/"closed"), with no actuation in progress."""
+        self._pending = None
+        self.state = state
 
     def snapshot(self) -> GripperState:
         return GripperState(self.state, self.held is not None, self.held.id if self.held else None)

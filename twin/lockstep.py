@@ -46,6 +46,9 @@ class Lockstep:
         self.dt = 1.0 / physics_hz
         self.max_horizon = max_horizon
         self._expect = set(expect or ())  # emptied once all have joined: a start barrier only
+        self._barrier_deadline: float | None = None  # wall time a restart barrier gives up waiting
+        # messages sent, before the barrier fell, to expected participants not registered yet
+        self._early: defaultdict[str, defaultdict[str, int]] = defaultdict(lambda: defaultdict(int))
         self.period = period_steps
         self.silence_timeout = silence_timeout
         self.participants: dict[str, Participant] = {}
@@ -56,6 +59,14 @@ class Lockstep:
         if name in self.participants:
             raise LockstepError(f"a participant named {name!r} is registered already")
         self.participants[name] = Participant(name, frozenset(robots), frozenset(stations))
+        for sender, count in self._early.pop(name, {}).items():
+            self.participants[name].owed[sender] += count
+
+    def restart_barrier(self, expect: list[str], timeout_s: float) -> None:
+        """A restored world waits, at most ``timeout_s`` of wall time, for the expected participants to
+        register again, so that its time does not run ahead for whoever is back first."""
+        self._expect = set(expect)
+        self._barrier_deadline = time.monotonic() + timeout_s
 
     def deregister(self, name: str) -> Participant:
         try:
@@ -81,9 +92,13 @@ class Lockstep:
             raise LockstepError("message counts cannot be negative")
         for peer, count in sent.items():
             # A peer that is not registered (gone, or not joined yet) is not in lockstep: nothing
-            # to synchronise; the handoff protocol's resync deals with what it missed.
+            # to synchronise; the handoff protocol's resync deals with what it missed. One the start
+            # barrier still waits for gets the count when it registers: the line's first messages
+            # are delivered the same way on every run.
             if count and peer in self.participants:
                 self.participants[peer].owed[name] += count
+            elif count and peer in self._expect:
+                self._early[peer][name] += count
         if until is not None and until > steps_now * self.dt + self.max_horizon:
             raise LockstepError(f"until {until} is more than {self.max_horizon}s of sim time ahead of "
                                 f"{steps_now * self.dt:.3f}")
@@ -97,9 +112,10 @@ class Lockstep:
     # -- advancing --------------------------------------------------------------------------------
     def ready(self) -> bool:
         if self._expect:
-            if not self._expect <= self.participants.keys():
+            waiting = self._barrier_deadline is None or time.monotonic() < self._barrier_deadline
+            if not self._expect <= self.participants.keys() and waiting:
                 return False
-            self._expect = set()
+            self._expect, self._early = set(), defaultdict(lambda: defaultdict(int))
         return bool(self.participants) and all(p.pending is not None for p in self.participants.values())
 
     def advance(self, steps_now: int, step_period: Callable[[], list[dict]],

@@ -48,6 +48,12 @@ class Parts:
         self.by_body[body] = part
         return part
 
+    def place(self, part_id: str, type_name: str, position, orientation) -> SimPart:
+        """Create a part at a saved pose (a restored checkpoint), at rest."""
+        part = self.spawn(part_id, type_name, (0.0, 0.0, 0.0))
+        pb.resetBasePositionAndOrientation(part.body, position, orientation, physicsClientId=self._client)
+        return part
+
     def overlapping(self, type_name: str, resting_on: tuple[float, float, float]) -> str | None:
         """The id of a part already in the space a new part would take: parts spawned into each
         other make the physics solver fight them apart, which costs seconds per step."""

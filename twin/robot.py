@@ -12,6 +12,7 @@ from drivers.description import describe_from_config
 from drivers.types import JointState, MotionStatus, Trajectory
 from drivers.urdf import by_name, link_indices, read_joints
 from drivers.robot_config import RobotConfig
+from twin.checkpoint import SavedRobot
 from twin.config import TwinConfig
 from twin.gripper import SuctionGripper
 from twin.parts import Parts
@@ -70,6 +71,21 @@ class SimRobot:
     def joint_state(self, now: float) -> JointState:
         states = pb.getJointStates(self.body, self.joints, physicsClientId=self._client)
         return JointState(self.description.joint_names, tuple(s[0] for s in states), tuple(s[1] for s in states), now)
+
+    def saved(self) -> SavedRobot:
+        """Joints, gripper (an actuation under way counts as done) and IO, for a checkpoint."""
+        g = self.gripper.state
+        return SavedRobot(tuple(float(q) for q in self.positions()),
+                          {"closing": "closed", "opening": "open"}.get(g, g), dict(self.io))
+
+    def restore(self, saved: SavedRobot) -> None:
+        """Stand where a checkpoint says, holding still (no motion survives a restart)."""
+        self._traj, self.motion = None, None
+        for j, q in zip(self.joints, saved.positions):
+            pb.resetJointState(self.body, j, q, physicsClientId=self._client)
+        self._hold, self._hold_applied = np.asarray(saved.positions, dtype=float), False
+        self.gripper.settle(saved.gripper)
+        self.io.update({k: v for k, v in saved.io.items() if k in self.io})
 
     @property
     def moving(self) -> bool:

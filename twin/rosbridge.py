@@ -18,6 +18,8 @@ import asyncio
 import itertools
 import json
 import sys
+import time
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 
 import websockets
@@ -26,9 +28,12 @@ from drivers.errors import DriverError
 from drivers.twin_client import TwinClient
 from drivers import twin_wire as P
 from drivers import ros_names as N
-from twin.config import SceneConfig
+from twin.config import SceneConfig, station_sensor
 
 PUBLISH_HZ = 50
+ROSAPI = ("/rosapi/topics", "/rosapi/topics_and_raw_types", "/rosapi/action_servers", "/rosapi/topic_type",
+          "/rosapi/services")
+SENSOR_HZ = 25  # station sensors (presence, part id)
 MAX_MESSAGE_BYTES = 4 << 20  # a bigger websocket message closes that connection (websockets' max_size)
 MAX_NAME = 128  # characters of a client's op, topic or id echoed back in an error
 MAX_REASON = 1024
@@ -37,17 +42,29 @@ LEVELS = ("error", "warning", "info")
 # GoalStatus (action_msgs/msg/GoalStatus) and control_msgs error codes
 SUCCEEDED, CANCELED, ABORTED = 4, 5, 6
 INVALID_GOAL, INVALID_JOINTS = -1, -2
+PREEMPTED = "Current goal cancelled due to new incoming action."  # JTC's words for a preempted goal
 
 
 class BadRequest(Exception):
     pass
 
 
+class Rejected(BadRequest):
+    """A well-formed goal the action server refuses (or an action nobody serves): what rosbridge
+    2.0–2.1 never answers, unlike a malformed message."""
+
+
+@dataclass
+class Subscription:
+    throttle_s: float = 0.0  # rosbridge's throttle_rate (ms between messages), in s
+    last_sent: float = float("-inf")
+
+
 @dataclass(eq=False)
 class Client:
     ws: object
     level: str | None = None  # status messages only after set_level
-    subscriptions: dict[str, str] = field(default_factory=dict)  # topic -> subscription id
+    subscriptions: dict[str, dict[str, Subscription]] = field(default_factory=dict)  # topic -> id -> its settings
 
     async def send(self, msg: dict) -> None:
         try:
@@ -66,28 +83,42 @@ class Goal:
     motion: int
     command: float = 0.0
     cancelled: bool = False
+    ended: asyncio.Event = field(default_factory=asyncio.Event)  # its result was sent (or it was dropped)
 
 
 class Endpoint:
     def __init__(self, config: SceneConfig, twin_endpoint: str) -> None:
         self.config = config
-        self.twin = TwinClient(twin_endpoint, client="rosbridge")
+        self.twin = TwinClient(twin_endpoint, client="rosbridge", keys=config.keys("rosbridge"))
         self.twin.connect()
         self.descriptions = {r: self.twin.request("describe", robot=r) for r in config.robots}
+        self.bridge = config.twin.rosbridge
         self.clients: set[Client] = set()
-        self.goals: dict[str, Goal] = {}
-        self.topics = {"/clock": N.CLOCK}
+        self.goals: dict[tuple[int, str], Goal] = {}  # (client, goal id) -> goal: ids of two clients never collide
+        self.topics = {"/clock": N.CLOCK, "/rosout": N.LOG}  # every ROS 2 graph has /rosout
+        self.relayed: set[str] = set()  # topics clients advertised: relayed to subscribers as a ROS graph would
         self.actions: dict[str, tuple[str, str]] = {}  # action name -> (robot, type)
         self.io_setters: dict[str, tuple[str, str]] = {}  # topic -> (robot, io name)
         self.stop_services = {N.stop_service(r): r for r in config.robots}
+        self.set_io_services: dict[str, str] = {}  # ur_msgs/srv/SetIO service -> robot
         for robot, desc in self.descriptions.items():
             self.topics[N.joint_states(robot)] = N.JOINT_STATE
             self.topics[N.part_present(robot)] = N.BOOL
             for io in desc["io_names"]:
                 self.topics[N.io_state(robot, io)] = N.BOOL
                 self.io_setters[N.io_set(robot, io)] = (robot, io)
+            if desc["io_names"]:  # the same IO as UR's driver offers it: pins in the names' sorted order
+                self.topics[N.io_states(robot)] = N.UR_IO_STATES
+                self.set_io_services[N.set_io(robot)] = robot
             self.actions[N.trajectory_action(robot)] = (robot, N.FOLLOW_JOINT_TRAJECTORY)
             self.actions[N.gripper_action(robot)] = (robot, N.GRIPPER_COMMAND)
+        # the stations' sensors, simulated from the twin's world as a light barrier and a reader would see it
+        self.sensors = {name: station_sensor(name, station) for name, station in config.stations.items()}
+        for sensor in self.sensors.values():
+            self.topics[sensor.presence] = N.BOOL
+            if sensor.part_id:
+                self.topics[sensor.part_id] = N.STRING
+        self._sensor_tick = 0
         self._ids = itertools.count(1)
 
     # -- connections ---------------------------------------------------------------------------
@@ -101,14 +132,15 @@ class Endpoint:
             pass
         finally:
             self.clients.discard(client)
-            self._cancel_goals_of(client)
+            self._drop_goals_of(client)
 
-    def _cancel_goals_of(self, client: Client) -> None:
-        """A client that went away cannot follow its goals any more: stop its robots' motions, as
-        rosbridge cancels a disconnected client's action goals."""
-        for goal in [g for g in self.goals.values() if g.client is client]:
-            del self.goals[goal.goal_id]
-            if goal.kind == "trajectory":
+    def _drop_goals_of(self, client: Client) -> None:
+        """A client went away. rosbridge does not cancel its goals: the arm finishes a trajectory
+        nobody follows (``cancel_on_disconnect: false``, the default); with true, they are cancelled."""
+        for key, goal in [(k, g) for k, g in self.goals.items() if g.client is client]:
+            del self.goals[key]
+            goal.ended.set()
+            if goal.kind == "trajectory" and self.bridge.cancel_on_disconnect:
                 try:
                     self.twin.request("cancel", motion=goal.motion)
                 except DriverError as exc:
@@ -142,10 +174,23 @@ class Endpoint:
                 await client.send({"op": "service_response", "service": _echo(msg.get("service")), "id": msg_id,
                                    "values": {"error": reason}, "result": False})
             elif msg["op"] == "send_action_goal":
-                code = INVALID_JOINTS if "joint names" in reason else INVALID_GOAL
-                await client.send({"op": "action_result", "action": _echo(msg.get("action")), "id": msg_id,
-                                   "values": {"error_code": code, "error_string": reason},
-                                   "status": ABORTED, "result": False})
+                await self._reject(client, msg, reason, silent=isinstance(exc, Rejected))
+
+    async def _reject(self, client: Client, msg: dict, reason: str, silent: bool) -> None:
+        """A goal that does not run. A malformed one is answered with ``result: false`` (bad input
+        gets an error). One the action server rejects (or to an action nobody serves): ROS 2 gives
+        it no status and no result; rosbridge 2.0–2.1 sends the client nothing at all and — without
+        ``send_action_goals_in_new_thread`` — handles none of its later messages either (its handler
+        waits for a result that never comes): ``goal_rejections: silent`` plays that. Fixed upstream
+        (``answered``, the default): a result with ``result: false`` and the reason."""
+        if not silent or self.bridge.goal_rejections == "answered":
+            await client.send({"op": "action_result", "action": _echo(msg.get("action")), "id": _echo(msg.get("id")),
+                               "values": {"error_string": reason}, "result": False})
+            return
+        print(f"rosbridge: goal {_echo(msg.get('id'))} rejected, not answered (as rosbridge 2.1): {reason}",
+              file=sys.stderr, flush=True)
+        if not self.bridge.goals_in_new_thread:
+            await _closed(client)  # this client's messages are not handled any more
 
     # -- ops -------------------------------------------------------------------------------------
     async def op_set_level(self, client: Client, msg: dict) -> None:
@@ -156,31 +201,71 @@ class Endpoint:
         """Loopback only: nothing to authenticate."""
 
     async def op_subscribe(self, client: Client, msg: dict) -> None:
-        topic = msg["topic"]
-        if topic not in self.topics:
-            raise BadRequest(f"unknown topic {topic}; topics: {sorted(self.topics)}")
-        if not N.same_type(msg.get("type"), self.topics[topic]):
-            raise BadRequest(f"topic {topic} has type {self.topics[topic]}, not {msg['type']}")
-        client.subscriptions[topic] = _echo(msg.get("id", "")) or ""
+        """As rosbridge: a topic nobody publishes yet may be subscribed with its type (a client may
+        advertise it later); ``throttle_rate`` (ms) spaces the messages to this subscription;
+        ``queue_length`` is accepted (only the latest message is ever pending here)."""
+        topic, kind = msg["topic"], msg.get("type")
+        if not isinstance(topic, str) or not topic.startswith("/") or len(topic) > MAX_NAME:
+            raise BadRequest(f"a topic is a string of 2 to {MAX_NAME} characters starting with /")
+        known = self.topics.get(topic)
+        if known is None and not kind:
+            raise BadRequest(f"cannot infer the type of topic {topic}: it is not advertised; give a type "
+                             f"(topics: {sorted(self.topics)})")
+        if known is not None and kind and not N.same_type(kind, known):
+            raise BadRequest(f"topic {topic} has type {known}, not {kind}")
+        if known is None:
+            self.topics[topic] = str(kind)
+            self.relayed.add(topic)
+        throttle = msg.get("throttle_rate", 0)
+        if not isinstance(throttle, (int, float)) or isinstance(throttle, bool) or not 0 <= throttle <= 3_600_000:
+            raise BadRequest("throttle_rate: milliseconds between messages, 0 to 3600000")
+        sub_id = str(_echo(msg.get("id", "")) or "")
+        client.subscriptions.setdefault(topic, {})[sub_id] = Subscription(throttle / 1000.0)
 
     async def op_unsubscribe(self, client: Client, msg: dict) -> None:
-        client.subscriptions.pop(msg["topic"], None)
+        """Ends the subscription with that id (without an id: all of this client's on the topic);
+        the client's other subscriptions to the topic stay, as rosbridge's per-id bookkeeping does."""
+        subs = client.subscriptions.get(msg["topic"], {})
+        if "id" in msg and msg["id"] is not None:
+            subs.pop(str(_echo(msg["id"]) or ""), None)
+        else:
+            subs.clear()
+        if not subs:
+            client.subscriptions.pop(msg["topic"], None)
 
     async def op_advertise(self, client: Client, msg: dict) -> None:
-        if msg["topic"] not in self.io_setters:
-            raise BadRequest(f"nothing here subscribes to {msg['topic']}; settable: {sorted(self.io_setters)}")
-        if not N.same_type(msg.get("type"), N.BOOL):
-            raise BadRequest(f"{msg['topic']} takes {N.BOOL}")
+        """A client publishes a topic: an IO's set topic (the twin's IO) or any other, relayed to
+        its subscribers. A topic the twin publishes itself cannot be advertised by a client."""
+        topic, kind = msg["topic"], msg.get("type")
+        if not isinstance(topic, str) or not topic.startswith("/") or len(topic) > MAX_NAME:
+            raise BadRequest(f"a topic is a string of 2 to {MAX_NAME} characters starting with /")
+        if topic in self.io_setters:
+            if not N.same_type(kind, N.BOOL):
+                raise BadRequest(f"{topic} takes {N.BOOL}")
+            return
+        if topic in self.topics and topic not in self.relayed:
+            raise BadRequest(f"{topic} is published by the twin ({self.topics[topic]}); a client cannot publish it")
+        if not isinstance(kind, str) or not kind:
+            raise BadRequest(f"advertising {topic} needs its type")
+        if topic in self.topics and not N.same_type(kind, self.topics[topic]):
+            raise BadRequest(f"topic {topic} has type {self.topics[topic]}, not {kind}")
+        self.topics.setdefault(topic, kind)
+        self.relayed.add(topic)
 
     async def op_unadvertise(self, client: Client, msg: dict) -> None:
         pass
 
     async def op_publish(self, client: Client, msg: dict) -> None:
         topic = msg["topic"]
-        if topic not in self.io_setters:
-            raise BadRequest(f"nothing here subscribes to {topic}; settable: {sorted(self.io_setters)}")
-        robot, name = self.io_setters[topic]
-        self.twin.request("write_io", robot=robot, name=name, value=bool(msg["msg"]["data"]))
+        if not isinstance(msg.get("msg"), dict):
+            raise BadRequest("publish needs a msg object")
+        if topic in self.io_setters:
+            robot, name = self.io_setters[topic]
+            self.twin.request("write_io", robot=robot, name=name, value=bool(msg["msg"]["data"]))
+        elif topic not in self.relayed:
+            raise BadRequest(f"nothing publishes {topic} here: advertise it first (settable IO: "
+                             f"{sorted(self.io_setters)})")
+        await self.publish(topic, msg["msg"])
 
     async def op_call_service(self, client: Client, msg: dict) -> None:
         service = msg["service"]
@@ -191,26 +276,44 @@ class Endpoint:
                       "typedefs_full_text": ["" for _ in self.topics]}
         elif service == "/rosapi/action_servers":
             values = {"action_servers": sorted(self.actions)}
+        elif service == "/rosapi/services":
+            values = {"services": sorted([*ROSAPI, *self.stop_services, *self.set_io_services])}
         elif service == "/rosapi/topic_type":
             args = msg.get("args") or {}  # the spec allows a list of positional values or a map
             topic = args[0] if isinstance(args, list) and args else args.get("topic") if isinstance(args, dict) else None
             values = {"type": self.topics.get(topic, "") if isinstance(topic, str) else ""}
+        elif service in self.set_io_services:
+            values = self._set_io(self.set_io_services[service], msg.get("args") or {})
         elif service in self.stop_services:
             robot = self.stop_services[service]
             cancelled = self.twin.request("stop", robot=robot)["cancelled"]
             values = {"success": True, "message": f"{robot} halted" + (f" (motion {cancelled})" if cancelled else "")}
         else:
-            raise BadRequest(f"unknown service {service}; services: /rosapi/topics, /rosapi/topics_and_raw_types, "
-                             f"/rosapi/action_servers, /rosapi/topic_type, {', '.join(sorted(self.stop_services))}")
+            known = [*ROSAPI, *sorted(self.stop_services), *sorted(self.set_io_services)]
+            raise BadRequest(f"unknown service {service}; services: {', '.join(known)}")
         await client.send({"op": "service_response", "service": service, "id": _echo(msg.get("id")), "values": values,
                            "result": True})
+
+    def _set_io(self, robot: str, args: object) -> dict:
+        """ur_msgs/srv/SetIO: ``fun`` 1 (a digital output), ``pin`` (the IO's index in sorted name
+        order), ``state``; ``success`` false for anything else, as UR's driver answers."""
+        names = sorted(self.descriptions[robot]["io_names"])
+        fun, pin, state = (args.get(k) for k in ("fun", "pin", "state")) if isinstance(args, dict) else (None,) * 3
+        if fun != N.UR_SET_DIGITAL_OUT or not isinstance(pin, int) or not 0 <= pin < len(names) \
+                or not isinstance(state, (int, float)):
+            return {"success": False}
+        try:
+            self.twin.request("write_io", robot=robot, name=names[pin], value=bool(state))
+        except DriverError:  # an input wired to a station's sensor
+            return {"success": False}
+        return {"success": True}
 
     async def op_send_action_goal(self, client: Client, msg: dict) -> None:
         action, goal_id, args = msg["action"], msg["id"], msg.get("args") or {}
         if not isinstance(goal_id, str) or not goal_id or len(goal_id) > MAX_NAME:
             raise BadRequest(f"a goal needs an id: a string of 1 to {MAX_NAME} characters")
         if action not in self.actions:
-            raise BadRequest(f"unknown action {action}; actions: {sorted(self.actions)}")
+            raise Rejected(f"unknown action {action}; actions: {sorted(self.actions)}")
         robot, action_type = self.actions[action]
         if not N.same_type(msg.get("action_type"), action_type):
             raise BadRequest(f"action {action} has type {action_type}, not {msg['action_type']}")
@@ -218,18 +321,42 @@ class Endpoint:
             position = float(args["command"]["position"])
             command = "close" if position < N.GRIPPER_CLOSED_BELOW else "open"
             motion = self.twin.request("gripper", robot=robot, command=command)["motion"]
-            self.goals[goal_id] = Goal(client, goal_id, action, robot, "gripper", motion, position)
+            goal = Goal(client, goal_id, action, robot, "gripper", motion, position)
+        else:
+            trajectory = self._trajectory(robot, args["trajectory"])
+            await self._preempt(robot)
+            try:
+                motion = self.twin.request("execute", robot=robot, trajectory=trajectory)["motion"]
+            except DriverError as exc:  # refused by the twin's limits: the controller aborts it
+                await client.send({"op": "action_result", "action": action, "id": goal_id, "status": ABORTED,
+                                   "values": {"error_code": INVALID_JOINTS if "joint names" in str(exc) else INVALID_GOAL,
+                                              "error_string": str(exc)}, "result": True})
+                return
+            goal = Goal(client, goal_id, action, robot, "trajectory", motion)
+        self.goals[(id(client), goal_id)] = goal
+        if goal.kind == "trajectory":
+            await self._feedback(goal)  # the first feedback at once: the goal is accepted and moving
+        if not self.bridge.goals_in_new_thread:
+            # rosbridge's default: the client's handler waits for this goal's result before it
+            # reads the client's next message (a cancel among them: rosbridge_suite #909)
+            await _first(goal.ended.wait(), _closed(client))
+
+    async def _preempt(self, robot: str) -> None:
+        """A goal to a trajectory controller that runs one: ros2_controllers' JTC ends the running
+        goal (``preemption``: jazzy ABORTED, humble CANCELED, error_code -1 with its text) and takes the
+        new one; ``refuse`` rejects the new one instead."""
+        running = [(k, g) for k, g in self.goals.items() if g.robot == robot and g.kind == "trajectory"]
+        if not running:
             return
-        trajectory = self._trajectory(robot, args["trajectory"])
-        try:
-            motion = self.twin.request("execute", robot=robot, trajectory=trajectory)["motion"]
-        except DriverError as exc:
-            code = INVALID_JOINTS if "joint names" in str(exc) else INVALID_GOAL
-            await client.send({"op": "action_result", "action": action, "id": goal_id, "status": ABORTED,
-                               "values": {"error_code": code, "error_string": str(exc)}, "result": False})
-            return
-        self.goals[goal_id] = Goal(client, goal_id, action, robot, "trajectory", motion)
-        await self._feedback(self.goals[goal_id])  # the first feedback at once: the goal is accepted and moving
+        if self.bridge.preemption == "refuse":
+            raise Rejected(f"robot {robot} runs goal {running[0][1].goal_id}; this controller refuses another")
+        for key, goal in running:
+            self.twin.request("cancel", motion=goal.motion)
+            del self.goals[key]
+            status = ABORTED if self.bridge.preemption == "jazzy" else CANCELED
+            await goal.client.send({"op": "action_result", "action": goal.action, "id": goal.goal_id, "status": status,
+                                    "values": {"error_code": INVALID_GOAL, "error_string": PREEMPTED}, "result": True})
+            goal.ended.set()
 
     def _trajectory(self, robot: str, traj: dict) -> dict:
         """FollowJointTrajectory's points, reordered to the robot's joints, starting from where the
@@ -237,7 +364,7 @@ class Endpoint:
         names = self.descriptions[robot]["joint_names"]
         given = list(traj["joint_names"])
         if sorted(given) != sorted(names):
-            raise BadRequest(f"joint names {given} do not match the robot's {names}")
+            raise Rejected(f"joint names {given} do not match the robot's {names}")
         order = [given.index(n) for n in names]
         points = traj["points"]
         if not points:
@@ -255,8 +382,11 @@ class Endpoint:
         return out
 
     async def op_cancel_action_goal(self, client: Client, msg: dict) -> None:
+        """Cancel by goal id: the client's own goal, else any client's with that id — rosbridge keeps
+        its goal handlers in one dict for all clients, so a second connection can cancel a goal."""
         goal_id = _echo(msg["id"])
-        goal = self.goals.get(goal_id)
+        goal = self.goals.get((id(client), goal_id)) or next(
+            (g for g in self.goals.values() if g.goal_id == goal_id), None)
         if goal is None:
             await self.status(client, "warning", f"no running goal {goal_id} to cancel (finished already?)", goal_id)
             return
@@ -266,8 +396,14 @@ class Endpoint:
 
     # -- streams ---------------------------------------------------------------------------------
     async def publish(self, topic: str, message: dict) -> None:
+        """To every subscription of the topic once its throttle allows (one message per client even
+        with several subscriptions, as rosbridge sends one publish per client)."""
+        now = time.monotonic()
         for client in list(self.clients):
-            if topic in client.subscriptions:
+            due = [s for s in client.subscriptions.get(topic, {}).values() if now - s.last_sent >= s.throttle_s]
+            if due:
+                for sub in due:
+                    sub.last_sent = now
                 await client.send({"op": "publish", "topic": topic, "msg": message})
 
     def _wanted(self, topic: str) -> bool:
@@ -299,10 +435,34 @@ class Endpoint:
             if self._wanted(N.part_present(robot)):
                 state = self.twin.request("gripper_state", robot=robot)
                 await self.publish(N.part_present(robot), {"data": state["part_present"]})
-            for io in self.descriptions[robot]["io_names"]:
+            names = self.descriptions[robot]["io_names"]
+            values = {io: self.twin.request("read_io", robot=robot, name=io) for io in names
+                      if self._wanted(N.io_state(robot, io)) or self._wanted(N.io_states(robot))}
+            for io, value in values.items():
                 if self._wanted(N.io_state(robot, io)):
-                    value = self.twin.request("read_io", robot=robot, name=io)
                     await self.publish(N.io_state(robot, io), {"data": value})
+            if self._wanted(N.io_states(robot)):
+                pins = [{"pin": i, "state": values[io]} for i, io in enumerate(sorted(names))]
+                await self.publish(N.io_states(robot), {"digital_in_states": pins, "digital_out_states": pins,
+                                                        "flag_states": [], "analog_in_states": [],
+                                                        "analog_out_states": []})
+        self._sensor_tick += 1
+        if self._sensor_tick % (PUBLISH_HZ // SENSOR_HZ) == 0:
+            await self._publish_sensors()
+
+    async def _publish_sensors(self) -> None:
+        """Each station's presence (Bool) and part id (String, "" when empty): a part rests on a
+        station by the twin's occupancy rule and is not held by a gripper."""
+        if not any(self._wanted(t) for s in self.sensors.values() for t in (s.presence, s.part_id) if t):
+            return
+        parts = [p for p in self.twin.request("list_parts") if p["held_by"] is None]
+        for name, sensor in self.sensors.items():
+            station = self.config.stations[name]
+            occupant = next((p["id"] for p in parts if station.holds(p["bottom"])), None)
+            if self._wanted(sensor.presence):
+                await self.publish(sensor.presence, {"data": occupant is not None})
+            if sensor.part_id and self._wanted(sensor.part_id):
+                await self.publish(sensor.part_id, {"data": occupant or ""})
 
     async def _update_goals(self) -> None:
         for goal in list(self.goals.values()):
@@ -311,8 +471,9 @@ class Endpoint:
                 if goal.kind == "trajectory":
                     await self._feedback(goal)
                 continue
-            del self.goals[goal.goal_id]
+            self.goals = {k: g for k, g in self.goals.items() if g is not goal}
             await goal.client.send(self._result(goal, info))
+            goal.ended.set()
 
     async def _feedback(self, goal: Goal) -> None:
         js = self.twin.request("joint_state", robot=goal.robot)
@@ -324,13 +485,33 @@ class Endpoint:
     def _result(self, goal: Goal, info: dict) -> dict:
         status = {"succeeded": SUCCEEDED, "cancelled": CANCELED}.get(info["status"], ABORTED)
         if goal.kind == "gripper":
-            state = self.twin.request("gripper_state", robot=goal.robot)
-            values = {"position": goal.command, "effort": 0.0, "stalled": state["part_present"],
-                      "reached_goal": info["status"] == "succeeded"}
-        else:
-            values = {"error_code": 0 if status == SUCCEEDED else -5, "error_string": info["reason"] or ""}
+            # GripperActionController: a close that stops on a part has stalled; without
+            # allow_stalling the goal is then aborted (the part is held all the same)
+            stalled = goal.command < N.GRIPPER_CLOSED_BELOW and self.twin.request(
+                "gripper_state", robot=goal.robot)["part_present"]
+            if stalled and status == SUCCEEDED and not self.bridge.gripper_allow_stalling:
+                status = ABORTED
+            values = {"position": goal.command, "effort": 0.0, "stalled": stalled,
+                      "reached_goal": status == SUCCEEDED}
+        else:  # JTC: SUCCESSFUL 0, also for a cancelled goal; an aborted one GOAL_TOLERANCE_VIOLATED -5
+            values = {"error_code": -5 if status == ABORTED else 0, "error_string": info["reason"] or ""}
+        # rosbridge: ``result`` is true for every goal that ran, whatever its end (status 6 too)
         return {"op": "action_result", "action": goal.action, "id": goal.goal_id, "values": values,
-                "status": status, "result": status != ABORTED}
+                "status": status, "result": True}
+
+
+async def _closed(client: Client) -> None:
+    await client.ws.wait_closed()
+
+
+async def _first(*aws: Awaitable) -> None:
+    """Wait until the first of these is done; the others are cancelled."""
+    tasks = [asyncio.ensure_future(a) for a in aws]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
 
 
 def _echo(value: object) -> str | int | None:

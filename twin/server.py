@@ -4,14 +4,18 @@ loop that steps the world. Realtime mode paces physics to the wall clock (× rat
 from __future__ import annotations
 
 import json
+import math
+import os
 import sys
 import time
+from pathlib import Path
 
 import zmq
 
 from drivers import twin_wire as P
+from twin.checkpoint import Checkpoint
 from twin.config import SceneConfig
-from twin.endpoints import check_loopback
+from drivers.curve import check_bind, release
 from twin.service import TwinService
 
 JOINT_STATE_HZ = 50
@@ -20,16 +24,30 @@ MAX_REQUESTS_PER_TURN = 100
 LOCKSTEP_POLL_MS = 50  # how often a lockstep server looks for silent participants
 MAX_STEPS_PER_TURN = 24  # at 240 Hz: 0.1 s of sim time between looks at the request socket
 TURN_BUDGET_S = 0.02  # wall time spent stepping between looks at the request socket
+CHECKPOINT_EVERY_S = 0.5  # wall s between checkpoints (and at once after any part event) ...
+CHECKPOINT_SIM_S = 0.25  # ... or sim s, whichever comes first (a lockstep twin runs many times real time)
 
 
 class TwinServer:
-    def __init__(self, config: SceneConfig, host: str = "127.0.0.1", port: int = 0, pub_port: int = 0) -> None:
-        check_loopback(host)
+    """With ``checkpoint`` the world is saved to that file every CHECKPOINT_EVERY_S and after every
+    part event (a spawn, a consumption, a part attached or released), and with ``restore`` it
+    starts from what the file holds, at sim time ``resume_at`` or later. With the config's
+    ``twin.orphan_grace``, a server whose parent process (``parent``, default: the one that started
+    it) has gone and that no client has spoken to for that long exits by itself (a launcher killed
+    with nobody left to stop its twin)."""
+
+    def __init__(self, config: SceneConfig, host: str = "127.0.0.1", port: int = 0, pub_port: int = 0,
+                 checkpoint: Path | None = None, restore: bool = False, resume_at: float = 0.0,
+                 parent: int | None = None) -> None:
+        keys = config.keys("twin")
+        check_bind(host, keys, "the twin")
         self._ctx = zmq.Context()
         self._router = self._ctx.socket(zmq.ROUTER)
         self._pub = self._ctx.socket(zmq.PUB)
         for s in (self._router, self._pub):
             s.setsockopt(zmq.LINGER, 0)
+            if keys is not None:  # CURVE: allow-listed clients command the world; observers may watch it
+                keys.serve(s, read_only=s is self._pub)
         self._router.setsockopt(zmq.MAXMSGSIZE, P.HARD_FRAME_BYTES)  # ZeroMQ drops such a peer unread
         if host == "::1":
             for s in (self._router, self._pub):
@@ -40,6 +58,14 @@ class TwinServer:
         self.service = TwinService(config, self.pub_endpoint)
         self.config = config
         self._publish_every = max(1, config.twin.physics_hz // JOINT_STATE_HZ)
+        self._parent = parent or os.getppid()  # pid 1 (a service manager) never goes away
+        self._last_request = time.monotonic()
+        self._checkpoint = Checkpoint(checkpoint) if checkpoint is not None else None
+        self._saved_at = self._saved_time = 0.0
+        self.restored = False
+        if self._checkpoint is not None and restore and (state := self._checkpoint.load()) is not None:
+            self.service.restore(state, math.ceil(resume_at * config.twin.physics_hz - 1e-6))
+            self.restored = True
 
     @staticmethod
     def _bind(sock: zmq.Socket, addr: str, port: int) -> str:
@@ -47,14 +73,43 @@ class TwinServer:
         return sock.getsockopt_string(zmq.LAST_ENDPOINT)
 
     def close(self) -> None:
+        if self._checkpoint is not None:
+            self._save()
+            self._checkpoint.close()
         self.service.close()
-        self._router.close(0)
-        self._pub.close(0)
-        self._ctx.term()
+        release(self._ctx)
+        self._ctx.destroy(linger=0)  # every socket of the context, ours or a library's: term never waits
 
     def announce(self) -> None:
         """One line on stdout that a parent process waits for (PyBullet prints its own lines)."""
-        print(P.TWIN_READY + json.dumps({"endpoint": self.endpoint, "pub": self.pub_endpoint}), flush=True)
+        print(P.TWIN_READY + json.dumps({"endpoint": self.endpoint, "pub": self.pub_endpoint,
+                                         "time": self.service.world.time, "restored": self.restored}), flush=True)
+
+    # -- checkpoints and orphanhood -------------------------------------------------------------
+    def _save(self) -> None:
+        world = self.service.world
+        self._checkpoint.save(world.snapshot(), world.time)
+        self._saved_at, self._saved_time = time.monotonic(), world.time
+
+    def _orphaned(self) -> bool:
+        try:
+            os.kill(self._parent, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            pass  # alive, someone else's
+        return os.getppid() == 1 and self._parent != 1
+
+    def _housekeeping(self) -> None:
+        """Between turns: a checkpoint when one is due; exit when orphaned and unspoken-to."""
+        if self._checkpoint is not None and (time.monotonic() - self._saved_at > CHECKPOINT_EVERY_S
+                                             or self.service.world.time - self._saved_time > CHECKPOINT_SIM_S):
+            self._save()
+        grace = self.config.twin.orphan_grace
+        if grace and self._orphaned() and time.monotonic() - self._last_request > grace:
+            print(f"twin: the process that started it is gone and no client has spoken for {grace}s: exiting",
+                  file=sys.stderr, flush=True)
+            self.service.shutdown_requested = True
 
     # -- requests ----------------------------------------------------------------------------
     def _serve_pending(self, first: list[bytes] | None = None) -> None:
@@ -66,6 +121,7 @@ class TwinServer:
                 if not self._router.getsockopt(zmq.EVENTS) & zmq.POLLIN:
                     return
                 parts = self._router.recv_multipart()
+            self._last_request = time.monotonic()
             reply = self.service.handle(parts[:-1], parts[-1])
             if reply is not None:
                 self._router.send_multipart(parts[:-1] + [P.pack(reply)])
@@ -80,6 +136,8 @@ class TwinServer:
         for ev in events:
             self._pub.send_multipart([ev["topic"].encode(), P.pack(ev)])
         world.events = []
+        if self._checkpoint is not None and any(ev["topic"] == "parts" for ev in events):
+            self._save()  # a part spawned, consumed, attached or released: what went in and out is never lost
         return events
 
     def _publish_state(self) -> None:
@@ -115,6 +173,7 @@ class TwinServer:
         lockstep = self.service.lockstep
         self._router.setsockopt(zmq.RCVTIMEO, LOCKSTEP_POLL_MS)  # a blocking receive is the wait
         while not self.service.shutdown_requested:
+            self._housekeeping()
             if lockstep.ready():  # a grant is being worked off: serve whoever asks, without waiting
                 self._serve_pending()
             else:
@@ -141,6 +200,7 @@ class TwinServer:
         poller.register(self._router, zmq.POLLIN)
         t0, base_steps, warned = time.monotonic(), 0, False
         while not self.service.shutdown_requested:
+            self._housekeeping()
             world = self.service.world
             if world.steps < base_steps:  # reset rebuilt the world
                 t0, base_steps = time.monotonic(), 0

@@ -5,6 +5,7 @@ them), so handlers are tested and reused without a network."""
 from __future__ import annotations
 
 import itertools
+import uuid
 from collections import deque
 from collections.abc import Callable
 
@@ -17,6 +18,7 @@ from drivers.kinematics import Kinematics
 from drivers.planning import joint_motion, kinematics_for, pose_motion
 from drivers.types import MotionStatus, Pose, Trajectory
 from drivers import twin_wire as P
+from twin.checkpoint import WorldState
 from twin.config import SceneConfig
 from twin.lockstep import Lockstep, LockstepError, UnknownParticipant
 from twin.robot import SimRobot
@@ -24,6 +26,7 @@ from twin.world import World
 
 START_TOLERANCE = 0.05  # rad: a trajectory must start where the robot is
 REQUEST_LOG = 10_000
+RESTORE_BARRIER_S = 15.0  # wall s a restored lockstep world waits for its expected participants
 
 
 class OpError(Exception):
@@ -45,8 +48,17 @@ class TwinService:
         twin = config.twin
         self.lockstep = Lockstep(twin.physics_hz, twin.period_steps, twin.silence_timeout, twin.expect,
                                  P.MAX_HORIZON_S) if twin.mode == "lockstep" else None
+        self._hellos: dict[str, int] = {}
+        self.instance = uuid.uuid4().hex  # tells clients when the world behind an endpoint was restarted
         self._envelope: list[bytes] = []
         self._req_id: object = None
+
+    def restore(self, state: WorldState, at_steps: int) -> None:
+        """Start from a checkpoint (a restarted twin): time waits a little for the expected
+        participants to register again (they notice the restart within a few seconds)."""
+        self.world.restore(state, at_steps)
+        if self.lockstep is not None:
+            self.lockstep.restart_barrier(self.config.twin.expect, RESTORE_BARRIER_S)
 
     def close(self) -> None:
         for kin in self._kin.values():
@@ -72,7 +84,7 @@ class TwinService:
             more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
             return P.error(req_id, P.BAD_ARGS, f"{op}: {listed}{more}")
         self._log.append({"seq": next(self._log_seq), "time": self.world.time, "client": client, "op": op,
-                          "robot": getattr(parsed, "robot", None)})
+                          "robot": getattr(parsed, "robot", None), "name": parsed.client if op == "hello" else None})
         self._envelope, self._req_id = envelope, req_id
         try:
             result = self._handlers[op](parsed)
@@ -110,9 +122,11 @@ class TwinService:
     def op_hello(self, a: P.Hello) -> dict:
         if a.version != P.VERSION:
             raise OpError(P.VERSION_MISMATCH, f"this twin speaks protocol version {P.VERSION}, not {a.version}")
+        name = a.client if a.client in self._hellos or len(self._hellos) < P.MAX_CLIENT_NAMES else "(others)"
+        self._hellos[name] = self._hellos.get(name, 0) + 1
         return {"version": P.VERSION, "server": "cellctl-twin", "mode": self.config.twin.mode,
                 "robots": sorted(self.world.robots), "time": self.world.time, "pub": self.pub_endpoint,
-                "physics_hz": self.config.twin.physics_hz}
+                "physics_hz": self.config.twin.physics_hz, "instance": self.instance}
 
     def op_describe(self, a: P.RobotArg) -> dict:
         return self._robot(a.robot).description.to_wire()
@@ -179,11 +193,17 @@ class TwinService:
 
     def op_read_io(self, a: P.ReadIo) -> bool:
         robot = self._robot(a.robot)
-        return robot.io[self._io_name(robot, a.name)]
+        name = self._io_name(robot, a.name)
+        station = self.world.sensor_inputs.get((robot.name, name))
+        return self.world.occupied(station) if station is not None else robot.io[name]
 
     def op_write_io(self, a: P.WriteIo) -> bool:
         robot = self._robot(a.robot)
-        robot.io[self._io_name(robot, a.name)] = a.value
+        name = self._io_name(robot, a.name)
+        if (station := self.world.sensor_inputs.get((robot.name, name))) is not None:
+            raise OpError(P.CONFLICT, f"IO {name!r} of robot {robot.name} is an input wired to station {station}'s "
+                                      f"presence sensor: the world sets it, a write cannot")
+        robot.io[name] = a.value
         return a.value
 
     def op_spawn_part(self, a: P.SpawnPart) -> dict:
@@ -205,16 +225,22 @@ class TwinService:
         world.events.append(world.feeds.record("spawned", a.id, a.station or "", world.time))
         return self._part(a.id)
 
-    def op_remove_part(self, a: P.PartArg) -> dict:
+    def op_remove_part(self, a: P.RemovePart) -> dict:
         world = self.world
         part = world.parts.by_id.get(a.id)
         if part is None:
             raise OpError(P.UNKNOWN_PART, f"unknown part {a.id!r}")
+        if a.consumed_at is not None and not getattr(self.config.stations.get(a.consumed_at), "sink", False):
+            raise OpError(P.UNKNOWN_STATION, f"consumed_at: {a.consumed_at!r} is not a sink station; sinks: "
+                                             f"{sorted(n for n, s in self.config.stations.items() if s.sink)}")
         for robot in world.robots.values():
             if robot.gripper.held is part:
                 robot.gripper.release()
         world.parts.remove(a.id)
-        world.events.append(world.feeds.record("removed", a.id, "", world.time))
+        if a.consumed_at is None:
+            world.events.append(world.feeds.record("removed", a.id, "", world.time))
+        else:
+            world.events.append(world.feeds.record("consumed", a.id, a.consumed_at, world.time))
         return {"removed": a.id}
 
     def _part(self, part_id: str) -> dict:
@@ -240,6 +266,10 @@ class TwinService:
 
     def op_request_log(self, a: P.Since) -> list[dict]:
         return [r for r in self._log if r["seq"] > a.since]
+
+    def op_clients(self, a: P.Nothing) -> dict[str, int]:
+        """Every client name that said hello, with how often: who reached the twin's API."""
+        return dict(self._hellos)
 
     def op_time(self, a: P.Nothing) -> dict:
         return {"time": self.world.time, "steps": self.world.steps, "mode": self.config.twin.mode}

@@ -11,6 +11,7 @@ import pybullet as pb
 import pybullet_data
 
 from drivers.types import MotionStatus
+from twin.checkpoint import MOTION_ID_GAP, SavedPart, WorldState
 from twin.config import SceneConfig, StationConfig
 from twin.feeds import Feeds
 from twin.parts import Parts
@@ -35,6 +36,9 @@ class World:
         self.robots = {name: SimRobot(self.client, name, r, config.twin, self.parts) for name, r in config.robots.items()}
         self._robot_bodies = {r.body: r for r in self.robots.values()}
         self._station_bodies = {b: n for n, b in self.stations.items()}
+        # (robot, input) -> the station whose presence switch is wired to it (config ``sensor: {io}``)
+        self.sensor_inputs = {(robot, io): name for name, s in config.stations.items()
+                              if s.sensor is not None and s.sensor.io for robot, io in s.sensor.io.items()}
         for part in config.parts:
             self.parts.spawn(part.id, part.type, config.stations[part.station].position)
         self.feeds = Feeds(config, self.parts, self.client)
@@ -58,6 +62,43 @@ class World:
         col = pb.createCollisionShape(pb.GEOM_BOX, halfExtents=half, physicsClientId=self.client)
         vis = pb.createVisualShape(pb.GEOM_BOX, halfExtents=half, rgbaColor=STATION_COLOR, physicsClientId=self.client)
         return pb.createMultiBody(0, col, vis, basePosition=(x, y, z / 2), physicsClientId=self.client)
+
+    def occupied(self, station: str) -> bool:
+        """What a presence switch on the station reads: a part rests on it (one in a gripper does not)."""
+        held = {r.gripper.held.id for r in self.robots.values() if r.gripper.held is not None}
+        s = self.config.stations[station]
+        return any(s.holds(self.parts.bottom_centre(p)) for pid, p in self.parts.by_id.items() if pid not in held)
+
+    # -- checkpoints ---------------------------------------------------------------------------
+    def snapshot(self) -> WorldState:
+        holders = {r.gripper.held.id: r.name for r in self.robots.values() if r.gripper.held is not None}
+        parts = []
+        for part_id, part in sorted(self.parts.by_id.items()):
+            pos, orn = self.parts.pose(part_id)
+            parts.append(SavedPart(part_id, part.type, tuple(pos), tuple(orn), holders.get(part_id)))
+        return WorldState(self.steps, tuple(parts), {n: r.saved() for n, r in self.robots.items()},
+                          self.feeds.made(), tuple(self.feeds.log), self._next_motion_id(), self._fault_seq)
+
+    def restore(self, state: WorldState, at_steps: int) -> None:
+        """Continue from a checkpoint: the parts, robots and feeds as saved, sim time at
+        ``at_steps`` (never earlier than saved: whoever saw a later time must not see it go back)."""
+        for part_id in list(self.parts.by_id):
+            self.parts.remove(part_id)
+        self.steps = max(state.steps, at_steps)
+        self.time = self.steps * self.dt
+        for name, saved in state.robots.items():
+            if name in self.robots:
+                self.robots[name].restore(saved)
+        for p in state.parts:
+            part = self.parts.place(p.id, p.type, p.position, p.orientation)
+            if p.held_by in self.robots and state.robots[p.held_by].gripper == "closed":
+                self.robots[p.held_by].gripper.attach(part)  # (one being released falls, as it would have)
+        self.feeds.restore(state.made, list(state.log))
+        self._motion_ids = itertools.count(state.next_motion + MOTION_ID_GAP)
+        self._fault_seq = state.fault_seq
+
+    def _next_motion_id(self) -> int:
+        return max(self.motions, default=0) + 1
 
     # -- motions -----------------------------------------------------------------------------
     def new_motion(self, robot: str, kind: str) -> SimMotion:
