@@ -137,7 +137,7 @@ def test_a_killed_launcher_is_resumed(tmp_path):
     """SIGKILL the launcher mid-run: the twin and cells live on as orphans (no broken pipe kills
     them); `cellctl run --resume` stops them, restores the twin and finishes the run."""
     run_dir = tmp_path / "run"
-    launcher = subprocess.Popen([*CLI, "demo", "--parts", "6", "--run-dir", str(run_dir)],
+    launcher = subprocess.Popen([*CLI, "demo", "--parts", "30", "--run-dir", str(run_dir)],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while sum(1 for e in _events(run_dir) if e["kind"] == "part_done" and e["cell"] == "pack") < 2:
@@ -153,7 +153,7 @@ def test_a_killed_launcher_is_resumed(tmp_path):
                             timeout=300)
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout.strip().splitlines()[-1])
-    assert summary["finished"] and summary["parts_in"] == summary["parts_out"] == 6, summary
+    assert summary["finished"] and summary["parts_in"] == summary["parts_out"] == 30, summary
     assert summary["lost"] == summary["duplicated"] == summary["stranded"] == 0
     assert not any(_running(p, run_dir) for p in orphans)
     resumed = [e for e in _events(run_dir) if e["kind"] == "resumed"]
