@@ -28,7 +28,14 @@ class Custodian:
     def change(self, change: str, part: str, *args: object) -> None:
         """One custody change (a :class:`~cellctl.ledger.Ledger` method name), then its event."""
         getattr(self.ledger, change)(part, *args, self._now())
-        self._emit("custody", part=part, state=self.ledger.get(part).state)
+        self._emit("custody", part=part, state=self.ledger.get(part).state, station=self._station(change, args))
+
+    def _station(self, change: str, args: tuple) -> str | None:
+        """Where the part rests at this change: taken from the take station, placed on (or given on
+        from) the give station; None where no station says (found in the gripper, missing)."""
+        if change == "own":
+            return None if args[1] == "unknown" else self.cfg.take
+        return self.cfg.give if change in ("in_transit", "given", "delivered") else None
 
     def finished(self) -> int:
         """Parts this cell is done with (given on or delivered), from the ledger: restart-safe."""

@@ -15,6 +15,7 @@ import threading
 import time
 from pathlib import Path
 
+from drivers.twin import TwinDriver
 from drivers.twin_wire import ROSBRIDGE_READY, TWIN_READY
 
 
@@ -138,6 +139,10 @@ class TwinProcess(AnnouncedProcess):
     @property
     def pub_endpoint(self) -> str:
         return self.info["pub"]
+
+    def driver(self, robot: str, **kwargs: object) -> TwinDriver:
+        """A driver for one of this twin's robots (use it as a context manager, or ``connect()``)."""
+        return TwinDriver(self.endpoint, robot, **kwargs)
 
 
 class RosbridgeProcess(AnnouncedProcess):

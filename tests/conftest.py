@@ -15,18 +15,9 @@ CONFIGS = Path(__file__).parent / "configs"
 
 
 @pytest.fixture
-def twin_factory():
-    started: list[TwinProcess] = []
-
-    def start(config: str | Path, **kwargs) -> TwinProcess:
-        twin = TwinProcess(str(config), **kwargs)
-        started.append(twin)
-        twin.start()
-        return twin
-
-    yield start
-    for twin in started:
-        twin.stop()
+def twin_factory(cellctl_twin):
+    """The plugin's ``cellctl_twin`` (cellctl/pytest_plugin.py), the fixture partners use too."""
+    return cellctl_twin
 
 
 @pytest.fixture
