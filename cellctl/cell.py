@@ -34,13 +34,14 @@ from cellctl.crash import crash_point
 from cellctl.custody import UNIDENTIFIED, Custodian
 from cellctl.handoff import HandoffLink, LinkEvent
 from cellctl.handoff_messages import MAX_RESYNC
-from cellctl.line_config import CellConfig
+from cellctl.line_config import CellConfig, LineConfig
 from cellctl.packml import PackML
 from cellctl.sensing import PartSensor
 from drivers.contract import Motion, RobotDriver
 from drivers.errors import ConnectionLost, DriverError
+from drivers.types import Vec3
 from skills.context import SkillContext
-from skills.events import make_event
+from skills.events import EventSink, make_event
 from skills.sequence import SkillSequence
 from twin.config import StationConfig
 
@@ -73,6 +74,20 @@ class CellSetup:
     work_order: int | None = None  # parts to finish; None: the config's
     simulated: bool = True  # the robot is the twin's: a cell Held only for a gone neighbour resumes by itself
     stations: Mapping[str, StationConfig] = field(default_factory=dict)  # for feeds' prefixes (minted ids)
+
+    @classmethod
+    def from_config(cls, config: LineConfig, name: str, driver: RobotDriver, sensor: PartSensor, ledger: L.Ledger,
+                    events: EventSink, locate: Callable[[str], Vec3 | None] | None = None,
+                    **wiring: object) -> CellSetup:
+        """Cell ``name`` of a line config on ``driver``: its skill context (stations, part height,
+        sinks) and feed types from the config; ``wiring`` is the rest (neighbours, work order...)."""
+        cfg = config.cells[name]
+        ctx = SkillContext.create(driver, stations={n: s.position for n, s in config.stations.items()},
+                                  part_height=max(t.size[2] for t in config.part_types.values()),
+                                  locate=locate, events=events, robot=cfg.robot,
+                                  sinks=frozenset(n for n, s in config.stations.items() if s.sink))
+        feed_types = {n: s.feed.part_type for n, s in config.stations.items() if s.feed}
+        return cls(name, cfg, ctx, sensor, ledger, feed_types, stations=config.stations, **wiring)
 
 
 class Cell:

@@ -39,7 +39,6 @@ from drivers.curve import Keys, check_bind
 from drivers.errors import ConnectionLost
 from drivers.twin import TwinDriver
 from drivers.twin_lockstep import LockstepClock
-from skills.context import SkillContext
 from skills.events import JsonlSink, make_event
 from twin.config import station_sensor
 
@@ -81,10 +80,6 @@ def run_cell(config_path: str, name: str, twin: str, run_dir: Path, parts: int |
     with open_world(config, name, twin, rosbridge, mailbox, console, keys) as world:
         driver, clock = world.driver, world.clock
         events = Tee(sink, console)
-        ctx = SkillContext.create(driver, stations={n: s.position for n, s in config.stations.items()},
-                                  part_height=max(t.size[2] for t in config.part_types.values()),
-                                  locate=world.locate, events=events, robot=cfg.robot,
-                                  sinks=frozenset(n for n, s in config.stations.items() if s.sink))
 
         def emit(kind: str, **fields: object) -> None:
             events.emit(make_event(kind, driver.now(), cell=name, **fields))
@@ -92,9 +87,9 @@ def run_cell(config_path: str, name: str, twin: str, run_dir: Path, parts: int |
         links = {role: HandoffLink(role, name, peer, mailbox.send, boot, emit, cfg.handoff_timeout, cfg.check_alive)
                  for role, peer in (("receiver", cfg.upstream), ("sender", cfg.downstream)) if peer is not None}
         by_peer = {link.peer: link for link in links.values()}
-        feed_types = {n: s.feed.part_type for n, s in config.stations.items() if s.feed}
-        cell = Cell(CellSetup(name, cfg, ctx, world.sensor, ledger, feed_types,
-                              links.get("receiver"), links.get("sender"), parts, simulated, config.stations))
+        cell = Cell(CellSetup.from_config(config, name, driver, world.sensor, ledger, events, world.locate,
+                                          upstream=links.get("receiver"), downstream=links.get("sender"),
+                                          work_order=parts, simulated=simulated))
         if not ledger.was_clean():
             cell.reconcile()
             if start and not simulated:

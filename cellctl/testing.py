@@ -19,9 +19,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cellctl.cell import Cell, CellSetup
 from cellctl.config import load_config
 from cellctl.control import request
+from cellctl.ledger import Ledger
 from cellctl.processes import TwinProcess
+from drivers.fake import FakeDriver
+from drivers.fake_world import FakeWorld
+from skills.events import ListSink
 
 CELLCTL = [sys.executable, "-m", "cellctl"]
 LOCKSTEP = "lockstep"
@@ -213,3 +218,34 @@ def start_twin(config: str | Path, **options: object) -> TwinProcess:
     twin = TwinProcess(str(config), **options)
     twin.start()
     return twin
+
+
+class FakeCell:
+    """One cell's real logic (PackML, skills, custody in a real SQLite ledger) on a
+    :class:`~drivers.fake.FakeDriver` in a :class:`~drivers.fake_world.FakeWorld` built from the
+    config: no process, no socket, virtual time, so a whole work order takes milliseconds. Its
+    neighbours are not simulated: a cell that hands off is tested with ``cellctl_line``."""
+
+    def __init__(self, config: str | Path, name: str, ledger: Path, parts: int | None = None) -> None:
+        line = load_config(config)
+        robot = line.cells[name].robot
+        self.world = FakeWorld.from_config(line)
+        self.driver = FakeDriver.from_config(robot, line.robots[robot], self.world)
+        self.events = ListSink()
+        self.cell = Cell(CellSetup.from_config(line, name, self.driver, self.world, Ledger(ledger), self.events,
+                                               self.world.locate, work_order=parts))
+
+    def run_until(self, state: str, start: bool = True, max_ticks: int = 100_000) -> None:
+        """Tick (sending Reset, then Start at Idle, with ``start``) until the cell is in ``state``."""
+        if start and self.cell.state == "Stopped":
+            self.cell.command("Reset")
+        for _ in range(max_ticks):
+            if self.cell.state == state:
+                return
+            self.cell.tick()
+            if start and self.cell.state == "Idle":
+                self.cell.command("Start")
+                start = False
+            self.world.clock.advance(self.cell.wake_hint())
+        raise AssertionError(f"cell {self.cell.name} not {state} after {max_ticks} ticks "
+                             f"(sim time {self.world.clock.now():.1f}s); status {self.cell.status()}")

@@ -83,8 +83,10 @@ class FakeDriver(CommandingMixin):
     # -- faults a test injects -----------------------------------------------------------------------
     def break_link(self) -> None:
         """From now on every call raises ConnectionLost and the motion in flight fails (never succeeds)."""
+        reason = "ConnectionLost: the link to the fake robot was broken (break_link)"  # the drivers' convention
         if self._trajectory is not None:
-            self._trajectory[2].finish(MotionStatus.FAILED, "connection lost")
+            self._trajectory[2].finish(MotionStatus.FAILED, reason)
+        self._actuation.finish(MotionStatus.FAILED, reason)
         self._link_up = False
 
     def restore_link(self) -> None:
@@ -106,7 +108,7 @@ class FakeDriver(CommandingMixin):
         return self._desc
 
     def now(self) -> float:
-        self._up()
+        """Local time, so it answers with the link down too (as a ROS driver's wall or last /clock time)."""
         return self.clock.now()
 
     def joint_state(self) -> JointState:

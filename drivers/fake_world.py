@@ -107,9 +107,6 @@ class FakeWorld:
 
     def __post_init__(self) -> None:
         self._made = dict.fromkeys((n for n, s in self.stations.items() if s.feed), 0)
-        for name, station in self.stations.items():
-            if station.feed is not None:
-                self.clock.wake_at(station.feed.first_at)
         self.clock.watch(self.update)
         self.update(self.clock.now())
 
