@@ -9,7 +9,11 @@ JS_STAMP := tests/js/node_modules/.installed
 # roslibpy's own test suite (its released sdist, the installed version) runs against the twin's endpoint
 ROSLIBPY_SUITE := .cache/roslibpy/.downloaded
 
-.PHONY: demo test clean
+# the partner check: nothing from the source tree, only the wheel
+PARTNER_VENV := .cache/partner/venv
+WHEEL_DIR := .cache/partner/wheel
+
+.PHONY: demo test partner clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +37,17 @@ demo: $(STAMP)
 test: $(STAMP) $(JS_STAMP) $(ROSLIBPY_SUITE)
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/python -m pytest
+	$(MAKE) partner
+
+partner: $(STAMP)
+	rm -rf .cache/partner build
+	$(VENV)/bin/python -m pip wheel --quiet --no-deps --wheel-dir $(WHEEL_DIR) .
+	rm -rf build
+	$(PYTHON) -m venv $(PARTNER_VENV)
+	$(PARTNER_VENV)/bin/python -m pip install --quiet $(WHEEL_DIR)/cellctl-*.whl './examples/partner[test]'
+	rm -rf examples/partner/build
+	cd examples/partner && ../../$(PARTNER_VENV)/bin/python -m pytest -p no:cacheprovider
+	mkdir -p .cache/partner/demo && cd .cache/partner/demo && ../venv/bin/cellctl demo --parts 1
 
 clean:
 	rm -rf $(VENV) *.egg-info tests/js/node_modules .cache
