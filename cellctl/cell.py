@@ -197,10 +197,20 @@ class Cell:
         self.custody.reconcile(self.downstream)
 
     # -- links -------------------------------------------------------------------------------------
+    def peers(self) -> list[str]:
+        return [link.peer for link in (self.upstream, self.downstream) if link is not None]
+
+    def cut_link(self, peer: str, seconds: float) -> None:
+        """An injected fault (simulation only): the link to ``peer`` is down for ``seconds`` of sim time."""
+        link = next(link for link in (self.upstream, self.downstream) if link is not None and link.peer == peer)
+        link.cut(self.driver.now() + seconds)
+
     def _service_links(self) -> None:
         for link, handler in ((self.upstream, self._upstream_event), (self.downstream, self._downstream_event)):
             if link is None:
                 continue
+            if link.cut_until is not None and self.driver.now() >= link.cut_until:
+                link.mend()
             link.tick()
             for event in link.take_events():
                 handler(link, event)

@@ -195,6 +195,12 @@ def cmd_probe(args: argparse.Namespace) -> int:
     return 1 if bad else 0
 
 
+def cmd_test(args: argparse.Namespace) -> int:
+    from cellctl.campaign import run_campaign
+
+    return run_campaign(args.scenarios, args.workers, args.ray, args.junit, args.run_dir, args.json)
+
+
 def cmd_chaos(args: argparse.Namespace) -> int:
     from cellctl.chaos import ChaosPlan, run_chaos
 
@@ -470,6 +476,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=900.0, help="wall seconds before giving up")
     _watchdog_arg(p)
     p.set_defaults(func=cmd_chaos)
+
+    p = sub.add_parser("test", help="run scenario files (a line, faults at sim times, expectations) headless in "
+                                    "lockstep; exit 0 all passed, 1 any failed, 2 any malformed")
+    p.add_argument("scenarios", nargs="+", metavar="SCENARIO")
+    p.add_argument("--junit", default=None, metavar="FILE", help="write JUnit XML here")
+    p.add_argument("--workers", type=_positive, default=1, help="scenarios run in parallel on this machine")
+    p.add_argument("--ray", default=None, metavar="ADDRESS", help="run on an existing Ray cluster (host:port)")
+    p.add_argument("--run-dir", default=None, help="one run directory per scenario under it; default runs/test-TIMESTAMP")
+    p.add_argument("--json", action="store_true", help="print every result as one JSON line at the end of stdout")
+    p.set_defaults(func=cmd_test)
     return parser
 
 

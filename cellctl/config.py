@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from cellctl.line_config import LineConfig
 from drivers.robot_config import Problem
@@ -52,6 +52,13 @@ def _line(path: Path, loc: tuple, expected: str, found: str) -> str:
 
 
 def load_config(path: str | Path, model: type[SceneConfig] = LineConfig) -> LineConfig:
+    return load_model(path, model, "a mapping with a 'version' key", "the config format version (1)")
+
+
+def load_model(path: str | Path, model: type[BaseModel], what: str, version: str) -> BaseModel:
+    """A YAML file (a line config, a scenario) as ``model``: every problem names the file, the key,
+    what was expected (``what``: the whole file; ``version``: its version key) and what was found.
+    A model with ``problems()`` checks what a schema cannot (cross-references)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -67,14 +74,14 @@ def load_config(path: str | Path, model: type[SceneConfig] = LineConfig) -> Line
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
         raise ConfigError([f"{where}: not valid YAML: {getattr(exc, 'problem', None) or exc}"]) from None
     if not isinstance(data, dict):
-        raise ConfigError([_line(path, (), "a mapping with a 'version' key", _found(data))])
+        raise ConfigError([_line(path, (), what, _found(data))])
     if "version" not in data:
-        raise ConfigError([_line(path, ("version",), "the config format version (1)", "nothing")])
+        raise ConfigError([_line(path, ("version",), version, "nothing")])
     try:
         config = model.model_validate(data, context={"base_dir": str(Path(path).resolve().parent)})
     except ValidationError as exc:
         raise ConfigError([_line(path, e["loc"], *_expected(e)) for e in exc.errors()]) from None
-    problems: list[Problem] = config.problems()
+    problems: list[Problem] = config.problems() if hasattr(config, "problems") else []
     if problems:
         raise ConfigError([_line(path, p.loc, p.expected, _found(p.found)) for p in problems])
     return config

@@ -7,6 +7,10 @@ which answers the status query only.
                                        and each link's peer, Hermes state and liveness
     op "command", args {"command"}   → the status after the command, or error "refused"
                                        (on the status socket: error "read_only")
+    op "cut_link", args {"peer", "seconds"}
+                                     → an injected fault (scenarios, ``cellctl test``): the handoff
+                                       link to ``peer`` is down for ``seconds`` of sim time; error
+                                       "refused" on a cell whose robot is real
 
 Two sockets because ZAP admits a connection, not a message: under CURVE the control socket admits
 the line's keys only, the status socket observers' keys too (``drivers.curve``). The envelope rules
@@ -26,6 +30,8 @@ from drivers.curve import Keys, check_bind
 REFUSED = "refused"
 READ_ONLY = "read_only"
 BUSY = "busy"
+ACTING_OPS = ("command", "cut_link")  # refused on the status socket and during a grant wait
+MAX_CUT_S = 3600.0
 MAX_REQUESTS_PER_TICK = 100
 
 
@@ -72,14 +78,16 @@ class ControlServer:
             return P.error(exc.req_id, P.BAD_FRAME, str(exc))
         if op == "status":
             return P.ok(req_id, self.cell.status())
-        if op == "command" and read_only:
+        if op in ACTING_OPS and read_only:
             return P.error(req_id, READ_ONLY, "this is the cell's status socket: commands go to its control socket")
-        if op == "command" and waiting:
+        if op in ACTING_OPS and waiting:
             return P.error(req_id, BUSY, "the cell waits for its lockstep grant (its peers or the twin are slow, "
                                          "paused or not there yet): status only until it comes; try again")
+        if op == "cut_link":
+            return self._cut_link(req_id, args)
         if op != "command":
             return P.error(req_id, P.UNKNOWN_OP, f"unknown op {op[:P.MAX_NAME]!r}; ops: status"
-                                                 + ("" if read_only else ", command"))
+                                                 + ("" if read_only else ", " + ", ".join(ACTING_OPS)))
         command = args.get("command") if isinstance(args, dict) and len(args) == 1 else None
         if command not in COMMANDS:
             return P.error(req_id, P.BAD_ARGS, f"command: args {{\"command\": one of {', '.join(COMMANDS)}}}")
@@ -87,6 +95,19 @@ class ControlServer:
             self.cell.command(command)
         except CommandRefused as exc:
             return P.error(req_id, REFUSED, str(exc))
+        return P.ok(req_id, self.cell.status())
+
+    def _cut_link(self, req_id: object, args: object) -> dict:
+        peers = self.cell.peers()
+        ok = (isinstance(args, dict) and set(args) == {"peer", "seconds"} and args["peer"] in peers
+              and isinstance(args["seconds"], (int, float)) and not isinstance(args["seconds"], bool)
+              and 0 < args["seconds"] <= MAX_CUT_S)
+        if not ok:
+            return P.error(req_id, P.BAD_ARGS, f"cut_link: args {{\"peer\": one of {peers}, "
+                                               f"\"seconds\": sim seconds in (0, {MAX_CUT_S:g}]}}")
+        if not self.cell.simulated:
+            return P.error(req_id, REFUSED, "injected faults are for simulated cells: this cell's robot is real")
+        self.cell.cut_link(args["peer"], float(args["seconds"]))
         return P.ok(req_id, self.cell.status())
 
     def close(self) -> None:

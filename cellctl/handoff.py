@@ -27,6 +27,7 @@ from cellctl.hermes import HermesMachine, ProtocolError, SoftwareError
 
 RECONNECT_EVERY = 1.0  # wall s between ServiceDescription attempts of a disconnected receiver
 HERMES_VERSION = "cellctl-hermes/1"
+MAX_HELD = 1000  # messages held back by a cut link (more are dropped: a cut that long is a lost link)
 
 
 @dataclass
@@ -53,6 +54,8 @@ class HandoffLink:
         self.events: list[LinkEvent] = []
         self._peer_seen = self._alive_sent = self._sd_sent = time.monotonic()
         self._rejected_at, self._rejected = 0.0, 0
+        self.cut_until: float | None = None  # an injected link fault: down until this driver time
+        self._held: list[dict] = []  # messages sent while cut, in order: a cut network holds them back
         if role == "receiver":
             self._open()
 
@@ -63,11 +66,29 @@ class HandoffLink:
 
     # -- sending ---------------------------------------------------------------------------------
     def _send_raw(self, msg: dict) -> None:
+        if self.cut_until is not None:
+            if msg["type"] != "CheckAlive" and len(self._held) < MAX_HELD:  # the silence is the point
+                self._held.append(msg)
+            return
         if msg["type"] == "CheckAlive":  # wall-clock liveness: never counted, never wakes the peer
             self._transmit(self.peer, msg, live=True)
         else:
             self._transmit(self.peer, msg)
         self._emit("handoff", direction="send", peer=self.peer, **msg)
+
+    def cut(self, until: float) -> None:
+        """The link goes down until driver time ``until`` (a scenario's ``cut_link``, simulated
+        cells only): nothing is sent, so the peer hears silence; what this side sends meanwhile is
+        held back and goes out, in order, when the link mends (as a network cut's queue would)."""
+        self.cut_until = until
+        self._emit("handoff_link", peer=self.peer, state="cut", until=until)
+
+    def mend(self) -> None:
+        self.cut_until = None
+        held, self._held = self._held, []
+        self._emit("handoff_link", peer=self.peer, state="mended", held=len(held))
+        for msg in held:
+            self._send_raw(msg)
 
     def send(self, kind: str, **fields: object) -> None:
         """Send a Hermes message (the table decides if this state allows it)."""

@@ -29,6 +29,7 @@ import subprocess
 import sys
 import time
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,7 +61,10 @@ STATUS_EVERY_S = 1.0  # wall s between looks for cells Held because the twin was
 STOP_WAIT_S = 15.0
 
 
-def prepare(config: LineConfig, parts: int | None, driver: str = "twin", rate: float = 4.0) -> dict:
+def prepare(config: LineConfig, parts: int | None, driver: str = "twin", rate: float = 4.0,
+            participants: Sequence[str] = ()) -> dict:
+    """The run's effective config. ``participants``: lockstep participants besides the cells that
+    the twin waits for before time starts (a scenario's fault injector)."""
     data = config.model_dump(mode="json")
     if driver == "ros":  # ROS clients do not take part in lockstep: the twin stands in for real robots
         data["twin"]["mode"], data["twin"]["rate"] = "realtime", rate
@@ -71,7 +75,7 @@ def prepare(config: LineConfig, parts: int | None, driver: str = "twin", rate: f
         if station["feed"] is not None and parts is not None:
             station["feed"]["count"] = parts
     if data["twin"]["mode"] == "lockstep":
-        data["twin"]["expect"] = sorted(data["cells"])
+        data["twin"]["expect"] = sorted([*data["cells"], *participants])
     return data
 
 
@@ -113,11 +117,11 @@ class Line:
     @classmethod
     def create(cls, config_path: str, run_dir: Path, parts: int | None, console: Console,
                crash: dict[str, str] | None = None, driver: str = "twin", rate: float = 4.0,
-               watchdog_s: float = WATCHDOG_S) -> Line:
+               watchdog_s: float = WATCHDOG_S, participants: Sequence[str] = ()) -> Line:
         """A new run directory for ``config_path``."""
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "line.yaml").write_text(yaml.safe_dump(prepare(load_config(config_path), parts, driver, rate),
-                                                          sort_keys=False))
+        effective = prepare(load_config(config_path), parts, driver, rate, participants)
+        (run_dir / "line.yaml").write_text(yaml.safe_dump(effective, sort_keys=False))
         (run_dir / "launch.json").write_text(json.dumps({"driver": driver, "rate": rate, "parts": parts}))
         return cls(run_dir, console, crash, watchdog_s)
 
