@@ -112,18 +112,19 @@ def table(results: Sequence[ScenarioResult]) -> Table:
 def junit(results: Sequence[ScenarioResult], path: Path) -> None:
     suite = TestSuite("cellctl test")
     for r in results:
-        case = TestCase(r.name, classname=f"scenarios.{Path(r.path).parent.name or 'scenarios'}", time=r.wall_s)
+        case = TestCase(r.name, classname=str(Path(r.path).parent), time=r.wall_s)
         if r.malformed:
-            case.result = [Error("\n".join(r.malformed)[:500], "malformed")]
+            error = Error("\n".join(r.malformed).splitlines()[0][:500], "malformed")
+            error.text = "\n".join(r.malformed)
+            case.result = [error]
         elif not r.passed:
             failure = Failure(_detail(r).splitlines()[0], "expectation")
             failure.text = _detail(r)
             case.result = [failure]
-        case.system_out = json.dumps({"checks": [c.__dict__ for c in r.checks], "faults": r.faults,
-                                      "fingerprint": r.fingerprint, "run_dir": r.run_dir,
-                                      "summary": {k: r.summary.get(k) for k in ("parts_in", "parts_out", "lost",
-                                                                                  "duplicated", "stranded", "ended")}},
-                                     indent=1)
+        case.system_out = "\n".join([*(f"{'ok  ' if c.ok else 'FAIL'} {c.name}: expected {c.expected}, found {c.found}"
+                                      for c in r.checks),
+                                    *(f"fault {json.dumps(f)}" for f in r.faults),
+                                    f"events fingerprint {r.fingerprint or '-'}", f"run directory {r.run_dir or '-'}"])
         suite.add_testcase(case)
     suite.update_statistics()
     xml = JUnitXml("cellctl")

@@ -1,0 +1,198 @@
+"""Scenario files and ``cellctl test``: every expectation type passing and failing with what was
+expected and found, malformed files named key by key (malformed wins over failed), JUnit XML that
+validates, reproducible fault-free runs, faults landing at their sim times, and campaigns giving
+the same verdicts on 1 worker, 2 workers and a Ray cluster."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import xmlschema
+from junitparser import JUnitXml
+
+from cellctl.paths import CONFIG_DIR
+from cellctl.reproducible import canonical_events
+from cellctl.testing import read_events
+from tests.helpers.ci_log import to_ci_log
+
+CLI = [sys.executable, "-m", "cellctl", "test"]
+DEMO = CONFIG_DIR / "demo_line.yaml"
+SCENARIOS = CONFIG_DIR / "scenarios"
+JUNIT_XSD = Path(__file__).parent / "data" / "junit.xsd"
+
+
+def _scenario(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(f"version: 1\nline: {DEMO}\n{text}")
+    return path
+
+
+def _test(*args: object, timeout: float = 600) -> tuple[int, dict, str]:
+    proc = subprocess.run([*CLI, *map(str, args), "--json"], capture_output=True, text=True, timeout=timeout)
+    lines = proc.stdout.strip().splitlines()
+    return proc.returncode, json.loads(lines[-1]) if lines else {}, proc.stdout + proc.stderr
+
+
+def _checks(result: dict) -> dict[str, dict]:
+    return {c["name"]: c for c in result["checks"]}
+
+
+def test_every_expectation_type_passes_and_fails_with_expected_and_found(tmp_path):
+    passing = _scenario(tmp_path, "all_pass", "parts: 2\nexpect: {parts_out: 2, lost: 0, duplicated: 0, stranded: 0, "
+                                              "within: 60, never: [Held, Aborted], throughput_min: 100}\n")
+    failing = _scenario(tmp_path, "all_fail", "parts: 2\nexpect: {parts_out: 3, lost: 1, duplicated: 1, stranded: 1, "
+                                              "within: 5, never: [Execute], throughput_min: 5000}\n")
+    code, out, text = _test(passing, failing, "--workers", 2, "--run-dir", tmp_path / "runs",
+                            "--junit", tmp_path / "junit.xml")
+    assert code == 1, text
+    good, bad = out["results"]
+    assert good["passed"] and all(c["ok"] for c in good["checks"]) and len(good["checks"]) == 8, good["checks"]
+    assert not bad["passed"] and not any(c["ok"] for c in bad["checks"]), bad["checks"]
+    checks = _checks(bad)
+    assert (checks["parts_out"]["expected"], checks["parts_out"]["found"]) == ("3", "2")
+    assert (checks["lost"]["expected"], checks["lost"]["found"]) == ("1", "0")
+    assert (checks["duplicated"]["expected"], checks["duplicated"]["found"]) == ("1", "0")
+    assert (checks["stranded"]["expected"], checks["stranded"]["found"]) == ("1", "0")
+    assert checks["within"]["expected"] == "finished by 5 s of sim time"
+    assert checks["within"]["found"].startswith("finished at ")
+    assert checks["never Execute"]["found"].startswith(("press entered Execute at 0.06 s",
+                                                        "pack entered Execute at 0.06 s"))
+    assert checks["throughput_min"]["expected"] == ">= 5000 parts/h of sim time"
+    assert checks["throughput_min"]["found"].endswith("parts/h")
+    # the table names each failed expectation with what was expected and what was found
+    assert "parts_out: expected 3, found 2" in text and "lost: expected 1, found 0" in text
+    xml = tmp_path / "junit.xml"
+    xmlschema.XMLSchema(JUNIT_XSD).validate(xml)
+    suite = next(iter(JUnitXml.fromfile(str(xml))))
+    assert (suite.tests, suite.failures, suite.errors) == (2, 1, 0)
+    cases = {case.name: case for case in suite}
+    assert cases["all_pass"].is_passed
+    assert cases["all_fail"].result[0].message == "parts_out: expected 3, found 2"
+
+
+MALFORMED = {
+    "unknown_fault": ("parts: 2\nfaults: [{at: 3.0, explode: press}]\nexpect: {}\n",
+                      "faults.0: expected one of kill, robot_fault, command or cut_link (with at)"),
+    "unknown_cell": ("parts: 2\nfaults: [{at: 3.0, kill: weld}]\nexpect: {}\n",
+                     "faults.0: expected a cell of the line (press, pack), found 'weld'"),
+    "bad_command": ("parts: 2\nfaults: [{at: 3.0, command: {cell: pack, send: [Jump]}}]\nexpect: {}\n",
+                    "faults.0.command.command.send: expected PackML commands"),
+    "bad_state": ("parts: 2\nexpect: {never: [Broken]}\n", "expect.never: expected PackML states"),
+    "negative_time": ("parts: 2\nfaults: [{at: -1, kill: press}]\nexpect: {}\n",
+                      "faults.0.kill.at: expected greater than or equal to 0, found -1"),
+    "no_expect": ("parts: 2\n", "expect: expected a value (required key), found nothing"),
+    "typo": ("parts: 2\nexpect: {parts_ot: 2}\n", "expect.parts_ot: expected only keys of the schema"),
+    "not_neighbours": ("parts: 2\nfaults: [{at: 3.0, cut_link: [press, press], for: 2}]\nexpect: {}\n",
+                       "faults.0.cut_link: expected two neighbours"),
+}
+
+
+def test_malformed_scenarios_are_named_key_by_key_and_win_over_a_failure(tmp_path):
+    paths = [_scenario(tmp_path, name, text) for name, (text, _) in MALFORMED.items()]
+    missing_line = tmp_path / "missing_line.yaml"
+    missing_line.write_text("version: 1\nline: nowhere.yaml\nparts: 1\nexpect: {}\n")
+    broken_line = tmp_path / "broken_line.yaml"
+    (tmp_path / "line.yaml").write_text("version: 1\ntwin: {mode: lockstep, physics_hz: -5}\n")
+    broken_line.write_text("version: 1\nline: line.yaml\nparts: 1\nexpect: {}\n")
+    realtime = tmp_path / "realtime.yaml"
+    realtime.write_text(f"version: 1\nline: {Path(__file__).parent / 'configs' / 'kuka.yaml'}\nparts: 1\nexpect: {{}}\n")
+    failing = _scenario(tmp_path, "fails", "parts: 1\nexpect: {parts_out: 7}\n")
+    code, out, text = _test(*paths, missing_line, broken_line, realtime, failing, "--run-dir", tmp_path / "runs")
+    assert code == 2, text
+    by_name = {r["name"]: r for r in out["results"]}
+    for name, (_, message) in MALFORMED.items():
+        lines = by_name[name]["malformed"]
+        assert any(line.startswith(f"{tmp_path / name}.yaml: {message}") for line in lines), (name, lines)
+    assert by_name["missing_line"]["malformed"] == [f"{tmp_path / 'nowhere.yaml'}: cannot read the file: "
+                                                    "No such file or directory"]
+    assert any(line.startswith(f"{tmp_path / 'line.yaml'}: twin.physics_hz: expected")
+               for line in by_name["broken_line"]["malformed"])
+    assert "expected a line config in lockstep" in by_name["realtime"]["malformed"][0]
+    assert not by_name["fails"]["passed"] and not by_name["fails"]["malformed"]  # the valid one still ran
+    assert _checks(by_name["fails"])["parts_out"]["found"] == "1"
+
+
+def test_a_fault_free_run_is_the_same_run_twice(tmp_path):
+    """Same config, parts and seed, no process faults: the same events at the same sim times."""
+    code, out, text = _test(SCENARIOS / "demo_clean.yaml", SCENARIOS / "demo_clean.yaml", "--workers", 2,
+                            "--run-dir", tmp_path)
+    assert code == 0, text
+    first, second = out["results"]
+    runs = [canonical_events(read_events(Path(r["run_dir"]))) for r in (first, second)]
+    assert len(runs[0]) > 150 and runs[0] == runs[1]
+    assert first["fingerprint"] == second["fingerprint"] and first["end_s"] == second["end_s"]
+
+
+def test_faults_land_at_their_sim_times(tmp_path):
+    code, out, text = _test(SCENARIOS / "demo_robot_fault.yaml", SCENARIOS / "demo_kill_press.yaml",
+                            "--workers", 2, "--run-dir", tmp_path)
+    assert code == 0, text
+    fault, kill = out["results"]
+    assert [(f["fault"], f["applied_at"]) for f in fault["faults"]] == [("RobotFault", 20.0), ("CommandFault", 25.0)]
+    assert fault["faults"][1]["result"] == "command {'command': 'Unhold'}: accepted"
+    held = [e for e in read_events(Path(fault["run_dir"])) if e.get("kind") == "packml" and e["cell"] == "pack"
+            and e["dest"] in ("Held", "Execute")]
+    assert [e["dest"] for e in held][-2:] == ["Held", "Execute"] and 20.0 <= held[-2]["sim_time"] <= 25.0
+    assert [(f["fault"], f["applied_at"]) for f in kill["faults"]] == [("KillFault", 12.0)]
+    assert kill["summary"]["restarts"] == {"press": 1}
+
+
+# -- campaigns ----------------------------------------------------------------------------------------
+CAMPAIGN = {  # name -> scenario body: passing, failing, with and without faults
+    "clean": "parts: 2\nexpect: {parts_out: 2, lost: 0, never: [Held]}\n",
+    "clean_3": "parts: 3\nexpect: {parts_out: 3, within: 60}\n",
+    "kill_press": "parts: 3\nfaults: [{at: 8.0, kill: press}]\nexpect: {parts_out: 3, lost: 0, duplicated: 0}\n",
+    "kill_pack": "parts: 3\nfaults: [{at: 14.0, kill: pack}]\nexpect: {parts_out: 3, stranded: 0}\n",
+    "robot_fault": ("parts: 3\nfaults: [{at: 10.0, robot_fault: press}, {at: 14.0, command: {cell: press, "
+                    "send: [Unhold]}}]\nexpect: {parts_out: 3, never: [Aborted]}\n"),
+    "cut_link": "parts: 3\nfaults: [{at: 6.0, cut_link: [press, pack], for: 4.0}]\nexpect: {parts_out: 3, lost: 0}\n",
+    "too_slow": "parts: 2\nexpect: {within: 5}\n",
+    "held_is_seen": ("parts: 2\nfaults: [{at: 5.0, robot_fault: pack}, {at: 9.0, command: {cell: pack, "
+                     "send: [Unhold]}}]\nexpect: {never: [Held]}\n"),
+}
+
+
+def _verdicts(out: dict) -> dict[str, tuple[bool, list[str]]]:
+    return {r["name"]: (r["passed"], sorted(c["name"] for c in r["checks"] if not c["ok"])) for r in out["results"]}
+
+
+@pytest.fixture
+def ray_cluster(tmp_path_factory):
+    """A local Ray head (``ray start --head``), stopped after the test."""
+    ray = shutil.which("ray", path=os.path.dirname(sys.executable))
+    assert ray, "ray is a test dependency (pyproject.toml's test extra)"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "RAY_TMPDIR": str(tmp_path_factory.mktemp("ray"))}
+    start = subprocess.run([ray, "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
+                            "--disable-usage-stats"], capture_output=True, text=True, timeout=180, env=env)
+    assert start.returncode == 0, start.stdout + start.stderr
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        subprocess.run([ray, "stop", "--force"], capture_output=True, timeout=120, env=env)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1500)
+def test_a_campaign_gives_the_same_verdicts_on_1_and_2_workers_and_on_ray(tmp_path, ray_cluster, pytestconfig):
+    paths = [_scenario(tmp_path, name, body) for name, body in CAMPAIGN.items()]
+    verdicts, rates = {}, {}
+    for label, args in (("1 worker", ["--workers", 1]), ("2 workers", ["--workers", 2]), ("ray", ["--ray", ray_cluster])):
+        code, out, text = _test(*paths, *args, "--run-dir", tmp_path / label.replace(" ", "_"), timeout=1200)
+        assert code == 1, text  # too_slow and held_is_seen fail as they should
+        verdicts[label] = _verdicts(out)
+        rates[label] = round(len(paths) / out["wall_s"] * 3600)
+    assert verdicts["1 worker"] == verdicts["2 workers"] == verdicts["ray"], verdicts
+    expected_failures = {name for name, (passed, _) in verdicts["1 worker"].items() if not passed}
+    assert expected_failures == {"too_slow", "held_is_seen"}, verdicts["1 worker"]
+    assert verdicts["1 worker"]["held_is_seen"][1] == ["never Held"]
+    to_ci_log(pytestconfig, f"campaign of {len(paths)} scenarios, scenarios per hour: {rates}")
