@@ -8,7 +8,7 @@ as a partner's CI states them (``cellctl test``; ``docs/scenarios.md``).
     faults:
       - {at: 12.0, kill: press}                     # SIGKILL the cell's process
       - {at: 20.0, robot_fault: pack}               # the robot reports a fault: the cell goes Held
-      - {at: 25.0, command: {cell: pack, send: [Unhold]}}
+      - {at: 25.0, command: {cell: pack, send: [Unhold], when: Held}}
       - {at: 8.0, cut_link: [press, pack], for: 5.0}
     random: {kills: 2, between: [5.0, 30.0]}        # more kills, their times drawn from the seed
     expect: {parts_out: 5, lost: 0, duplicated: 0, within: 180, never: [Aborted], throughput_min: 20}
@@ -54,6 +54,15 @@ class RobotFault(Strict):
 class CommandSpec(Strict):
     cell: str
     send: list[str] = Field(min_length=1, max_length=20)
+    when: str | None = Field(None, description="wait (from `at` on) until the cell is in this PackML state, "
+                                               "as an operator who sees the Held lamp and presses Unhold")
+
+    @field_validator("when")
+    @classmethod
+    def _state(cls, when: str | None) -> str | None:
+        if when is not None and when not in STATE_NUMBERS:
+            raise ValueError(f"a PackML state ({', '.join(STATE_NUMBERS)})")
+        return when
 
     @field_validator("send")
     @classmethod

@@ -130,25 +130,31 @@ class FaultInjector:
             self._record(index, fault, now, fault.robot_fault, f"drive fault on robot {robot}")
         elif isinstance(fault, CommandFault):
             for command in fault.command.send:
-                self._send(index, fault, now, fault.command.cell, "command", command=command)
+                self._send(index, fault, now, fault.command.cell, "command", fault.command.when, command=command)
         elif isinstance(fault, CutLinkFault):
             a, b = fault.cut_link
-            self._send(index, fault, now, a, "cut_link", peer=b, seconds=fault.duration)
-            self._send(index, fault, now, b, "cut_link", peer=a, seconds=fault.duration)
+            self._send(index, fault, now, a, "cut_link", None, peer=b, seconds=fault.duration)
+            self._send(index, fault, now, b, "cut_link", None, peer=a, seconds=fault.duration)
 
-    def _send(self, index: int, fault: object, now: float, cell: str, op: str, **args: object) -> None:
+    def _send(self, index: int, fault: object, now: float, cell: str, op: str, when: str | None,
+              **args: object) -> None:
         """A control request, retried from a thread while the cell answers busy (it waits for the
-        grant this injector holds) — in order after the previous one to the same cell."""
+        grant this injector holds) — in order after the previous ones. With ``when``, first wait
+        (up to the scenario's timeout) until the cell's status shows that state."""
         previous = list(self._senders)
 
         def send() -> None:
             for earlier in previous:
                 earlier.join()
-            deadline = time.monotonic() + SEND_RETRY_S
-            result = "no answer"
+            deadline = time.monotonic() + (self.scenario.spec.timeout if when else SEND_RETRY_S)
+            result = f"the cell was never {when}" if when else "no answer"
             while time.monotonic() < deadline:
                 try:
                     endpoint = json.loads((self.line.run_dir / f"control-{cell}.json").read_text())["endpoint"]
+                    if when and request(endpoint, "status", timeout=1.0, keys=self.line.keys,
+                                        cell=cell)["result"]["state"] != when:
+                        time.sleep(0.02)
+                        continue
                     reply = request(endpoint, op, timeout=1.0, keys=self.line.keys, cell=cell, **args)
                 except (OSError, ValueError, KeyError, TimeoutError):
                     time.sleep(0.05)  # restarting: asked again
@@ -159,7 +165,7 @@ class FaultInjector:
                     continue
                 result = f"{error.get('code')}: {error.get('message')}" if error else "accepted"
                 break
-            self._record(index, fault, now, cell, f"{op} {args}: {result}")
+            self._record(index, fault, now, cell, f"{op} {args}{f' when {when}' if when else ''}: {result}")
 
         thread = threading.Thread(target=send, name=f"scenario-{op}-{cell}", daemon=True)
         self._senders.append(thread)

@@ -15,11 +15,21 @@ from pathlib import Path
 
 import pytest
 import xmlschema
+import zmq
 from junitparser import JUnitXml
 
+from cellctl.cell import Cell, CellSetup
+from cellctl.config import load_config
+from cellctl.control import ControlServer
+from cellctl.handoff import HandoffLink
+from cellctl.ledger import Ledger
 from cellctl.paths import CONFIG_DIR
 from cellctl.reproducible import canonical_events
 from cellctl.testing import read_events
+from drivers.fake import FakeDriver
+from drivers.fake_world import FakeWorld
+from drivers.twin_wire import pack, unpack
+from skills.events import ListSink
 from tests.helpers.ci_log import to_ci_log
 
 CLI = [sys.executable, "-m", "cellctl", "test"]
@@ -150,12 +160,12 @@ CAMPAIGN = {  # name -> scenario body: passing, failing, with and without faults
     "clean_3": "parts: 3\nexpect: {parts_out: 3, within: 60}\n",
     "kill_press": "parts: 3\nfaults: [{at: 8.0, kill: press}]\nexpect: {parts_out: 3, lost: 0, duplicated: 0}\n",
     "kill_pack": "parts: 3\nfaults: [{at: 14.0, kill: pack}]\nexpect: {parts_out: 3, stranded: 0}\n",
-    "robot_fault": ("parts: 3\nfaults: [{at: 10.0, robot_fault: press}, {at: 14.0, command: {cell: press, "
-                    "send: [Unhold]}}]\nexpect: {parts_out: 3, never: [Aborted]}\n"),
+    "robot_fault": ("parts: 3\nfaults: [{at: 10.0, robot_fault: press}, {at: 10.0, command: {cell: press, "
+                    "send: [Unhold], when: Held}}]\nexpect: {parts_out: 3, never: [Aborted]}\n"),
     "cut_link": "parts: 3\nfaults: [{at: 6.0, cut_link: [press, pack], for: 4.0}]\nexpect: {parts_out: 3, lost: 0}\n",
     "too_slow": "parts: 2\nexpect: {within: 5}\n",
-    "held_is_seen": ("parts: 2\nfaults: [{at: 5.0, robot_fault: pack}, {at: 9.0, command: {cell: pack, "
-                     "send: [Unhold]}}]\nexpect: {never: [Held]}\n"),
+    "held_is_seen": ("parts: 2\nfaults: [{at: 5.0, robot_fault: pack}, {at: 5.0, command: {cell: pack, "
+                     "send: [Unhold], when: Held}}]\nexpect: {never: [Held]}\n"),
 }
 
 
@@ -196,3 +206,56 @@ def test_a_campaign_gives_the_same_verdicts_on_1_and_2_workers_and_on_ray(tmp_pa
     assert expected_failures == {"too_slow", "held_is_seen"}, verdicts["1 worker"]
     assert verdicts["1 worker"]["held_is_seen"][1] == ["never Held"]
     to_ci_log(pytestconfig, f"campaign of {len(paths)} scenarios, scenarios per hour: {rates}")
+
+
+# -- the cut_link fault on the cell's control socket ------------------------------------------------
+def _ask(server: ControlServer, endpoint: str, op: str, **args: object) -> dict:
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    try:
+        sock.connect(endpoint)
+        sock.send(pack({"id": 1, "op": op, "args": args}))
+        for _ in range(200):  # the cell serves between its ticks
+            server.serve_pending()
+            if sock.poll(10):
+                return unpack(sock.recv())
+        raise AssertionError(f"no answer to {op}")
+    finally:
+        sock.close(0)
+
+
+def test_cut_link_holds_the_links_messages_back_until_it_mends_and_is_refused_where_it_must_be(tmp_path):
+    """In-process (FakeDriver, a real HandoffLink and control socket): the link is silent while cut,
+    what was sent meanwhile goes out in order when it mends; bad arguments, the status socket and a
+    real robot's cell are refused."""
+    config = load_config(DEMO)
+    world = FakeWorld.from_config(config)
+    driver = FakeDriver.from_config("pack", config.robots["pack"], world)
+    wire: list[dict] = []
+    link = HandoffLink("receiver", "pack", "press", lambda peer, msg, **kw: wire.append(msg), 1, lambda *a, **k: None)
+    cell = Cell(CellSetup.from_config(config, "pack", driver, world, Ledger(tmp_path / "ledger.sqlite"), ListSink(),
+                                      upstream=link))
+    server = ControlServer(cell)
+    try:
+        for args in ({"peer": "weld", "seconds": 5}, {"peer": "press", "seconds": 0}, {"peer": "press", "seconds": True},
+                     {"peer": "press"}, {"peer": "press", "seconds": 5, "extra": 1}):
+            reply = _ask(server, server.endpoint, "cut_link", **args)
+            assert reply["error"]["code"] == "bad_args" and "one of ['press']" in reply["error"]["message"], args
+        reply = _ask(server, server.status_endpoint, "cut_link", peer="press", seconds=5)
+        assert reply["error"]["code"] == "read_only"
+        assert _ask(server, server.endpoint, "cut_link", peer="press", seconds=5)["ok"]
+        assert link.cut_until == pytest.approx(driver.now() + 5)
+        before = len(wire)
+        link.send_extra("Resync", received=[])
+        link.send_extra("Resync", received=["part-9"])
+        assert len(wire) == before  # silent while cut
+        world.clock.advance(driver.now() + 5.0)
+        cell.tick()
+        assert link.cut_until is None
+        assert [m.get("received") for m in wire[before:] if m["type"] == "Resync"] == [[], ["part-9"]]
+        cell.simulated = False  # a real robot's cell: a network fault is a real one
+        reply = _ask(server, server.endpoint, "cut_link", peer="press", seconds=5)
+        assert reply["error"]["code"] == "refused" and "real" in reply["error"]["message"]
+    finally:
+        server.close()
+        driver.close()

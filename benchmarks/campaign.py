@@ -1,0 +1,55 @@
+"""``python -m benchmarks.campaign [--copies N] [--workers 1,2] [--ray ADDRESS] [--json]``: scenarios
+per hour of ``cellctl test``. The campaign is the shipped scenarios that pass
+(``configs/scenarios``, the one meant to fail left out), each ``--copies`` times; the baseline is
+1 worker, measured in the same run, and every other row is a ratio against it. Each scenario is
+its own process tree (launcher, twin, cells), so a worker needs about two cores to itself: on a
+2-core machine 2 workers mostly share them."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from cellctl.paths import CONFIG_DIR
+
+
+def campaign(paths: list[Path], args: list[str]) -> dict:
+    with tempfile.TemporaryDirectory(prefix="cellctl-bench-") as tmp:
+        proc = subprocess.run([sys.executable, "-m", "cellctl", "test", *map(str, paths), *args, "--json",
+                               "--run-dir", tmp], capture_output=True, text=True)
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    passed = sum(r["passed"] for r in out["results"])
+    return {"scenarios": len(paths), "passed": passed, "wall_s": out["wall_s"],
+            "per_hour": round(len(paths) / out["wall_s"] * 3600)}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.campaign")
+    ap.add_argument("--copies", type=int, default=2, help="each shipped scenario this many times")
+    ap.add_argument("--workers", default="1,2", help="comma-separated worker counts; the first is the baseline")
+    ap.add_argument("--ray", default=None, metavar="ADDRESS", help="also run it on this Ray cluster")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args(argv)
+    shipped = sorted(p for p in (CONFIG_DIR / "scenarios").glob("*.yaml") if "meant_to_fail" not in p.name)
+    paths = shipped * args.copies
+    rows = {f"{n} worker{'s' if n > 1 else ''}": campaign(paths, ["--workers", str(n)])
+            for n in map(int, args.workers.split(","))}
+    if args.ray:
+        rows["ray"] = campaign(paths, ["--ray", args.ray])
+    base = next(iter(rows.values()))["per_hour"]
+    for label, row in rows.items():
+        row["ratio"] = round(row["per_hour"] / base, 2)
+        print(f"{label}: {row['scenarios']} scenarios ({row['passed']} passed) in {row['wall_s']:.1f}s wall: "
+              f"{row['per_hour']} scenarios/hour, x{row['ratio']} of {next(iter(rows))}")
+    result = {"campaign": rows}
+    if args.json:
+        print(json.dumps(result))
+    return result
+
+
+if __name__ == "__main__":
+    main()
