@@ -22,7 +22,11 @@ from tests.helpers.ci_log import to_ci_log
 ROOT = Path(__file__).parents[1]
 SDISTS = ROOT / ".cache" / "roslibpy"
 CONFIG = ROOT / "configs" / "ros_cell.yaml"
-SUITE = ["tests/ros2", "tests/test_transport.py", "tests/test_ws_headers.py"]
+# The suite's tests that talk to a rosbridge server at 127.0.0.1:9090 (here: the twin's endpoint).
+# Not tests/test_ws_headers.py: it runs against its own websocket server on port 9000, never the
+# endpoint, and it is racy (an asyncio.Event set from another thread; a fixed 1 s start-up sleep):
+# in CI it failed and its non-daemon server thread kept the suite's process alive to the timeout.
+SUITE = ["tests/ros2", "tests/test_transport.py"]
 NEEDS_ROS_NODES = {  # test -> what a bare rosbridge server lacks as well
     "tests.ros2.test_actions::test_fibonacci": "an example_interfaces/action/Fibonacci action server (a ROS node)",
     "tests.ros2.test_actions::test_cancel": "an example_interfaces/action/Fibonacci action server (a ROS node)",
