@@ -14,6 +14,7 @@ directory on the node, which needs cellctl installed; files the line config name
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 import tempfile
@@ -28,11 +29,26 @@ from rich.console import Console
 from rich.table import Table
 
 from cellctl.config import ConfigError
+from cellctl.launcher import stop_on_sigterm
 from cellctl.scenario import LoadedScenario, load_scenario
 from cellctl.scenario_run import Check, ScenarioResult
 
 EXIT_PASSED, EXIT_FAILED, EXIT_MALFORMED = 0, 1, 2
 RESULT_PREFIX = "CELLCTL_SCENARIO_RESULT "  # the worker's last line: its result as JSON
+CONNECT_TIMEOUT_S = 5.0
+_WORKERS: set[subprocess.Popen] = set()  # scenario processes running now: stopped with the campaign
+
+
+def _stop_workers() -> None:
+    """Ctrl-C or SIGTERM of ``cellctl test``: every running scenario stops its line the way the
+    launcher does on SIGTERM (cells and twin stopped, summary written), none is left behind."""
+    for proc in list(_WORKERS):
+        proc.terminate()
+    for proc in list(_WORKERS):
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 def run_isolated(scenario_path: Path, run_dir: Path) -> ScenarioResult:
@@ -41,9 +57,14 @@ def run_isolated(scenario_path: Path, run_dir: Path) -> ScenarioResult:
     run_dir.mkdir(parents=True, exist_ok=True)
     log = run_dir / "scenario.log"
     with log.open("w") as out:
-        proc = subprocess.run([sys.executable, "-m", "cellctl.scenario_worker", str(scenario_path), str(run_dir)],
-                              stdout=subprocess.PIPE, stderr=out, text=True)
-    lines = [line for line in proc.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
+        proc = subprocess.Popen([sys.executable, "-m", "cellctl.scenario_worker", str(scenario_path), str(run_dir)],
+                                stdout=subprocess.PIPE, stderr=out, text=True)
+        _WORKERS.add(proc)
+        try:
+            stdout, _ = proc.communicate()
+        finally:
+            _WORKERS.discard(proc)
+    lines = [line for line in stdout.splitlines() if line.startswith(RESULT_PREFIX)]
     if not lines:
         found = f"exit status {proc.returncode} and no result; its log {log} ends:\n{log.read_text()[-2000:]}"
         return ScenarioResult(scenario_path.stem, str(scenario_path), False,
@@ -68,9 +89,29 @@ def _shipped(scenario: LoadedScenario) -> tuple[str, str, str, str]:
     return scenario.name, yaml.safe_dump(data, sort_keys=False), scenario.line_path.name, scenario.line_path.read_text()
 
 
-def run_on_ray(address: str, scenarios: Sequence[LoadedScenario]) -> list[ScenarioResult]:
-    import ray  # an optional dependency: `pip install 'cellctl[cluster]'`
+class ClusterUnavailable(RuntimeError):
+    """No Ray to run on: said in one line, before anything waits (ray.init retries a dead address
+    for minutes)."""
 
+
+def _check_cluster(address: str) -> None:
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ClusterUnavailable(f"--ray {address!r}: expected HOST:PORT of the cluster's head (its GCS port, "
+                                 f"6379 unless `ray start --head --port` said otherwise)")
+    try:
+        socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as exc:
+        raise ClusterUnavailable(f"--ray {address}: no Ray head answers there ({exc.strerror or exc}); "
+                                 f"start one with `ray start --head --port {port}`") from None
+
+
+def run_on_ray(address: str, scenarios: Sequence[LoadedScenario]) -> list[ScenarioResult]:
+    try:
+        import ray
+    except ImportError:
+        raise ClusterUnavailable("--ray needs Ray: pip install 'cellctl[cluster]'") from None
+    _check_cluster(address)
     ray.init(address=address, log_to_driver=False, configure_logging=False)
     try:
         task = ray.remote(num_cpus=1)(_ray_task)
@@ -84,8 +125,14 @@ def run_on_ray(address: str, scenarios: Sequence[LoadedScenario]) -> list[Scenar
 
 def run_local(scenarios: Sequence[LoadedScenario], root: Path, workers: int) -> list[ScenarioResult]:
     dirs = [root / f"{i:03d}-{s.name}" for i, s in enumerate(scenarios, 1)]
-    with ThreadPoolExecutor(max_workers=workers) as pool:  # each job is a process: threads only wait
+    pool = ThreadPoolExecutor(max_workers=workers)  # each job is a process: threads only wait
+    try:
         return list(pool.map(run_isolated, [s.path for s in scenarios], dirs))
+    except KeyboardInterrupt:
+        _stop_workers()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _detail(result: ScenarioResult) -> str:
@@ -150,7 +197,15 @@ def run_campaign(paths: Sequence[str], workers: int = 1, ray_address: str | None
     started = time.monotonic()
     runner: Callable[[], list[ScenarioResult]] = (
         (lambda: run_on_ray(ray_address, loaded)) if ray_address else (lambda: run_local(loaded, root, workers)))
-    ran = runner() if loaded else []
+    stop_on_sigterm()
+    try:
+        ran = runner() if loaded else []
+    except ClusterUnavailable as exc:
+        console.print(f"[red]{exc}[/red]")
+        return EXIT_MALFORMED
+    except KeyboardInterrupt:
+        console.print("the scenarios were stopped (interrupted): no verdict")
+        return EXIT_FAILED
     order = {str(Path(p)): i for i, p in enumerate(paths)}
     results = sorted([*ran, *malformed], key=lambda r: order.get(r.path, len(order)))
     Console(highlight=False, width=160).print(table(results))

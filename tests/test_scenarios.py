@@ -8,9 +8,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -152,6 +154,36 @@ def test_faults_land_at_their_sim_times(tmp_path):
     assert [e["dest"] for e in held][-2:] == ["Held", "Execute"] and 20.0 <= held[-2]["sim_time"] <= 25.0
     assert [(f["fault"], f["applied_at"]) for f in kill["faults"]] == [("KillFault", 12.0)]
     assert kill["summary"]["restarts"] == {"press": 1}
+
+
+def test_a_ray_address_where_no_cluster_answers_is_one_clear_line_not_a_wait(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    proc = subprocess.run([*CLI, str(SCENARIOS / "demo_clean.yaml"), "--ray", f"127.0.0.1:{port}",
+                           "--run-dir", str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert f"--ray 127.0.0.1:{port}: no Ray head answers there" in " ".join(proc.stderr.split())
+
+
+def test_sigterm_stops_every_running_scenario_and_leaves_no_process(tmp_path):
+    runs = tmp_path / "runs"
+    proc = subprocess.Popen([*CLI, str(SCENARIOS / "demo_kill_press.yaml"), str(SCENARIOS / "demo_cut_link.yaml"),
+                             "--workers", "2", "--run-dir", str(runs)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.monotonic() + 60
+    while len(list(runs.glob("*/pids.json"))) < 2:  # both lines are up
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=90)
+    assert proc.returncode == 1 and "stopped (interrupted): no verdict" in err
+    for pids in runs.glob("*/pids.json"):
+        started = json.loads(pids.read_text())
+        for pid in [started["twin"], *started["cells"].values()]:
+            cmdline = Path(f"/proc/{pid}/cmdline")
+            assert not (cmdline.exists() and str(runs).encode() in cmdline.read_bytes()), f"pid {pid} still runs"
+        assert json.loads((pids.parent / "summary.json").read_text())["ended"] == "interrupted"
 
 
 # -- campaigns ----------------------------------------------------------------------------------------
