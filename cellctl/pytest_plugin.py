@@ -15,11 +15,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from cellctl.processes import TwinProcess
-from cellctl.testing import CellUnderTest, LineResult, require_lockstep, run_line, start_twin
+if TYPE_CHECKING:  # imported by the fixtures when used: every pytest session loads this plugin,
+    # and one that does not use cellctl must not pay for PyBullet's import (nor print its banner)
+    from cellctl.processes import TwinProcess
+    from cellctl.testing import CellUnderTest, LineResult
 
 
 @pytest.fixture
@@ -27,6 +30,8 @@ def cellctl_twin() -> Iterator[Callable[..., TwinProcess]]:
     """``cellctl_twin(config, **options)`` → a running twin server (``.endpoint``,
     ``.driver(robot)`` → a ``TwinDriver``). ``options``: ``extra=[...]`` flags of ``cellctl twin
     serve``, ``log=PATH``, ``ready_timeout``."""
+    from cellctl.testing import start_twin
+
     started: list[TwinProcess] = []
 
     def start(config: str | Path, **options: object) -> TwinProcess:
@@ -44,6 +49,7 @@ def cellctl_line(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Line
     """``cellctl_line(config, parts=N, **options)`` → the finished run of the whole line in
     lockstep (:class:`~cellctl.testing.LineResult`). ``options`` are ``cellctl run`` flags
     (``timeout=300``, ``watchdog=30``)."""
+    from cellctl.testing import run_line
 
     def run(config: str | Path, parts: int | None = None, **options: object) -> LineResult:
         return run_line(config, tmp_path_factory.mktemp("line") / "run", parts, **options)
@@ -58,6 +64,8 @@ def cellctl_cell(cellctl_twin: Callable[..., TwinProcess],
     twin (:class:`~cellctl.testing.CellUnderTest`: ``status()``, ``command(...)``,
     ``wait_state(...)``, ``events()``). In lockstep the twin waits for every cell of the config:
     give a config whose only cell is ``name``."""
+    from cellctl.testing import CellUnderTest, require_lockstep
+
     started: list[CellUnderTest] = []
 
     def start(config: str | Path, name: str, parts: int | None = None, start: bool = False) -> CellUnderTest:

@@ -3,6 +3,9 @@ a partner's CI loads it: the fixtures start real processes and read what they wr
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from cellctl.paths import CONFIG_DIR
@@ -62,3 +65,13 @@ def test_cellctl_twin_serves_a_config_and_hands_out_drivers(cellctl_twin):
 def test_a_line_that_is_not_lockstep_is_refused_with_the_key_to_change(cellctl_line):
     with pytest.raises(ValueError, match=r"kuka.yaml: twin.mode is 'realtime'; tests need 'lockstep'"):
         cellctl_line(CONFIGS / "kuka.yaml", parts=1)
+
+
+def test_a_pytest_session_that_does_not_use_cellctl_pays_nothing_for_it(tmp_path):
+    """The plugin loads in every pytest session of an environment with cellctl installed: it
+    imports PyBullet (and prints its banner) only when a fixture is used."""
+    (tmp_path / "test_other.py").write_text("import sys\n\ndef test_other():\n    assert 'pybullet' not in sys.modules\n")
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "pybullet build time" not in proc.stdout + proc.stderr
