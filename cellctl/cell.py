@@ -45,6 +45,8 @@ from skills.events import EventSink, make_event
 from skills.sequence import SkillSequence
 from twin.config import StationConfig
 
+TWIN_LOST, LINK_LOST = "twin lost", "robot link lost"  # faults' prefixes: the world stopped answering
+LOST_WORLD = (TWIN_LOST, LINK_LOST)
 WAIT_HORIZON = 1.0  # s of driver time a waiting cell sleeps at most (lockstep next-event advance)
 ANNOUNCE_EVERY = 1.0  # wall s between re-announcements of a part in transit that no exchange settles
 
@@ -279,13 +281,15 @@ class Cell:
                 self.command("Unhold")  # held only because the twin or the neighbour was gone: it is back (a real
                 # robot moves again only on an operator's Unhold: automatic resumption is from Suspended only)
             elif self.packml.acting:
-                if state in ("Stopping", "Aborting", "Holding"):
-                    self._halt()
+                if state in ("Stopping", "Aborting") or (state == "Holding" and not self.world_gone):
+                    self._halt()  # (held for a world that is gone: nothing to send it, world_lost dropped it all)
+                if state == "Unholding":  # a motion dropped when the world was lost may still run: it ends
+                    self.driver.stop()    # first (and a world still gone is noticed here, Held again)
                 if state == "Unsuspending":
                     self._suspended_at = None
                 self.packml.complete()
         except ConnectionLost as exc:  # the world is gone: Held for it (in simulation Unheld once it is back)
-            self.world_lost(f"twin lost: {exc}" if self.simulated else f"robot link lost: {exc}")
+            self.world_lost(f"{TWIN_LOST}: {exc}" if self.simulated else f"{LINK_LOST}: {exc}")
         except DriverError as exc:
             self._fail(f"{type(exc).__name__}: {exc}")
         except Exception as exc:  # noqa: BLE001 - a ledger error or a bug in a user's skill: Held, never a dead cell
@@ -305,16 +309,25 @@ class Cell:
         if "Hold" in self.packml.allowed():
             self.packml.command("Hold")
 
+    @property
+    def world_gone(self) -> bool:
+        """Held (or holding) because the twin or the robot's bridge stopped answering."""
+        return self.state in ("Holding", "Held") and (self.fault or "").startswith(LOST_WORLD)
+
+    def waits_for_twin(self) -> bool:
+        """A simulated cell Held for a lost twin, not yet told that it is back."""
+        return self.simulated and self.world_gone and not self._twin_back
+
     def _gone_is_back(self) -> bool:
         """Held only because the twin or the neighbour was gone, and it is back."""
-        if self._twin_back and (self.fault or "").startswith("twin lost"):
+        if self._twin_back and (self.fault or "").startswith(TWIN_LOST):
             return True
         return self._neighbour is not None and self._neighbour.connected
 
     def twin_back(self) -> None:
         """The twin we lost answers again, the same instance (not restarted from a checkpoint): held
         only for it, a simulated cell resumes — a line run cell by cell has no launcher to Unhold it."""
-        if self.simulated and (self.fault or "").startswith("twin lost"):
+        if self.simulated and (self.fault or "").startswith(TWIN_LOST):
             self._twin_back = True
 
     def _fail(self, reason: str) -> None:

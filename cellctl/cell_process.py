@@ -23,7 +23,7 @@ import zmq
 from rich.console import Console
 
 from cellctl import rendezvous
-from cellctl.cell import Cell, CellSetup
+from cellctl.cell import LINK_LOST, TWIN_LOST, Cell, CellSetup
 from cellctl.config import load_config
 from cellctl.console import Tee
 from cellctl.control import ControlServer
@@ -47,6 +47,7 @@ TWIN_TIMEOUT_S = 5.0  # wall s a twin request may take before the twin counts as
 LINK_RETRY_S = 1.0  # wall s between tries of a lost robot bridge (the control socket keeps answering)
 LINK_CONNECT_S = 30.0  # wall s to wait for the neighbours' inboxes before joining the line
 TWIN_PING_S = 0.5  # wall s a lost twin has to answer a hello
+TWIN_PROBE_EVERY_S = 1.0  # wall s between such hellos while Held for a lost twin
 TWIN_WAIT_REPORT_S = 10.0  # wall s between "still waiting for the twin" lines
 
 
@@ -110,6 +111,7 @@ def run_cell(config_path: str, name: str, twin: str, run_dir: Path, parts: int |
             if start:
                 cell.command("Reset")
             grant, rejoined, restarts = None, clock.rejoined, world.restarts_seen()
+            probed = 0.0  # monotonic: when a lost twin was last asked whether it is back
             while not (exit_when_complete and cell.state == "Complete" and _settled(cell)):
                 for sender, msg in (grant.messages if grant else []):
                     if sender in by_peer:
@@ -124,21 +126,28 @@ def run_cell(config_path: str, name: str, twin: str, run_dir: Path, parts: int |
                 except ConnectionLost as exc:
                     grant = None
                     if world.twin is None:  # the robot's bridge (its time source) is gone: Held, retried
-                        cell.world_lost(f"robot link lost: {exc}")
+                        cell.world_lost(f"{LINK_LOST}: {exc}")
                         _serve_for(control, LINK_RETRY_S)
                     else:
-                        cell.world_lost(f"twin lost: {exc}")
+                        cell.world_lost(f"{TWIN_LOST}: {exc}")
                         _wait_for_twin(world.twin, control, console, name)
                         if world.restarts_seen() == restarts and not supervised:  # else the launcher
                             cell.twin_back()
                     continue
                 if world.restarts_seen() != restarts:  # another twin answers: its world is a restored checkpoint
                     restarts, rejoined = world.restarts_seen(), clock.rejoined
-                    cell.world_lost("twin lost: it was restarted from its checkpoint")
+                    cell.world_lost(f"{TWIN_LOST}: it was restarted from its checkpoint")
                     cell.rehome = True
                 elif clock.rejoined != rejoined:  # the twin went on without us: what we were doing is stale
                     rejoined = clock.rejoined
                     cell.replan("the twin had dropped this cell after a pause; it joined again")
+                elif (world.twin is not None and not supervised and cell.waits_for_twin()
+                      and time.monotonic() - probed > TWIN_PROBE_EVERY_S):
+                    # the loss was noticed in a tick (a request timed out), where no wait for the twin
+                    # follows, or the clock never talks to the twin (realtime): ask it, once a second
+                    probed = time.monotonic()
+                    if world.twin.alive(TWIN_PING_S) and world.restarts_seen() == restarts:
+                        cell.twin_back()
             clean = True
         except KeyboardInterrupt:
             clean = _stop(cell, clock)

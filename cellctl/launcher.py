@@ -37,6 +37,7 @@ import yaml
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from cellctl.cell import TWIN_LOST
 from cellctl.config import load_config
 from cellctl.control import request
 from cellctl.crash import ENV as CRASH_ENV
@@ -317,7 +318,7 @@ class Line:
             return
         for name in list(self.procs):
             status = self._status(name)
-            if status and status["state"] == "Held" and (status["fault"] or "").startswith("twin lost"):
+            if status and status["state"] == "Held" and (status["fault"] or "").startswith(TWIN_LOST):
                 try:
                     endpoint = json.loads((self.run_dir / f"control-{name}.json").read_text())["endpoint"]
                     ok = request(endpoint, "command", timeout=STATUS_TIMEOUT_S, keys=self.keys, cell=name,

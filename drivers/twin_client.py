@@ -24,6 +24,7 @@ from drivers.curve import Keys
 from drivers.errors import ConnectionLost, from_code
 
 IDLE_EVERY_S = 0.1  # wall s between calls of a waiting request's idle callback
+RECONNECT_HELLO_S = 1.0  # wall s a twin that did not answer has to answer the next request's hello
 
 
 class TwinClient:
@@ -35,6 +36,7 @@ class TwinClient:
         self._ids = itertools.count(1)
         self.server_info: dict = {}
         self.restarts_seen = 0  # hellos answered by another server instance than the one before
+        self._lost = False  # the last request timed out (and no hello has been answered since)
 
     def __enter__(self) -> TwinClient:
         self.connect()
@@ -61,6 +63,7 @@ class TwinClient:
             self.keys.connect_to(self._sock, "twin")
         self._sock.connect(self.endpoint)
         info = self._call("hello", {"version": P.VERSION, "client": self.client}, timeout)
+        self._lost = False
         if self.server_info.get("instance") not in (None, info.get("instance")):
             self.restarts_seen += 1  # a restarted twin: motions and registrations of the old one are gone
         self.server_info = info
@@ -81,11 +84,12 @@ class TwinClient:
 
     def request(self, op: str, _timeout: float | None = None, _idle: Callable[[], None] | None = None,
                 **args: object) -> object:
-        """One request/reply; reconnects first (within the same timeout) if the previous request
-        lost the link. ``_idle`` is called every IDLE_EVERY_S while the reply is awaited (a cell
+        """One request/reply; reconnects first (a hello within RECONNECT_HELLO_S) if the previous
+        request lost the link. ``_idle`` is called every IDLE_EVERY_S while the reply is awaited (a cell
         answers status queries while it waits for a long lockstep grant)."""
-        if self._sock is None:
-            self._open(_timeout)
+        if self._sock is None:  # after a lost link a twin that is back says hello at once, and one
+            # still gone costs the caller RECONNECT_HELLO_S, not a whole timeout per request
+            self._open(min(_timeout or self.timeout, RECONNECT_HELLO_S) if self._lost else _timeout)
         return self._call(op, args, _timeout or self.timeout, _idle)
 
     def _call(self, op: str, args: dict, timeout: float | None = None,
@@ -114,4 +118,5 @@ class TwinClient:
                 raise from_code(err["code"], err["message"])
             remaining = deadline - time.monotonic()  # a stale reply to a request that timed out earlier
         self._drop()
+        self._lost = True
         raise ConnectionLost(f"twin at {self.endpoint} did not answer {op!r} within {timeout}s")

@@ -4,6 +4,7 @@ PackML commands over the control socket."""
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -168,3 +169,37 @@ def test_a_cell_waiting_for_its_lockstep_grant_still_answers_status(twin_factory
     finally:
         proc.terminate()
         proc.communicate(timeout=30)
+
+
+@pytest.mark.timeout(180)
+def test_a_cell_that_lost_its_twin_in_a_tick_resumes_when_the_same_twin_answers_again(twin_factory, tmp_path):
+    """A realtime twin paused for longer than a request's timeout while the cell is moving. The loss
+    is noticed by whichever request times out first (a motion's in a tick, or the time query); the
+    cell run on its own (no launcher) answers status meanwhile, is Held for it, and resumes by itself
+    once the same twin answers. Before, a loss noticed in a tick left the cell Held for good."""
+    config = tmp_path / "realtime.yaml"
+    config.write_text(CONFIG.read_text().replace("twin: {mode: lockstep, period_steps: 5, silence_timeout: 3.0}",
+                                                 "twin: {mode: realtime, rate: 4.0}"))
+    twin = twin_factory(config)
+    proc = _cell(twin, tmp_path, "--start", "--exit-when-complete", "--parts", "2", config=config)
+    try:
+        endpoint = _endpoint(tmp_path, proc)
+        _until(endpoint, lambda s: s["state"] == "Execute" and s["skill"] == "pick")
+        twin.proc.send_signal(signal.SIGSTOP)
+        try:
+            deadline = time.monotonic() + 60
+            while True:  # the cell blocks in its timed-out request for up to 5 s: asked with patience
+                status = request(endpoint, "status", timeout=10.0)["result"]
+                if status["state"] in ("Holding", "Held") and (status["fault"] or "").startswith("twin lost"):
+                    break
+                assert time.monotonic() < deadline, status
+                time.sleep(0.1)
+        finally:
+            twin.proc.send_signal(signal.SIGCONT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, out[-3000:] + err[-3000:]
+    assert "press: Held -> Unholding" in out and "Complete, 2 parts done" in out
