@@ -85,7 +85,8 @@ def run_cell(config_path: str, name: str, twin: str, run_dir: Path, parts: int |
         def emit(kind: str, **fields: object) -> None:
             events.emit(make_event(kind, driver.now(), cell=name, **fields))
 
-        links = {role: HandoffLink(role, name, peer, mailbox.send, boot, emit, cfg.handoff_timeout, cfg.check_alive)
+        links = {role: HandoffLink(role, name, peer, mailbox.send, boot, emit, cfg.handoff_timeout, cfg.check_alive,
+                                   driver.now)
                  for role, peer in (("receiver", cfg.upstream), ("sender", cfg.downstream)) if peer is not None}
         by_peer = {link.peer: link for link in links.values()}
         cell = Cell(CellSetup.from_config(config, name, driver, world.sensor, ledger, events, world.locate,

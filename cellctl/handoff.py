@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from cellctl.handoff_messages import MAX_TEXT, MalformedMessage, parse
 from cellctl.hermes import HermesMachine, ProtocolError, SoftwareError
 
-RECONNECT_EVERY = 1.0  # wall s between ServiceDescription attempts of a disconnected receiver
+RECONNECT_EVERY = 1.0  # wall and driver s between ServiceDescription attempts of a disconnected receiver
 HERMES_VERSION = "cellctl-hermes/1"
 MAX_HELD = 1000  # messages held back by a cut link (more are dropped: a cut that long is a lost link)
 
@@ -40,10 +40,14 @@ class LinkEvent:
 
 class HandoffLink:
     def __init__(self, role: str, me: str, peer: str, send: Callable[..., object], boot: int,
-                 emit: Callable[..., None], timeout: float = 5.0, alive_every: float = 1.0) -> None:
+                 emit: Callable[..., None], timeout: float = 5.0, alive_every: float = 1.0,
+                 driver_now: Callable[[], float] | None = None) -> None:
         """``timeout``: wall s of the peer's silence before it counts as gone; ``alive_every``: wall s
         between our CheckAlive messages (per link in config: a real Hermes peer may send them far less
-        often than every second, and the peer's timeout must outlast our period)."""
+        often than every second, and the peer's timeout must outlast our period). ``driver_now``: the
+        cell's driver time; a receiver retries its ServiceDescription only after RECONNECT_EVERY of
+        both wall and driver time, so a lockstep line's start (peers still starting while the twin's
+        barrier holds time) opens the same session every run."""
         self.role, self.me, self.peer = role, me, peer
         self._transmit = send
         self._emit = emit
@@ -53,6 +57,8 @@ class HandoffLink:
         self.session: str | None = None
         self.events: list[LinkEvent] = []
         self._peer_seen = self._alive_sent = self._sd_sent = time.monotonic()
+        self._driver_now = driver_now or time.monotonic
+        self._sd_sent_driver = 0.0
         self._rejected_at, self._rejected = 0.0, 0
         self.cut_until: float | None = None  # an injected link fault: down until this driver time
         self._held: list[dict] = []  # messages sent while cut, in order: a cut network holds them back
@@ -117,7 +123,7 @@ class HandoffLink:
         self.fsm.send("ServiceDescription")
         self._send_raw({"type": "ServiceDescription", "session": self.session, "name": self.me,
                         "version": HERMES_VERSION})
-        self._sd_sent = time.monotonic()
+        self._sd_sent, self._sd_sent_driver = time.monotonic(), self._driver_now()
 
     def _disconnect(self, reason: str) -> None:
         if self.fsm.state != "Disconnected":
@@ -211,7 +217,8 @@ class HandoffLink:
                 self._alive_sent = now
                 self.fsm.send("CheckAlive")
                 self._send_raw({"type": "CheckAlive", "session": self.session})
-        if self.role == "receiver" and not self.connected and now - self._sd_sent > RECONNECT_EVERY:
+        if (self.role == "receiver" and not self.connected and now - self._sd_sent > RECONNECT_EVERY
+                and self._driver_now() - self._sd_sent_driver > RECONNECT_EVERY):
             self._open()
 
     def take_events(self) -> list[LinkEvent]:
