@@ -34,6 +34,14 @@ MAX_FAULT_TIME = 86_400.0  # sim s
 Seconds = Annotated[float, Field(ge=0, le=MAX_FAULT_TIME, allow_inf_nan=False)]
 
 
+def _all_in(names: list[str], allowed: object, what: str) -> list[str]:
+    """``names`` unchanged, or the error a config line shows: what was allowed, and what was not."""
+    bad = [n for n in names if n not in allowed]
+    if bad:
+        raise ValueError(f"{what} ({', '.join(allowed)}), not {bad}")
+    return names
+
+
 class KillFault(Strict):
     at: Seconds
     kill: str = Field(description="the cell whose process gets SIGKILL (the launcher restarts it)")
@@ -67,10 +75,7 @@ class CommandSpec(Strict):
     @field_validator("send")
     @classmethod
     def _packml(cls, send: list[str]) -> list[str]:
-        bad = [c for c in send if c not in COMMANDS]
-        if bad:
-            raise ValueError(f"PackML commands ({', '.join(COMMANDS)}), not {bad}")
-        return send
+        return _all_in(send, COMMANDS, "PackML commands")
 
 
 class CommandFault(Strict):
@@ -129,10 +134,7 @@ class Expect(Strict):
     @field_validator("never")
     @classmethod
     def _states(cls, never: list[str]) -> list[str]:
-        bad = [s for s in never if s not in STATE_NUMBERS]
-        if bad:
-            raise ValueError(f"PackML states ({', '.join(STATE_NUMBERS)}), not {bad}")
-        return never
+        return _all_in(never, STATE_NUMBERS, "PackML states")
 
 
 class Scenario(Strict):
