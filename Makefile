@@ -9,11 +9,13 @@ JS_STAMP := tests/js/node_modules/.installed
 # roslibpy's own test suite (its released sdist, the installed version) runs against the twin's endpoint
 ROSLIBPY_SUITE := .cache/roslibpy/.downloaded
 
-# the partner check: nothing from the source tree, only the wheel
+# the wheel, built once per `make test`: the import contracts run on its layout, the partner
+# check installs it (nothing from the source tree)
+WHEEL_DIR := .cache/wheel
+LINT_SITE := .cache/lint
 PARTNER_VENV := .cache/partner/venv
-WHEEL_DIR := .cache/partner/wheel
 
-.PHONY: demo test partner clean
+.PHONY: demo test wheel lint partner clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,14 +37,23 @@ demo: $(STAMP)
 	$(VENV)/bin/cellctl demo
 
 test: $(STAMP) $(JS_STAMP) $(ROSLIBPY_SUITE)
-	$(VENV)/bin/lint-imports
+	$(MAKE) lint
 	$(VENV)/bin/python -m pytest
 	$(MAKE) partner
 
-partner: $(STAMP)
-	rm -rf .cache/partner build
+wheel: $(STAMP)
+	rm -rf $(WHEEL_DIR) build
 	$(VENV)/bin/python -m pip wheel --quiet --no-deps --wheel-dir $(WHEEL_DIR) .
 	rm -rf build
+
+# import-linter walks the installed package: the wheel unpacked, linted from inside it
+lint: wheel
+	rm -rf $(LINT_SITE) && $(VENV)/bin/python -m zipfile -e $(WHEEL_DIR)/cellctl-*.whl $(LINT_SITE)
+	$(VENV)/bin/python -m tests.helpers.installed_layout $(LINT_SITE)
+	cd $(LINT_SITE) && ../../$(VENV)/bin/lint-imports --config ../../pyproject.toml
+
+partner: wheel
+	rm -rf .cache/partner
 	$(PYTHON) -m venv $(PARTNER_VENV)
 	$(PARTNER_VENV)/bin/python -m pip install --quiet $(WHEEL_DIR)/cellctl-*.whl './examples/partner[test]'
 	rm -rf examples/partner/build

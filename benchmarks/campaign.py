@@ -14,7 +14,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from cellctl.paths import CONFIG_DIR
+from cellctl.config.paths import CONFIG_DIR
 
 
 def campaign(paths: list[Path], args: list[str]) -> dict:

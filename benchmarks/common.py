@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from cellctl.paths import CONFIG_DIR
+from cellctl.config.paths import CONFIG_DIR
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -7,12 +7,12 @@ from __future__ import annotations
 import time
 
 from benchmarks.common import config_variant, median
-from cellctl.config import load_config
-from cellctl.processes import RosbridgeProcess, TwinProcess
-from drivers.description import describe_from_config
-from drivers.ros import RosDriver, RosNames
-from drivers.twin import TwinDriver
-from drivers.wait import wait
+from cellctl.config.loader import load_config
+from cellctl.processes.children import RosbridgeProcess, TwinProcess
+from cellctl.drivers.description import describe_from_config
+from cellctl.drivers.ros import RosDriver, RosNames
+from cellctl.drivers.twin import TwinDriver
+from cellctl.drivers.wait import wait
 
 SWING = ([0.3, 0.5, 0.0, -1.2, 0.0, 1.4, 0.0], [0.0, 0.5, 0.0, -1.2, 0.0, 1.4, 0.0])
 

@@ -11,8 +11,8 @@ import msgpack
 import zmq
 
 from benchmarks.common import config_variant, percentile
-from cellctl.processes import TwinProcess
-from drivers.twin import TwinDriver
+from cellctl.processes.children import TwinProcess
+from cellctl.drivers.twin import TwinDriver
 
 
 def _echo(endpoint_queue: mp.Queue) -> None:

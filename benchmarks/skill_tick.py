@@ -7,10 +7,10 @@ from __future__ import annotations
 import time
 
 from benchmarks.common import config_variant, median
-from cellctl.processes import TwinProcess
-from drivers.twin import TwinDriver
-from skills.context import SkillContext
-from skills.registry import create
+from cellctl.processes.children import TwinProcess
+from cellctl.drivers.twin import TwinDriver
+from cellctl.skills.context import SkillContext
+from cellctl.skills.registry import create
 
 
 def _per_tick(skill, n: int) -> float:

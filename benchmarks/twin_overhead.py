@@ -8,16 +8,16 @@ from __future__ import annotations
 import time
 
 import numpy as np
-import pybullet as pb
+from cellctl.drivers.bullet import pb
 
 from benchmarks.common import config_variant, median
-from cellctl.config import load_config
-from cellctl.processes import TwinProcess
-from drivers.twin import TwinDriver
-from skills.context import SkillContext
-from skills.runner import run
-from skills.sequence import SkillSequence
-from twin.world import World
+from cellctl.config.loader import load_config
+from cellctl.processes.children import TwinProcess
+from cellctl.drivers.twin import TwinDriver
+from cellctl.skills.context import SkillContext
+from cellctl.skills.runner import run
+from cellctl.skills.sequence import SkillSequence
+from cellctl.twin.world import World
 
 RECIPE = [{"skill": "pick", "params": {"station": "infeed"}}, {"skill": "place", "params": {"station": "outfeed"}},
           {"skill": "pick", "params": {"station": "outfeed"}}, {"skill": "place", "params": {"station": "infeed"}}]

@@ -15,15 +15,15 @@ import tempfile
 import time
 from pathlib import Path
 
-import pybullet as pb
+from cellctl.drivers.bullet import pb
 import yaml
 
-from cellctl.config import load_config
-from cellctl.paths import CELL_CONFIG as DEMO_CONFIG
-from cellctl.processes import TwinProcess
-from drivers.twin import TwinDriver
-from drivers.wait import wait
-from twin.world import World
+from cellctl.config.loader import load_config
+from cellctl.config.paths import CELL_CONFIG as DEMO_CONFIG
+from cellctl.processes.children import TwinProcess
+from cellctl.drivers.twin import TwinDriver
+from cellctl.drivers.wait import wait
+from cellctl.twin.world import World
 
 RAW_STEPS = 5000
 SECONDS = 2.0

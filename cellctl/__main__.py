@@ -1,3 +1,3 @@
-from cellctl.cli import main
+from cellctl.cli.main import main
 
 raise SystemExit(main())

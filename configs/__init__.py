@@ -1,2 +1,2 @@
 """The example and embedded default line configs. Installed as ``cellctl.configs`` (see
-pyproject.toml) so that a wheel carries them; ``cellctl.paths`` finds them either way."""
+pyproject.toml) so that a wheel carries them; ``cellctl.config.paths`` finds them either way."""

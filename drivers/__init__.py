@@ -1,2 +1,2 @@
-"""Drivers: the one contract (``drivers.contract``) between skills and a robot, and its
+"""Drivers: the one contract (``cellctl.drivers.contract``) between skills and a robot, and its
 implementations (the twin over ZeroMQ, ROS through rosbridge)."""

@@ -5,7 +5,7 @@ A controller calls ``clock.advance(until)`` once per tick. :class:`WallClock` (r
 robots) sleeps one control period of wall time and hands over whatever peer messages arrived; the
 lockstep clock (``drivers/twin_lockstep.py``) acknowledges the period to the twin and blocks until
 the next grant. Peer messages travel through a :class:`PeerMessages` queue (the cell's mailbox,
-``cellctl/mailbox.py``), which the clock only counts and drains: the clock knows when messages are
+``cellctl/handoff/mailbox.py``), which the clock only counts and drains: the clock knows when messages are
 due, the mailbox knows how they travel.
 """
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from drivers.contract import Motion
-from drivers.kinematics import Kinematics
-from drivers.planning import joint_motion, kinematics_for, pose_motion
-from drivers.types import JointState, Pose, RobotDescription, Trajectory
+from cellctl.drivers.contract import Motion
+from cellctl.drivers.kinematics import Kinematics
+from cellctl.drivers.planning import joint_motion, kinematics_for, pose_motion
+from cellctl.drivers.types import JointState, Pose, RobotDescription, Trajectory
 
 
 class CommandingMixin:

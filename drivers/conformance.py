@@ -16,10 +16,10 @@ from collections.abc import Callable
 
 import numpy as np
 
-from drivers.contract import RobotDriver
-from drivers.errors import ConnectionLost, LimitViolation
-from drivers.types import GripperCommand, MotionStatus
-from drivers.wait import sleep, wait
+from cellctl.drivers.contract import RobotDriver
+from cellctl.drivers.errors import ConnectionLost, LimitViolation
+from cellctl.drivers.types import GripperCommand, MotionStatus
+from cellctl.drivers.wait import sleep, wait
 
 GOAL_TOLERANCE = 0.02  # rad
 REST_VELOCITY = 0.05  # rad/s

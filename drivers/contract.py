@@ -2,7 +2,7 @@
 
 Every call returns at once. Motions return a :class:`Motion` handle that the caller polls from
 its tick (``status``) or cancels; nothing here blocks for the length of a motion. Errors come
-from :mod:`drivers.errors`. Commands outside the robot's envelope raise ``LimitViolation``
+from :mod:`cellctl.drivers.errors`. Commands outside the robot's envelope raise ``LimitViolation``
 before anything leaves the process.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
-from drivers.types import GripperCommand, GripperState, JointState, MotionStatus, Pose, RobotDescription
+from cellctl.drivers.types import GripperCommand, GripperState, JointState, MotionStatus, Pose, RobotDescription
 
 
 @runtime_checkable

@@ -4,9 +4,9 @@ robot, so every side plans against the same limits."""
 
 from __future__ import annotations
 
-from drivers.robot_config import RobotConfig
-from drivers.types import Pose, RobotDescription
-from drivers.urdf import by_name, load_joints
+from cellctl.drivers.robot_config import RobotConfig
+from cellctl.drivers.types import Pose, RobotDescription
+from cellctl.drivers.urdf import by_name, load_joints
 
 
 def describe_from_config(name: str, cfg: RobotConfig) -> RobotDescription:

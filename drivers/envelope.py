@@ -14,8 +14,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from drivers.errors import LimitViolation
-from drivers.types import Pose, RobotDescription, Trajectory
+from cellctl.drivers.errors import LimitViolation
+from cellctl.drivers.types import Pose, RobotDescription, Trajectory
 
 _POS_TOL = 1e-6
 _RATE_TOL = 1.02  # sampled finite differences overshoot analytic limits by rounding only

@@ -15,19 +15,19 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from drivers.commanding import CommandingMixin
-from drivers.description import describe_from_config
-from drivers.errors import ConnectionLost, DriverError
-from drivers.fake_world import FakeWorld, VirtualClock
-from drivers.robot_config import RobotConfig
-from drivers.types import GripperCommand, GripperState, JointState, MotionStatus, RobotDescription, Trajectory
+from cellctl.drivers.commanding import CommandingMixin
+from cellctl.drivers.description import describe_from_config
+from cellctl.drivers.errors import ConnectionLost, DriverError
+from cellctl.drivers.fake_world import FakeWorld, VirtualClock
+from cellctl.drivers.robot_config import RobotConfig
+from cellctl.drivers.types import GripperCommand, GripperState, JointState, MotionStatus, RobotDescription, Trajectory
 
 ACTUATION_S = 0.1  # s: suction build-up or release, as the twin's default gripper
 
 
 class FakeMotion:
     """A trajectory or a gripper actuation in virtual time: running until ``end``, then succeeded,
-    unless cancelled or failed first. ``clock`` lets ``drivers.wait`` advance to its end."""
+    unless cancelled or failed first. ``clock`` lets ``cellctl.drivers.wait`` advance to its end."""
 
     def __init__(self, clock: VirtualClock, end: float) -> None:
         self.clock, self.end = clock, end

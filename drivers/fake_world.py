@@ -3,7 +3,7 @@ next thing due instead of sleeping, and stations with parts on them (feeds that 
 sinks that consume them). No physics, no sockets, no server: a part is where it was put, or in a
 gripper. What :class:`~drivers.fake.FakeDriver` moves parts in, and what a cell under test senses
 its stations through (``present`` / ``identifies`` / ``occupant``: the ``PartSensor`` protocol of
-``cellctl/sensing.py``).
+``cellctl/devices/sensing.py``).
 
 The model is httpx's ``MockTransport``: the real code above runs unchanged, only the world below
 it is replaced, so skill and cell logic can be tested in milliseconds. It does not replace the
@@ -16,8 +16,8 @@ import heapq
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from drivers.clock import CONTROL_PERIOD, Grant
-from drivers.types import Vec3
+from cellctl.drivers.clock import CONTROL_PERIOD, Grant
+from cellctl.drivers.types import Vec3
 
 REST_BAND = 0.01  # m: a part's bottom this close to a station's top rests on it (the twin's rule)
 

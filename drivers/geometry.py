@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from drivers.types import Pose, Quat
+from cellctl.drivers.types import Pose, Quat
 
 
 def quat_multiply(a: Sequence[float], b: Sequence[float]) -> Quat:

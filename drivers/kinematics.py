@@ -11,11 +11,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import pybullet as pb
+from cellctl.drivers.bullet import pb
 
-from drivers.errors import Unreachable
-from drivers.types import Pose
-from drivers.urdf import by_name, link_indices, open_client, read_joints
+from cellctl.drivers.errors import Unreachable
+from cellctl.drivers.types import Pose
+from cellctl.drivers.urdf import by_name, link_indices, open_client, read_joints
 
 POSITION_TOLERANCE = 1e-3  # m
 ORIENTATION_TOLERANCE = 1e-2  # rad

@@ -7,11 +7,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from drivers import trajectory
-from drivers.envelope import check_point, check_positions, check_trajectory
-from drivers.errors import LimitViolation
-from drivers.kinematics import Kinematics
-from drivers.types import Pose, RobotDescription, Trajectory
+from cellctl.drivers import trajectory
+from cellctl.drivers.envelope import check_point, check_positions, check_trajectory
+from cellctl.drivers.errors import LimitViolation
+from cellctl.drivers.kinematics import Kinematics
+from cellctl.drivers.types import Pose, RobotDescription, Trajectory
 
 
 def kinematics_for(desc: RobotDescription) -> Kinematics:

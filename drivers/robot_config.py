@@ -18,7 +18,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, ValidationInfo, field_validator, model_validator
 
-from drivers.urdf_chain import UrdfError, read_arm, resolve
+from cellctl.drivers.urdf_chain import UrdfError, read_arm, resolve
 
 Vec3 = tuple[float, float, float]
 Quat = tuple[float, float, float, float]

@@ -28,12 +28,12 @@ from dataclasses import dataclass, field, replace
 
 import roslibpy
 
-from drivers.commanding import CommandingMixin
-from drivers.clock import WallClock
-from drivers.errors import ConnectionLost, DriverError, Unsupported
-from drivers.robot_config import RosDriverConfig
-from drivers.types import GripperCommand, GripperState, JointState, MotionStatus, RobotDescription, Trajectory
-from drivers import ros_names as N
+from cellctl.drivers.commanding import CommandingMixin
+from cellctl.drivers.clock import WallClock
+from cellctl.drivers.errors import ConnectionLost, DriverError, Unsupported
+from cellctl.drivers.robot_config import RosDriverConfig
+from cellctl.drivers.types import GripperCommand, GripperState, JointState, MotionStatus, RobotDescription, Trajectory
+from cellctl.drivers import ros_names as N
 
 BACKOFF_START, BACKOFF_MAX = 0.2, 5.0  # s
 HOLD_S = 0.2  # s: a halting goal's one point, the current position, this far ahead

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from drivers.types import Trajectory
+from cellctl.drivers.types import Trajectory
 
 SAMPLE_DT = 0.02
 MAX_DURATION = 600.0  # s: a longer motion is a mistake (a tiny speed factor), refused before sampling

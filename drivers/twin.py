@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import os
 
-from drivers.curve import Keys
-from drivers.clock import Clock, WallClock
-from drivers.commanding import CommandingMixin
-from drivers.errors import DriverError
-from drivers.twin_client import TwinClient
-from drivers.twin_lockstep import LockstepClock
-from drivers.types import GripperCommand, GripperState, JointState, MotionStatus, RobotDescription, Trajectory
+from cellctl.drivers.curve import Keys
+from cellctl.drivers.clock import Clock, WallClock
+from cellctl.drivers.commanding import CommandingMixin
+from cellctl.drivers.errors import DriverError
+from cellctl.drivers.twin_client import TwinClient
+from cellctl.drivers.twin_lockstep import LockstepClock
+from cellctl.drivers.types import GripperCommand, GripperState, JointState, MotionStatus, RobotDescription, Trajectory
 
 
 class TwinMotion:

@@ -19,9 +19,9 @@ from collections.abc import Callable
 
 import zmq
 
-from drivers import twin_wire as P
-from drivers.curve import Keys
-from drivers.errors import ConnectionLost, from_code
+from cellctl.drivers import twin_wire as P
+from cellctl.drivers.curve import Keys
+from cellctl.drivers.errors import ConnectionLost, from_code
 
 IDLE_EVERY_S = 0.1  # wall s between calls of a waiting request's idle callback
 RECONNECT_HELLO_S = 1.0  # wall s a twin that did not answer has to answer the next request's hello

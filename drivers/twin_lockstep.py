@@ -11,10 +11,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from drivers.clock import Grant, PeerMessages
-from drivers.errors import ConnectionLost, DriverError
-from drivers.twin_client import TwinClient
-from drivers.twin_wire import MAX_HORIZON_S, UNKNOWN_PARTICIPANT
+from cellctl.drivers.clock import Grant, PeerMessages
+from cellctl.drivers.errors import ConnectionLost, DriverError
+from cellctl.drivers.twin_client import TwinClient
+from cellctl.drivers.twin_wire import MAX_HORIZON_S, UNKNOWN_PARTICIPANT
 
 GRANT_POLL_S = 5.0  # wall s of waiting for a grant before checking that the twin is still there
 HELLO_TIMEOUT_S = 2.0  # a twin that does not answer a hello within this is gone

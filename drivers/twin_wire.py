@@ -26,7 +26,7 @@ VERSION = 1
 TWIN_READY = "CELLCTL-TWIN-READY "
 ROSBRIDGE_READY = "CELLCTL-ROSBRIDGE-READY "
 
-# Error codes (reply.error.code). Driver errors share the first five with drivers.errors.
+# Error codes (reply.error.code). Driver errors share the first five with cellctl.drivers.errors.
 LIMIT_VIOLATION = "limit_violation"
 UNREACHABLE = "unreachable"
 UNSUPPORTED = "unsupported"

@@ -7,7 +7,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
-import pybullet as pb
+from cellctl.drivers.bullet import pb
 import pybullet_data
 
 

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import time
 
-from drivers.contract import Motion
-from drivers.clock import Clock, WallClock
-from drivers.errors import Timeout
-from drivers.types import MotionStatus
+from cellctl.drivers.contract import Motion
+from cellctl.drivers.clock import Clock, WallClock
+from cellctl.drivers.errors import Timeout
+from cellctl.drivers.types import MotionStatus
 
 HORIZON = 3600.0  # s of driver time: "until an event", in practice
 

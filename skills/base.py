@@ -24,11 +24,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from transitions import Machine
 from transitions.extensions import GraphMachine
 
-from drivers.contract import Motion, RobotDriver
-from drivers.errors import ConnectionLost, DriverError
-from drivers.types import MotionStatus
-from skills.context import SkillContext
-from skills.events import make_event
+from cellctl.drivers.contract import Motion, RobotDriver
+from cellctl.drivers.errors import ConnectionLost, DriverError
+from cellctl.drivers.types import MotionStatus
+from cellctl.skills.context import SkillContext
+from cellctl.skills.events import make_event
 
 TERMINAL = ("succeeded", "failed", "cancelled")
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from drivers.contract import RobotDriver
-from drivers.geometry import facing
-from drivers.types import Pose, Quat, Vec3
-from skills.events import EventSink, ListSink
+from cellctl.drivers.contract import RobotDriver
+from cellctl.drivers.geometry import facing
+from cellctl.drivers.types import Pose, Quat, Vec3
+from cellctl.skills.events import EventSink, ListSink
 
 
 @dataclass

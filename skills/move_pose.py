@@ -6,9 +6,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from drivers.types import Pose
-from skills.base import Params, Skill
-from skills.registry import register
+from cellctl.drivers.types import Pose
+from cellctl.skills.base import Params, Skill
+from cellctl.skills.registry import register
 
 
 class PoseParam(BaseModel):

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
-from drivers.types import GripperCommand, Vec3
-from skills.base import Params, Skill
-from skills.registry import register
+from cellctl.drivers.types import GripperCommand, Vec3
+from cellctl.skills.base import Params, Skill
+from cellctl.skills.registry import register
 
 
 class PickParams(Params):

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from drivers.types import GripperCommand
-from skills.base import Params, Skill
-from skills.registry import register
+from cellctl.drivers.types import GripperCommand
+from cellctl.skills.base import Params, Skill
+from cellctl.skills.registry import register
 
 ARRIVAL_TOLERANCE = (0.03, 0.01)  # m: horizontal from the station centre, vertical from its top
 

@@ -10,11 +10,11 @@ import importlib
 import sys
 from importlib.metadata import entry_points
 
-from skills.base import Skill
-from skills.context import SkillContext
+from cellctl.skills.base import Skill
+from cellctl.skills.context import SkillContext
 
 _SKILLS: dict[str, type[Skill]] = {}
-_BUILTIN = ("skills.move_joints", "skills.move_pose", "skills.pick", "skills.place", "skills.wait")
+_BUILTIN = ("cellctl.skills.move_joints", "cellctl.skills.move_pose", "cellctl.skills.pick", "cellctl.skills.place", "cellctl.skills.wait")
 ENTRY_POINT_GROUP = "cellctl.skills"
 
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 import time
 from typing import Protocol
 
-from drivers.errors import Timeout
-from drivers.wait import clock_of
-from skills.base import SkillResult
-from skills.context import SkillContext
+from cellctl.drivers.errors import Timeout
+from cellctl.drivers.wait import clock_of
+from cellctl.skills.base import SkillResult
+from cellctl.skills.context import SkillContext
 
 
 class Tickable(Protocol):

@@ -21,10 +21,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from skills.base import Skill, SkillParameterError, SkillResult, SkillStatus
-from skills.context import SkillContext
-from skills.events import make_event
-from skills.registry import get
+from cellctl.skills.base import Skill, SkillParameterError, SkillResult, SkillStatus
+from cellctl.skills.context import SkillContext
+from cellctl.skills.events import make_event
+from cellctl.skills.registry import get
 
 
 class StepCall(BaseModel):

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from skills.base import Params, Skill
-from skills.registry import register
+from cellctl.skills.base import Params, Skill
+from cellctl.skills.registry import register
 
 
 class WaitParams(Params):

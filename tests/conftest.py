@@ -8,15 +8,15 @@ from pathlib import Path
 import pytest
 import zmq
 
-from cellctl.processes import TwinProcess
-from drivers.twin import TwinDriver
+from cellctl.processes.children import TwinProcess
+from cellctl.drivers.twin import TwinDriver
 
 CONFIGS = Path(__file__).parent / "configs"
 
 
 @pytest.fixture
 def twin_factory(cellctl_twin):
-    """The plugin's ``cellctl_twin`` (cellctl/pytest_plugin.py), the fixture partners use too."""
+    """The plugin's ``cellctl_twin`` (cellctl/testkit/pytest_plugin.py), the fixture partners use too."""
     return cellctl_twin
 
 
@@ -45,7 +45,7 @@ def raw_client(kuka_twin):
 
 def recv(sock: zmq.Socket, timeout: float = 5.0):
     """Receive one reply or fail the test, never hang."""
-    from drivers.twin_wire import unpack
+    from cellctl.drivers.twin_wire import unpack
 
     assert sock.poll(int(timeout * 1000)), f"no reply within {timeout}s"
     return unpack(sock.recv())

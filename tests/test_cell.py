@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from cellctl.control import request
-from drivers.twin import TwinDriver
+from cellctl.cell.control import request
+from cellctl.drivers.twin import TwinDriver
 from tests.conftest import CONFIGS
 
 CONFIG = CONFIGS / "one_cell.yaml"

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from cellctl.paths import CONFIG_DIR
+from cellctl.config.paths import CONFIG_DIR
 from tests.helpers.ci_log import to_ci_log
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from cellctl.config import ConfigError, load_config
+from cellctl.config.loader import ConfigError, load_config
 
 GOOD = """\
 version: 1

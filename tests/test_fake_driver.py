@@ -9,19 +9,19 @@ import time
 
 import pytest
 
-from cellctl.config import load_config
-from cellctl.ledger import DELIVERED, Ledger
-from cellctl.paths import CONFIG_DIR
-from cellctl.testing import FakeCell
-from drivers.conformance import check_driver
-from drivers.errors import ConnectionLost, LimitViolation
-from drivers.fake import FakeDriver
-from drivers.fake_world import FakeWorld
-from drivers.types import GripperCommand, MotionStatus
-from drivers.wait import wait
-from skills.context import SkillContext
-from skills.registry import create
-from skills.runner import run
+from cellctl.config.loader import load_config
+from cellctl.custody.ledger import DELIVERED, Ledger
+from cellctl.config.paths import CONFIG_DIR
+from cellctl.testkit.harness import FakeCell
+from cellctl.drivers.conformance import check_driver
+from cellctl.drivers.errors import ConnectionLost, LimitViolation
+from cellctl.drivers.fake import FakeDriver
+from cellctl.drivers.fake_world import FakeWorld
+from cellctl.drivers.types import GripperCommand, MotionStatus
+from cellctl.drivers.wait import wait
+from cellctl.skills.context import SkillContext
+from cellctl.skills.registry import create
+from cellctl.skills.runner import run
 from tests.conftest import CONFIGS
 
 ONE_CELL = CONFIGS / "one_cell.yaml"

@@ -19,10 +19,10 @@ import zmq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cellctl import rendezvous
-from cellctl.control import request
-from cellctl.processes import RosbridgeProcess
-from drivers import twin_wire as P
+from cellctl.handoff import rendezvous
+from cellctl.cell.control import request
+from cellctl.processes.children import RosbridgeProcess
+from cellctl.drivers import twin_wire as P
 from tests.conftest import CONFIGS
 from tests.strategies import field_maps, values
 
@@ -200,7 +200,7 @@ def test_fuzz_handoff_inbox(tmp_path):
     Notifications) and pushes frames to the cell's inbox. The cell never stops serving."""
     config = tmp_path / "line.yaml"
     config.write_text(LINE)
-    from cellctl.processes import TwinProcess
+    from cellctl.processes.children import TwinProcess
 
     with TwinProcess(str(config)) as twin:
         ctx = zmq.Context.instance()

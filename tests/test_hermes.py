@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cellctl.hermes import (MESSAGES, RECEIVER, SENDER, STATES, HermesMachine, ProtocolError, SoftwareError)
+from cellctl.handoff.hermes import (MESSAGES, RECEIVER, SENDER, STATES, HermesMachine, ProtocolError, SoftwareError)
 
 REFERENCE = json.loads((Path(__file__).resolve().parent.parent / "docs" / "reference" / "hermes.json").read_text())
 REF_SENDER = {(t["from"], t["event"]): t["to"] for t in REFERENCE["transitions"]}
@@ -123,7 +123,7 @@ def test_crossing_messages_do_not_disconnect_a_link():
 
 def _pair():
     """A sender and a receiver link wired back to back through lists (no sockets)."""
-    from cellctl.handoff import HandoffLink
+    from cellctl.handoff.link import HandoffLink
 
     wires = {"press": [], "pack": []}
     emitted = []

@@ -7,7 +7,7 @@ import sqlite3
 
 import pytest
 
-from cellctl.ledger import DELIVERED, GIVEN, IN_TRANSIT, OWNED, Ledger, LedgerError
+from cellctl.custody.ledger import DELIVERED, GIVEN, IN_TRANSIT, OWNED, Ledger, LedgerError
 
 
 def test_two_phase_transfer_across_two_ledgers(tmp_path):

@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from cellctl.crash import POINTS
-from cellctl.paths import CONFIG_DIR
+from cellctl.processes.crash import POINTS
+from cellctl.config.paths import CONFIG_DIR
 
 CLI = [sys.executable, "-m", "cellctl"]
 

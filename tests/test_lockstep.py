@@ -11,11 +11,11 @@ import time
 
 import pytest
 
-from drivers.conformance import check_driver
-from drivers.twin_lockstep import LockstepClock
-from drivers.errors import DriverError, Unsupported
-from drivers.twin import TwinDriver
-from drivers.wait import wait
+from cellctl.drivers.conformance import check_driver
+from cellctl.drivers.twin_lockstep import LockstepClock
+from cellctl.drivers.errors import DriverError, Unsupported
+from cellctl.drivers.twin import TwinDriver
+from cellctl.drivers.wait import wait
 from tests.conftest import CONFIGS
 
 CONTROLLER = [sys.executable, "-m", "tests.helpers.controller"]

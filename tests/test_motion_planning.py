@@ -6,12 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from drivers import trajectory
-from drivers.envelope import check_trajectory
-from drivers.errors import LimitViolation, Unreachable
-from drivers.kinematics import Kinematics
-from drivers.types import Pose, RobotDescription, Trajectory
-from drivers.robot_config import MODELS
+from cellctl.drivers import trajectory
+from cellctl.drivers.envelope import check_trajectory
+from cellctl.drivers.errors import LimitViolation, Unreachable
+from cellctl.drivers.kinematics import Kinematics
+from cellctl.drivers.types import Pose, RobotDescription, Trajectory
+from cellctl.drivers.robot_config import MODELS
 
 KUKA = MODELS["kuka_iiwa"]
 LOWER = (-2.96, -2.09, -2.96, -2.09, -2.96, -2.09, -3.05)

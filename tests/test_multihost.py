@@ -186,10 +186,10 @@ def test_a_link_down_for_a_few_seconds_suspends_resumes_and_loses_nothing(two_pc
 CLIENTS = """
 import sys, time, zmq
 from pathlib import Path
-from drivers.curve import Keys
-from drivers.twin_client import TwinClient
-from drivers.errors import ConnectionLost
-from cellctl.control import request
+from cellctl.drivers.curve import Keys
+from cellctl.drivers.twin_client import TwinClient
+from cellctl.drivers.errors import ConnectionLost
+from cellctl.cell.control import request
 
 keys_dir, stranger_dir, observer_dir, twin_ep, pub_ep, control_ep, status_ep, inbox_ep = sys.argv[1:9]
 outcomes = {}

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cellctl.packml import COMMANDS, STATE_NUMBERS, TRANSITIONS, CommandRefused, PackML
+from cellctl.cell.packml import COMMANDS, STATE_NUMBERS, TRANSITIONS, CommandRefused, PackML
 
 REFERENCE = json.loads((Path(__file__).resolve().parent.parent / "docs" / "reference" / "packml.json").read_text())
 TABLE = {(t["from"], t["event"]): t["to"] for t in REFERENCE["transitions"]}

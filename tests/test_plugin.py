@@ -1,4 +1,4 @@
-"""cellctl's pytest plugin (cellctl/pytest_plugin.py), loaded from its ``pytest11`` entry point as
+"""cellctl's pytest plugin (cellctl/testkit/pytest_plugin.py), loaded from its ``pytest11`` entry point as
 a partner's CI loads it: the fixtures start real processes and read what they write."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from cellctl.paths import CONFIG_DIR
+from cellctl.config.paths import CONFIG_DIR
 from tests.conftest import CONFIGS
 
 DEMO = CONFIG_DIR / "demo_line.yaml"
@@ -16,7 +16,7 @@ DEMO = CONFIG_DIR / "demo_line.yaml"
 
 def test_the_plugin_is_loaded_from_its_entry_point(pytestconfig):
     plugin = pytestconfig.pluginmanager.get_plugin("cellctl")
-    assert plugin is not None and plugin.__name__ == "cellctl.pytest_plugin"
+    assert plugin is not None and plugin.__name__ == "cellctl.testkit.pytest_plugin"
 
 
 def test_cellctl_line_runs_a_line_and_tells_its_story(cellctl_line):

@@ -15,16 +15,16 @@ from pathlib import Path
 import pytest
 import websockets
 
-from cellctl.config import load_config
-from cellctl.processes import RosbridgeProcess
-from drivers.description import describe_from_config
-from drivers.ros import RosDriver, RosNames
-from drivers.twin_client import TwinClient
-from drivers.types import MotionStatus
-from drivers.wait import wait
-from skills.context import SkillContext
-from skills.registry import create
-from skills.runner import run
+from cellctl.config.loader import load_config
+from cellctl.processes.children import RosbridgeProcess
+from cellctl.drivers.description import describe_from_config
+from cellctl.drivers.ros import RosDriver, RosNames
+from cellctl.drivers.twin_client import TwinClient
+from cellctl.drivers.types import MotionStatus
+from cellctl.drivers.wait import wait
+from cellctl.skills.context import SkillContext
+from cellctl.skills.registry import create
+from cellctl.skills.runner import run
 
 ACTION = "/press/joint_trajectory_controller/follow_joint_trajectory"
 NOBODY = "/scaled_joint_trajectory_controller/follow_joint_trajectory"  # a name the twin does not serve

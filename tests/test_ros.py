@@ -16,19 +16,19 @@ from pathlib import Path
 import pytest
 import websockets
 
-from cellctl.config import load_config
-from cellctl.control import request
-from cellctl.processes import RosbridgeProcess, TwinProcess
-from drivers.conformance import check_driver
-from drivers.description import describe_from_config
-from drivers.errors import ConnectionLost
-from drivers.twin import TwinDriver
-from drivers.ros import RosDriver, RosNames
-from drivers.types import MotionStatus
-from drivers.wait import wait
-from skills.context import SkillContext
-from skills.registry import create
-from skills.runner import run
+from cellctl.config.loader import load_config
+from cellctl.cell.control import request
+from cellctl.processes.children import RosbridgeProcess, TwinProcess
+from cellctl.drivers.conformance import check_driver
+from cellctl.drivers.description import describe_from_config
+from cellctl.drivers.errors import ConnectionLost
+from cellctl.drivers.twin import TwinDriver
+from cellctl.drivers.ros import RosDriver, RosNames
+from cellctl.drivers.types import MotionStatus
+from cellctl.drivers.wait import wait
+from cellctl.skills.context import SkillContext
+from cellctl.skills.registry import create
+from cellctl.skills.runner import run
 from tests.conftest import CONFIGS
 
 CONFIG = CONFIGS / "kuka_ros.yaml"

@@ -20,18 +20,18 @@ import xmlschema
 import zmq
 from junitparser import JUnitXml
 
-from cellctl.cell import Cell, CellSetup
-from cellctl.config import load_config
-from cellctl.control import ControlServer
-from cellctl.handoff import HandoffLink
-from cellctl.ledger import Ledger
-from cellctl.paths import CONFIG_DIR
-from cellctl.reproducible import canonical_events
-from cellctl.testing import read_events
-from drivers.fake import FakeDriver
-from drivers.fake_world import FakeWorld
-from drivers.twin_wire import pack, unpack
-from skills.events import ListSink
+from cellctl.cell.controller import Cell, CellSetup
+from cellctl.config.loader import load_config
+from cellctl.cell.control import ControlServer
+from cellctl.handoff.link import HandoffLink
+from cellctl.custody.ledger import Ledger
+from cellctl.config.paths import CONFIG_DIR
+from cellctl.testkit.reproducible import canonical_events
+from cellctl.testkit.harness import read_events
+from cellctl.drivers.fake import FakeDriver
+from cellctl.drivers.fake_world import FakeWorld
+from cellctl.drivers.twin_wire import pack, unpack
+from cellctl.skills.events import ListSink
 from tests.helpers.ci_log import to_ci_log
 
 CLI = [sys.executable, "-m", "cellctl", "test"]

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from cellctl.cell_process import _sensors
-from cellctl.config import ConfigError, load_config
-from cellctl.sensing import StationSensors, TwinPartSensor
-from drivers.errors import DriverError
-from drivers.twin import TwinDriver
-from drivers.twin_client import TwinClient
+from cellctl.cell.process import _sensors
+from cellctl.config.loader import ConfigError, load_config
+from cellctl.devices.sensing import StationSensors, TwinPartSensor
+from cellctl.drivers.errors import DriverError
+from cellctl.drivers.twin import TwinDriver
+from cellctl.drivers.twin_client import TwinClient
 
 IO_LINE = Path(__file__).parent / "configs" / "io_sensor_line.yaml"
 

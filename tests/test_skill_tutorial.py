@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from skills.base import SkillStatus
+from cellctl.skills.base import SkillStatus
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "skills.md"
 

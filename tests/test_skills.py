@@ -7,13 +7,13 @@ import time
 import numpy as np
 import pytest
 
-from drivers.types import GripperCommand
-from drivers.wait import wait
-from skills.base import SkillParameterError, SkillStatus
-from skills.context import SkillContext
-from skills.registry import UnknownSkill, create
-from skills.runner import run
-from skills.sequence import SkillSequence
+from cellctl.drivers.types import GripperCommand
+from cellctl.drivers.wait import wait
+from cellctl.skills.base import SkillParameterError, SkillStatus
+from cellctl.skills.context import SkillContext
+from cellctl.skills.registry import UnknownSkill, create
+from cellctl.skills.runner import run
+from cellctl.skills.sequence import SkillSequence
 
 STATIONS = {"infeed": (0.55, -0.35, 0.3), "outfeed": (0.55, 0.35, 0.3)}
 MOTION_OPS = ("execute", "move_joints", "move_pose", "gripper")

@@ -14,16 +14,16 @@ from pathlib import Path
 
 import pytest
 
-from cellctl.config import load_config
-from cellctl.ledger import Ledger
-from cellctl.paths import CONFIG_DIR
-from cellctl.summary import count_parts
-from drivers.twin import TwinDriver
-from skills.context import SkillContext
-from skills.registry import create
-from skills.runner import run
+from cellctl.config.loader import load_config
+from cellctl.custody.ledger import Ledger
+from cellctl.config.paths import CONFIG_DIR
+from cellctl.line.summary import count_parts
+from cellctl.drivers.twin import TwinDriver
+from cellctl.skills.context import SkillContext
+from cellctl.skills.registry import create
+from cellctl.skills.runner import run
 from tests.conftest import CONFIGS
-from twin.checkpoint import SavedPart, SavedRobot, WorldState
+from cellctl.twin.checkpoint import SavedPart, SavedRobot, WorldState
 
 CLI = [sys.executable, "-m", "cellctl"]
 DEMO = CONFIG_DIR / "demo_line.yaml"

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from drivers.conformance import check_driver
-from drivers.errors import ConnectionLost, LimitViolation, Unreachable
-from drivers.geometry import facing
-from drivers.twin import TwinDriver
-from drivers.types import GripperCommand, MotionStatus, Pose
-from drivers.wait import wait
+from cellctl.drivers.conformance import check_driver
+from cellctl.drivers.errors import ConnectionLost, LimitViolation, Unreachable
+from cellctl.drivers.geometry import facing
+from cellctl.drivers.twin import TwinDriver
+from cellctl.drivers.types import GripperCommand, MotionStatus, Pose
+from cellctl.drivers.wait import wait
 from tests.conftest import CONFIGS
 
 GAP, HOVER = 0.005, 0.10  # suction cup above the part top; approach height

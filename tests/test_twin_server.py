@@ -10,10 +10,10 @@ import time
 
 import pytest
 
-from drivers.errors import DriverError
-from drivers.twin import TwinDriver
+from cellctl.drivers.errors import DriverError
+from cellctl.drivers.twin import TwinDriver
 from tests.conftest import CONFIGS, recv
-from drivers import twin_wire as P
+from cellctl.drivers import twin_wire as P
 
 
 def _ask(sock, op, args=None, req_id=1):
@@ -87,7 +87,7 @@ def test_server_survives_random_frames(kuka_twin, raw_client):
 def test_client_killed_mid_request_does_not_disturb_the_server(kuka_twin):
     script = textwrap.dedent(f"""
         import os, signal, zmq
-        from drivers import twin_wire as P
+        from cellctl.drivers import twin_wire as P
         s = zmq.Context().socket(zmq.DEALER)
         s.connect({kuka_twin.endpoint!r})
         q = [0.0, 0.5, 0.0, -1.2, 0.0, 1.4, 0.0]

@@ -13,8 +13,8 @@ from typing import Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from drivers.curve import Keys
-from drivers.robot_config import Problem, RobotConfig, Strict, Vec3
+from cellctl.drivers.curve import Keys
+from cellctl.drivers.robot_config import Problem, RobotConfig, Strict, Vec3
 
 
 REST_CLEARANCE = 0.05  # m above a station's top surface within which a part rests on it

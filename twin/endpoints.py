@@ -4,7 +4,7 @@ ZeroMQ sockets take any address under CURVE (``drivers/curve.py``)."""
 
 from __future__ import annotations
 
-from drivers.curve import is_loopback
+from cellctl.drivers.curve import is_loopback
 
 
 def check_loopback(host: str) -> None:

@@ -6,10 +6,10 @@ it. Every spawn and consumption goes to the part log, the twin's own count of wh
 from __future__ import annotations
 
 import numpy as np
-import pybullet as pb
+from cellctl.drivers.bullet import pb
 
-from twin.config import SceneConfig, StationConfig
-from twin.parts import Parts
+from cellctl.twin.config import SceneConfig, StationConfig
+from cellctl.twin.parts import Parts
 
 CHECK_EVERY = 10  # steps between sink / feed checks
 REST_SPEED = 0.02  # m/s: a part slower than this has come to rest

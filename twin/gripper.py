@@ -8,11 +8,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-import pybullet as pb
+from cellctl.drivers.bullet import pb
 
-from drivers.types import GripperState
-from twin.config import GripperConfig
-from twin.parts import Parts, SimPart
+from cellctl.drivers.types import GripperState
+from cellctl.twin.config import GripperConfig
+from cellctl.twin.parts import Parts, SimPart
 
 
 class SuctionGripper:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import pybullet as pb
+from cellctl.drivers.bullet import pb
 
-from twin.config import PartTypeConfig
+from cellctl.twin.config import PartTypeConfig
 
 
 @dataclass

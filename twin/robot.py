@@ -6,16 +6,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import pybullet as pb
+from cellctl.drivers.bullet import pb
 
-from drivers.description import describe_from_config
-from drivers.types import JointState, MotionStatus, Trajectory
-from drivers.urdf import by_name, link_indices, read_joints
-from drivers.robot_config import RobotConfig
-from twin.checkpoint import SavedRobot
-from twin.config import TwinConfig
-from twin.gripper import SuctionGripper
-from twin.parts import Parts
+from cellctl.drivers.description import describe_from_config
+from cellctl.drivers.types import JointState, MotionStatus, Trajectory
+from cellctl.drivers.urdf import by_name, link_indices, read_joints
+from cellctl.drivers.robot_config import RobotConfig
+from cellctl.twin.checkpoint import SavedRobot
+from cellctl.twin.config import TwinConfig
+from cellctl.twin.gripper import SuctionGripper
+from cellctl.twin.parts import Parts
 
 
 @dataclass

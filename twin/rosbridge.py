@@ -24,11 +24,11 @@ from dataclasses import dataclass, field
 
 import websockets
 
-from drivers.errors import DriverError
-from drivers.twin_client import TwinClient
-from drivers import twin_wire as P
-from drivers import ros_names as N
-from twin.config import SceneConfig, station_sensor
+from cellctl.drivers.errors import DriverError
+from cellctl.drivers.twin_client import TwinClient
+from cellctl.drivers import twin_wire as P
+from cellctl.drivers import ros_names as N
+from cellctl.twin.config import SceneConfig, station_sensor
 
 PUBLISH_HZ = 50
 ROSAPI = ("/rosapi/topics", "/rosapi/topics_and_raw_types", "/rosapi/action_servers", "/rosapi/topic_type",

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import zmq
 
-from drivers import twin_wire as P
-from twin.checkpoint import Checkpoint
-from twin.config import SceneConfig
-from drivers.curve import check_bind, release
-from twin.service import TwinService
+from cellctl.drivers import twin_wire as P
+from cellctl.twin.checkpoint import Checkpoint
+from cellctl.twin.config import SceneConfig
+from cellctl.drivers.curve import check_bind, release
+from cellctl.twin.service import TwinService
 
 JOINT_STATE_HZ = 50
 MAX_CATCH_UP_S = 0.25  # realtime: if the loop falls further behind, drop the backlog (and say so)

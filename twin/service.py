@@ -12,17 +12,17 @@ from collections.abc import Callable
 import numpy as np
 from pydantic import ValidationError
 
-from drivers.envelope import check_trajectory
-from drivers.errors import DriverError
-from drivers.kinematics import Kinematics
-from drivers.planning import joint_motion, kinematics_for, pose_motion
-from drivers.types import MotionStatus, Pose, Trajectory
-from drivers import twin_wire as P
-from twin.checkpoint import WorldState
-from twin.config import SceneConfig
-from twin.lockstep import Lockstep, LockstepError, UnknownParticipant
-from twin.robot import SimRobot
-from twin.world import World
+from cellctl.drivers.envelope import check_trajectory
+from cellctl.drivers.errors import DriverError
+from cellctl.drivers.kinematics import Kinematics
+from cellctl.drivers.planning import joint_motion, kinematics_for, pose_motion
+from cellctl.drivers.types import MotionStatus, Pose, Trajectory
+from cellctl.drivers import twin_wire as P
+from cellctl.twin.checkpoint import WorldState
+from cellctl.twin.config import SceneConfig
+from cellctl.twin.lockstep import Lockstep, LockstepError, UnknownParticipant
+from cellctl.twin.robot import SimRobot
+from cellctl.twin.world import World
 
 START_TOLERANCE = 0.05  # rad: a trajectory must start where the robot is
 REQUEST_LOG = 10_000

@@ -7,15 +7,15 @@ from __future__ import annotations
 import itertools
 from collections import deque
 
-import pybullet as pb
+from cellctl.drivers.bullet import pb
 import pybullet_data
 
-from drivers.types import MotionStatus
-from twin.checkpoint import MOTION_ID_GAP, SavedPart, WorldState
-from twin.config import SceneConfig, StationConfig
-from twin.feeds import Feeds
-from twin.parts import Parts
-from twin.robot import SimMotion, SimRobot
+from cellctl.drivers.types import MotionStatus
+from cellctl.twin.checkpoint import MOTION_ID_GAP, SavedPart, WorldState
+from cellctl.twin.config import SceneConfig, StationConfig
+from cellctl.twin.feeds import Feeds
+from cellctl.twin.parts import Parts
+from cellctl.twin.robot import SimMotion, SimRobot
 
 STATION_COLOR = (0.55, 0.55, 0.6, 1.0)
 FAULT_LOG = 10_000

@@ -11,10 +11,10 @@ import random
 import time
 from pathlib import Path
 
-from cellctl import rendezvous
-from cellctl.mailbox import Mailbox
-from drivers.twin_lockstep import LockstepClock
-from drivers.twin import TwinDriver
+from cellctl.handoff import rendezvous
+from cellctl.handoff.mailbox import Mailbox
+from cellctl.drivers.twin_lockstep import LockstepClock
+from cellctl.drivers.twin import TwinDriver
 
 
 def main() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from skills.base import Params, Skill
+from cellctl.skills.base import Params, Skill
 
 
 class StampParams(Params):

@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 
 import cellctl
-from cellctl.config import load_config
-from cellctl.testing import FakeCell
-from drivers.fake import FakeDriver
-from drivers.fake_world import FakeWorld
-from skills.context import SkillContext
-from skills.registry import create
-from skills.runner import run
+from cellctl.config.loader import load_config
+from cellctl.testkit.harness import FakeCell
+from cellctl.drivers.fake import FakeDriver
+from cellctl.drivers.fake_world import FakeWorld
+from cellctl.skills.context import SkillContext
+from cellctl.skills.registry import create
+from cellctl.skills.runner import run
 
 HERE = Path(__file__).resolve().parent.parent
 LINE, CELL = HERE / "acme_line.yaml", HERE / "acme_cell.yaml"

@@ -1,0 +1,519 @@
+"""The cell controller: PackML decides which state the cell is in; this module decides what each
+state does, one non-blocking tick per control period.
+
+In Execute the cell works part by part, in phases:
+
+    acquire  take a part: from a feed station (own it), or from the upstream neighbour by the
+             handoff handshake (MachineReady → BoardAvailable → StartTransport → TransportFinished,
+             own it, StopTransport)
+    work     pick it from the take station, run the recipe's skills
+    deliver  place it on a sink (DELIVERED), or hand it to the downstream neighbour (BoardAvailable,
+             wait for StartTransport, place it on the handoff station, commit IN_TRANSIT,
+             TransportFinished, wait for StopTransport → GIVEN)
+
+Every custody change goes to the ledger first, then to the peer. A skill failure or driver fault
+→ Held (Execute → Hold is always legal); never a silent retry loop. A neighbour that disappears
+while the cell waits on it → Suspended, Held after ``hold_after`` s, and back to Execute when it
+returns (from Held only with a simulated robot: a real one moves again on an operator's Unhold).
+The twin itself going away (simulation only) → Held, with nothing sent to it; when the same twin
+answers again (a network outage, a pause: its world went on as it was) the cell resumes by itself,
+while a restarted twin's restored world waits for the launcher's reconciliation and Unhold. Unhold
+and restarts re-plan from the physical state and the ledger, never from memory.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from cellctl.custody import ledger as L
+from cellctl.processes.crash import crash_point
+from cellctl.custody.custodian import UNIDENTIFIED, Custodian
+from cellctl.handoff.link import HandoffLink, LinkEvent
+from cellctl.handoff.messages import MAX_RESYNC
+from cellctl.config.line import CellConfig, LineConfig
+from cellctl.cell.packml import PackML
+from cellctl.devices.sensing import PartSensor
+from cellctl.drivers.contract import Motion, RobotDriver
+from cellctl.drivers.errors import ConnectionLost, DriverError
+from cellctl.drivers.types import Vec3
+from cellctl.skills.context import SkillContext
+from cellctl.skills.events import EventSink, make_event
+from cellctl.skills.sequence import SkillSequence
+from cellctl.twin.config import StationConfig
+
+TWIN_LOST, LINK_LOST = "twin lost", "robot link lost"  # faults' prefixes: the world stopped answering
+LOST_WORLD = (TWIN_LOST, LINK_LOST)
+WAIT_HORIZON = 1.0  # s of driver time a waiting cell sleeps at most (lockstep next-event advance)
+ANNOUNCE_EVERY = 1.0  # wall s between re-announcements of a part in transit that no exchange settles
+
+
+class Phase(StrEnum):
+    """Where the cell is with its current part in Execute (see the module docstring)."""
+
+    ACQUIRE = "acquire"
+    WORK = "work"
+    DELIVER = "deliver"
+    HANDOVER = "handover"
+
+
+@dataclass
+class CellSetup:
+    """What a cell is wired to, built by its process from config: its recipe, its robot (through
+    the skill context), its part sensor, its ledger and its neighbours."""
+
+    name: str
+    cfg: CellConfig
+    ctx: SkillContext
+    sensor: PartSensor
+    ledger: L.Ledger
+    feed_types: Mapping[str, str] = field(default_factory=dict)  # feed station -> the part type it produces
+    upstream: HandoffLink | None = None
+    downstream: HandoffLink | None = None
+    work_order: int | None = None  # parts to finish; None: the config's
+    simulated: bool = True  # the robot is the twin's: a cell Held only for a gone neighbour resumes by itself
+    stations: Mapping[str, StationConfig] = field(default_factory=dict)  # for feeds' prefixes (minted ids)
+
+    @classmethod
+    def from_config(cls, config: LineConfig, name: str, driver: RobotDriver, sensor: PartSensor, ledger: L.Ledger,
+                    events: EventSink, locate: Callable[[str], Vec3 | None] | None = None,
+                    **wiring: object) -> CellSetup:
+        """Cell ``name`` of a line config on ``driver``: its skill context (stations, part height,
+        sinks) and feed types from the config; ``wiring`` is the rest (neighbours, work order...)."""
+        cfg = config.cells[name]
+        ctx = SkillContext.create(driver, stations={n: s.position for n, s in config.stations.items()},
+                                  part_height=max(t.size[2] for t in config.part_types.values()),
+                                  locate=locate, events=events, robot=cfg.robot,
+                                  sinks=frozenset(n for n, s in config.stations.items() if s.sink))
+        feed_types = {n: s.feed.part_type for n, s in config.stations.items() if s.feed}
+        return cls(name, cfg, ctx, sensor, ledger, feed_types, stations=config.stations, **wiring)
+
+
+class Cell:
+    def __init__(self, setup: CellSetup) -> None:
+        self.name, self.cfg, self.ctx = setup.name, setup.cfg, setup.ctx
+        self.driver: RobotDriver = setup.ctx.driver
+        self.sensor = setup.sensor
+        self.feed_types = setup.feed_types
+        self.events, self.ledger = setup.ctx.events, setup.ledger
+        self.upstream, self.downstream = setup.upstream, setup.downstream
+        self.work_order = setup.work_order if setup.work_order is not None else self.cfg.parts
+        self.simulated = setup.simulated
+        self._last_time = 0.0
+        self.custody = Custodian(self.ledger, self.sensor, self.cfg, self.ctx, self.emit, self.driver.now,
+                                 setup.stations)
+        self.part: str | None = None  # the part this cell is working on
+        self.phase: Phase | None = None
+        self.sequence: SkillSequence | None = None
+        self.fault: str | None = None
+        self.offered: tuple[str, str] | None = None  # (part, type) the upstream neighbour offers
+        self._action: Motion | None = None
+        self._suspended_at: float | None = None  # monotonic wall time
+        self._announced_at = 0.0  # monotonic wall time of the last re-announcement of a part in transit
+        self._neighbour: HandoffLink | None = None  # the gone neighbour we are Suspended / Held for
+        self._twin_back = False  # Held for a lost twin, and the same twin answers again
+        # The robot is known to be clear of the give station (home after placing, or homed). Until it
+        # is, a part IN_TRANSIT there is not announced: the receiver would reach into our arm.
+        self.clear_of_give = False
+        # The world was restored from a checkpoint: the robot may stand where it stood a moment
+        # before (over a shared station, say). It homes first, before any plan.
+        self.rehome = False
+        self._phases: dict[Phase, Callable[[], None]] = {
+            Phase.ACQUIRE: self._phase_acquire, Phase.WORK: self._phase_work,
+            Phase.DELIVER: self._phase_deliver, Phase.HANDOVER: self._phase_handover,
+        }
+        self.packml = PackML(self._on_change)
+
+    # -- status and events -----------------------------------------------------------------------
+    @property
+    def state(self) -> str:
+        return self.packml.state
+
+    @property
+    def parts_done(self) -> int:
+        """Parts given on or delivered, counted in the ledger: a part settled by a resync, a
+        reconcile or a StopTransport while the cell was doing something else counts too."""
+        return self.custody.finished()
+
+    def status(self) -> dict:
+        skill = self.sequence.current.name if self.sequence and self.sequence.current else None
+        waiting = self._waiting_on() if self.state in ("Execute", "Suspended", "Held") else None
+        return {"cell": self.name, "state": self.state, "state_number": self.packml.state_number, "skill": skill,
+                "phase": self.phase, "parts_done": self.parts_done, "work_order": self.work_order,
+                "part": self.part, "fault": self.fault, "waiting_for": waiting.peer if waiting else None,
+                "links": {link.role: {"peer": link.peer, "state": link.fsm.state, "connected": link.connected}
+                          for link in (self.upstream, self.downstream) if link is not None}}
+
+    def emit(self, kind: str, **fields: object) -> None:
+        try:
+            self._last_time = self.driver.now()
+        except DriverError:
+            pass  # the time source is gone (a lost twin): the event is stamped with the last time seen
+        self.events.emit(make_event(kind, self._last_time, cell=self.name, **fields))
+
+    def _on_change(self, source: str, dest: str, event: str) -> None:
+        self.emit("packml", source=source, dest=dest, event=event, state_number=self.packml.state_number)
+
+    # -- commands ----------------------------------------------------------------------------------
+    def command(self, command: str) -> None:
+        """A PackML command from the control socket or the launcher (CommandRefused if illegal)."""
+        self.packml.command(command)
+        if command in ("Stop", "Abort", "Hold"):
+            self._halt()
+        if command in ("Unhold", "Unsuspend", "Stop", "Abort"):
+            self._neighbour, self._twin_back = None, False
+
+    def _halt(self) -> None:
+        """Stop whatever moves; the part stays where it is (in the gripper, if held)."""
+        sequence, self.sequence = self.sequence, None
+        self.phase = None  # re-plan from the physical state on the way back to Execute
+        self._action = None
+        self.clear_of_give = False  # stopped wherever it was
+        try:
+            if sequence is not None:
+                sequence.cancel()
+            self.driver.stop()  # whatever the cancel could not reach stops here
+        except DriverError as exc:
+            self.emit("fault", reason=f"stop failed: {exc}")
+            try:
+                self.driver.stop()
+            except DriverError:
+                pass  # the robot is unreachable: the fault above says so
+
+    def replan(self, reason: str) -> None:
+        """Drop the running skills and choose again from the ledger and the physical state (after
+        this controller was away while the world went on)."""
+        self.emit("replan", reason=reason)
+        if self.state == "Execute":
+            self._halt()
+            # What the halted skills left behind (a part placed on the handoff station but not yet
+            # committed, say) is read from the stations, as after a restart.
+            self.reconcile()
+
+    # -- recovery ----------------------------------------------------------------------------------
+    def reconcile(self) -> None:
+        """Bring the ledger in line with the gripper and stations (after a restart, before Reset)."""
+        self.custody.reconcile(self.downstream)
+
+    # -- links -------------------------------------------------------------------------------------
+    def peers(self) -> list[str]:
+        return [link.peer for link in (self.upstream, self.downstream) if link is not None]
+
+    def cut_link(self, peer: str, seconds: float) -> None:
+        """An injected fault (simulation only): the link to ``peer`` is down for ``seconds`` of sim time."""
+        link = next(link for link in (self.upstream, self.downstream) if link is not None and link.peer == peer)
+        link.cut(self.driver.now() + seconds)
+
+    def _service_links(self) -> None:
+        for link, handler in ((self.upstream, self._upstream_event), (self.downstream, self._downstream_event)):
+            if link is None:
+                continue
+            if link.cut_until is not None and self.driver.now() >= link.cut_until:
+                link.mend()
+            link.tick()
+            for event in link.take_events():
+                handler(link, event)
+
+    def _upstream_event(self, link: HandoffLink, ev: LinkEvent) -> None:
+        msg = ev.msg
+        if ev.kind == "connected":
+            link.send_extra("Resync", received=self.ledger.received_from(link.peer, MAX_RESYNC))
+        elif ev.kind == "BoardAvailable":
+            self.offered = (msg["part"], msg.get("part_type", "?"))
+        elif ev.kind in ("RevokeBoardAvailable", "disconnected"):
+            self.offered = None
+        elif ev.kind == "TransportFinished":
+            crash_point("receiver_after_transport_finished_before_commit")
+            self.custody.change("own", msg["part"], msg.get("part_type", "?"), link.peer)
+            if link.fsm.state in ("Transporting", "TransportFinished"):
+                link.send("StopTransport", part=msg["part"], transfer_state="Complete")
+            # else the session ended after the message came (a reconnect in the same tick): the
+            # Resync of the next session lists the part as received, and the sender settles on it
+            self.offered = None
+        elif ev.kind == "ResyncTransfer":
+            self.custody.resync_transfer(link, msg)
+
+    def _downstream_event(self, link: HandoffLink, ev: LinkEvent) -> None:
+        msg = ev.msg
+        if ev.kind == "Resync":
+            self.custody.resync(link, msg["received"], announce=self.clear_of_give)
+        elif ev.kind == "ResyncAck":
+            self.custody.resync_ack(link, msg)
+        elif ev.kind == "StopTransport":
+            crash_point("sender_after_stop_transport_before_commit")
+            self.custody.change("given", msg["part"])
+
+    def _waiting_on(self) -> HandoffLink | None:
+        """The neighbour link the current phase cannot proceed without."""
+        if self.phase in (None, Phase.ACQUIRE) and self.upstream is not None and self.part is None:
+            return self.upstream
+        if self.phase in (Phase.DELIVER, Phase.HANDOVER) and self.downstream is not None:
+            return self.downstream
+        return None
+
+    # -- tick --------------------------------------------------------------------------------------
+    def wake_hint(self) -> float | None:
+        """When the next tick is needed at the latest, if nothing happens first. In Execute with no
+        skill running the cell waits for a part (an event at its take station) or a neighbour (a
+        message): both wake it, so it sleeps up to WAIT_HORIZON instead of acknowledging every period."""
+        if self.sequence is not None:
+            return self.sequence.wake_hint()
+        if self.state == "Execute" and self.phase is not None:
+            return self.driver.now() + WAIT_HORIZON
+        if self.state == "Suspended":
+            return self.driver.now() + WAIT_HORIZON  # hold_after is wall time: looked at every tick
+        return None
+
+    def tick(self) -> None:
+        state = self.state
+        try:
+            self._service_links()
+            if state == "Execute":
+                self._execute()
+            elif state == "Resetting":
+                self._resetting()
+            elif state == "Suspended":
+                self._suspended()
+            elif state == "Held" and self.simulated and self._gone_is_back():
+                self.command("Unhold")  # held only because the twin or the neighbour was gone: it is back (a real
+                # robot moves again only on an operator's Unhold: automatic resumption is from Suspended only)
+            elif self.packml.acting:
+                if state in ("Stopping", "Aborting") or (state == "Holding" and not self.world_gone):
+                    self._halt()  # (held for a world that is gone: nothing to send it, world_lost dropped it all)
+                if state == "Unholding":  # a motion dropped when the world was lost may still run: it ends
+                    self.driver.stop()    # first (and a world still gone is noticed here, Held again)
+                if state == "Unsuspending":
+                    self._suspended_at = None
+                self.packml.complete()
+        except ConnectionLost as exc:  # the world is gone: Held for it (in simulation Unheld once it is back)
+            self.world_lost(f"{TWIN_LOST}: {exc}" if self.simulated else f"{LINK_LOST}: {exc}")
+        except DriverError as exc:
+            self._fail(f"{type(exc).__name__}: {exc}")
+        except Exception as exc:  # noqa: BLE001 - a ledger error or a bug in a user's skill: Held, never a dead cell
+            traceback.print_exc()  # into the cell's log
+            self._fail(f"{type(exc).__name__} in state {state}: {exc}")
+
+    def world_lost(self, reason: str) -> None:
+        """The twin (or a ROS robot's bridge) stopped answering: Held with the reason. Nothing is
+        sent to it — the skills and the homing move it was running are dropped, not cancelled — and
+        the cell re-plans from the world as it is when it is Unheld."""
+        if self.state in ("Held", "Holding") and self.fault and self.fault.split(":")[0] == reason.split(":")[0]:
+            return  # said already (a link retried every second stays one fault)
+        self.fault, self._twin_back = reason, False
+        self.emit("fault", reason=reason)
+        self.sequence, self.phase, self._action = None, None, None
+        self.clear_of_give = False
+        if "Hold" in self.packml.allowed():
+            self.packml.command("Hold")
+
+    @property
+    def world_gone(self) -> bool:
+        """Held (or holding) because the twin or the robot's bridge stopped answering."""
+        return self.state in ("Holding", "Held") and (self.fault or "").startswith(LOST_WORLD)
+
+    def waits_for_twin(self) -> bool:
+        """A simulated cell Held for a lost twin, not yet told that it is back."""
+        return self.simulated and self.world_gone and not self._twin_back
+
+    def _gone_is_back(self) -> bool:
+        """Held only because the twin or the neighbour was gone, and it is back."""
+        if self._twin_back and (self.fault or "").startswith(TWIN_LOST):
+            return True
+        return self._neighbour is not None and self._neighbour.connected
+
+    def twin_back(self) -> None:
+        """The twin we lost answers again, the same instance (not restarted from a checkpoint): held
+        only for it, a simulated cell resumes — a line run cell by cell has no launcher to Unhold it."""
+        if self.simulated and (self.fault or "").startswith(TWIN_LOST):
+            self._twin_back = True
+
+    def _fail(self, reason: str) -> None:
+        self.fault = reason
+        self.emit("fault", reason=reason)
+        self._halt()
+        self.packml.command("Hold" if "Hold" in self.packml.allowed() else "Abort")
+
+    def _resetting(self) -> None:
+        """Home the robot; Idle when it is there. Faults are cleared here, not silently earlier."""
+        if self._action is None:
+            self.fault = None
+            self.driver.stop()  # whatever the robot still does (a dead predecessor's motion) ends first
+            self._action = self.driver.move_joints([list(self.driver.describe().home)], speed=0.5)
+            return
+        status = self._action.status
+        if status.done:
+            self._action = None
+            if status.value != "succeeded":
+                self._fail(f"homing {status.value}")
+            else:
+                self.clear_of_give = True
+                self.packml.complete()
+
+    def _suspended(self) -> None:
+        link = self._neighbour
+        if link is None or link.connected:
+            self.command("Unsuspend")
+        elif time.monotonic() - self._suspended_at > self.cfg.hold_after:
+            self.fault = f"neighbour {link.peer} gone for over {self.cfg.hold_after}s"
+            self.emit("fault", reason=self.fault)
+            self.packml.command("Hold")  # keeps _neighbour: Held resumes by itself when it is back
+            self._halt()
+
+    def _execute(self) -> None:
+        link = self._waiting_on()
+        if link is not None and not link.connected and self.sequence is None:
+            self._suspended_at = time.monotonic()  # a neighbour's absence is judged in wall time
+            self.emit("waiting", neighbour=link.peer, reason="neighbour not connected")
+            self.command("Suspend")
+            self._neighbour = link
+            return
+        if self.rehome:
+            if self.sequence is None:
+                self._start([{"skill": "move_joints", "params": {"positions": list(self.driver.describe().home)}}])
+            if self._run_sequence():
+                self.rehome, self.clear_of_give = False, True
+            return
+        if self.phase is None:
+            self._plan()
+        self._phases[self.phase]()
+
+    def _plan(self) -> None:
+        """Choose the phase from the ledger and the physical state, never from memory."""
+        held = self.driver.gripper_state()
+        owned = [c.part for c in self.ledger.with_state(L.OWNED)]
+        if not held.part_present and owned and any(p != self.custody.occupant(self.cfg.take) for p in owned):
+            # owned, not in the hand, not on the take station: placed on the give station and not
+            # committed (a skill cut off by a lost twin or a halt), or gone
+            self.reconcile()
+        in_transit = self.ledger.with_state(L.IN_TRANSIT)
+        if in_transit:
+            self.part, self.phase = in_transit[0].part, Phase.HANDOVER
+        elif held.part_present:
+            self.part, self.phase = held.part_id or self.custody.part_in_hand(), Phase.WORK
+            self._start(list(self.cfg.recipe))  # resume: already picked
+        else:
+            self.part, self.phase = None, Phase.ACQUIRE
+
+    def _start(self, steps: list[dict]) -> None:
+        self.sequence = SkillSequence(self.ctx, steps)
+
+    def _run_sequence(self) -> bool | None:
+        """Tick the running sequence: True when it succeeded, None while running (failure holds)."""
+        result = self.sequence.tick()
+        if result is None:
+            return None
+        self.sequence = None
+        if result.ok:
+            return True
+        if result.link_lost:  # the world went away under the skill: Held for it, not a task failure
+            self.world_lost(f"{'twin lost' if self.simulated else 'robot link lost'}: part {self.part}: {result.reason}")
+        else:
+            self._fail(f"part {self.part}: {result.reason}")
+        return None
+
+    def _phase_acquire(self) -> None:
+        if self.work_order is not None and self.parts_done >= self.work_order:
+            self.packml.complete()
+            return
+        on_take = self.custody.occupant(self.cfg.take)
+        if self.upstream is None and on_take is not None:
+            part_type = self.feed_types.get(self.cfg.take, "?")
+            if not self._accepts(on_take, part_type):
+                return
+            if on_take == UNIDENTIFIED:  # a feed whose sensor gives presence only: this cell names the part
+                on_take = self.custody.name_part(self.cfg.take)
+            self.custody.change("own", on_take, part_type, self.cfg.take)
+        if on_take is not None and (c := self.ledger.get(on_take)) is not None and c.state == L.OWNED:
+            self.part, self.phase = on_take, Phase.WORK
+            self.emit("part_start", part=on_take)
+            # where the backend locates parts (the twin; a vision system) the pick goes to the part
+            # itself: one knocked off the station's centre (a neighbour's arm, a pause mid-grasp) is
+            # still picked; otherwise to the station's position
+            target = {"part": on_take} if self.ctx.locate is not None else {"station": self.cfg.take}
+            self._start([{"skill": "pick", "params": target}, *self.cfg.recipe])
+            return
+        link = self.upstream
+        if link is None or not link.connected or on_take is not None:
+            return  # starved, or the offered part is being placed on the station
+        if link.fsm.state in ("NotAvailableNotReady", "BoardAvailable"):
+            link.send("MachineReady")
+        elif link.fsm.state == "AvailableAndReady" and self.offered is not None and self._accepts(*self.offered):
+            link.send("StartTransport", part=self.offered[0])
+
+    def _accepts(self, part: str, part_type: str) -> bool:
+        """A part of a type outside the cell's ``part_types`` is never taken: Held, for an operator."""
+        if not self.cfg.part_types or part_type in self.cfg.part_types:
+            return True
+        self._fail(f"part {part} is of type {part_type!r}; this cell works on {self.cfg.part_types}")
+        return False
+
+    def _phase_work(self) -> None:
+        if self._run_sequence():
+            self.phase = Phase.DELIVER
+
+    def _phase_deliver(self) -> None:
+        link = self.downstream
+        if link is None:
+            if self.sequence is None:
+                self._start([{"skill": "place", "params": {"station": self.cfg.give}}])
+            if self._run_sequence():
+                self.custody.change("delivered", self.part)
+                self._part_done()
+            return
+        if self.sequence is None:
+            state = link.fsm.state
+            if state != "Transporting" and not self.driver.gripper_state().part_present:
+                # the part left the hand (a restored world, a halted place): the offer is void, choose again
+                if state in ("BoardAvailable", "AvailableAndReady"):
+                    link.send("RevokeBoardAvailable")
+                self.phase = None
+                return
+            if state in ("NotAvailableNotReady", "MachineReady"):
+                c = self.ledger.get(self.part)
+                link.send("BoardAvailable", part=self.part, part_type=c.part_type if c else "?")
+            elif state == "Transporting":  # place it, then clear the shared station before TransportFinished
+                self.clear_of_give = False
+                self._start([{"skill": "place", "params": {"station": self.cfg.give}},
+                             {"skill": "move_joints", "params": {"positions": list(self.driver.describe().home)}}])
+            return
+        if self._run_sequence():
+            self.clear_of_give = True  # placed, then home
+            crash_point("sender_after_place_before_commit")
+            self.custody.change("in_transit", self.part, link.peer)
+            crash_point("sender_after_in_transit_commit")
+            if link.fsm.state == "Transporting":
+                link.send("TransportFinished", part=self.part, transfer_state="Complete",
+                          part_type=self.ledger.get(self.part).part_type)
+            self.phase = Phase.HANDOVER
+
+    def _phase_handover(self) -> None:
+        """The part rests on the handoff station, IN_TRANSIT: done once the neighbour took custody
+        (StopTransport, or the resync after a reconnect). It is announced only once the robot is
+        clear of the station (home), so a re-plan between placing and moving away waits for that."""
+        c = self.ledger.get(self.part)
+        if c is not None and c.state == L.GIVEN:
+            self._part_done()
+            return
+        if not self.clear_of_give:  # after a re-plan or restart: out of the station before the receiver comes
+            if self.sequence is None:
+                self._start([{"skill": "move_joints", "params": {"positions": list(self.driver.describe().home)}}])
+            if self._run_sequence():
+                self.clear_of_give = True
+            return
+        link = self.downstream
+        now = time.monotonic()
+        if link is not None and link.connected and link.fsm.state == "Transporting":
+            # placed during a transport whose TransportFinished was never sent (a re-plan came between)
+            link.send("TransportFinished", part=self.part, transfer_state="Complete", part_type=c.part_type)
+        elif link is not None and link.connected and link.fsm.state != "TransportFinished" \
+                and now - self._announced_at > ANNOUNCE_EVERY:
+            # No live Transporting exchange will settle it (the receiver restarted, say): ask again.
+            self._announced_at = now
+            self.custody.announce(link, self.part)
+
+    def _part_done(self) -> None:
+        self.emit("part_done", part=self.part)
+        self.part, self.phase = None, None

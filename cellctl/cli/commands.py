@@ -1,0 +1,347 @@
+"""The ``cellctl`` subcommands, one function each: a thin layer over the room that does the work.
+Each imports what it needs when it runs, so a command that does not simulate loads no physics, and
+every user mistake ends in one logged line per problem and exit status 2, never a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from cellctl.cli.options import DEFAULT_TWIN_PORT, EXIT_USAGE
+
+log = logging.getLogger("cellctl")
+
+
+def _load(path: str):
+    """The config, or None after logging one line per problem."""
+    from cellctl.config.loader import ConfigError, load_config
+
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        for line in exc.lines:
+            log.error(line)
+        return None
+
+
+def _cell_config(args: argparse.Namespace, command: str):
+    """The config holding ``args.cell``, or None after saying why (the file, or no such cell)."""
+    config = _load(args.config)
+    if config is not None and args.cell not in config.cells:
+        log.error(f"cellctl {command}: {args.config}: no cell {args.cell!r}; cells: {sorted(config.cells)}")
+        return None
+    return config
+
+
+def _checked(path: str, reach: bool = True):
+    """The config after every check ``cellctl check`` makes (the file, then reach), or None after
+    logging one line per problem: a line is never started on a config ``check`` refuses."""
+    config = _load(path)
+    if config is None or not reach:
+        return config
+    from cellctl.config.reach import reach_problems  # loads URDFs: only once the file itself is valid
+
+    problems = reach_problems(config)
+    for p in problems:
+        log.error(f"{path}: {p.path()}: expected {p.expected}, found {p.found}")
+    return None if problems else config
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    config = _checked(args.config, reach=not args.no_reach)
+    if config is None:
+        return EXIT_USAGE
+    print(f"{args.config}: ok ({len(config.robots)} robots, {len(config.stations)} stations, "
+          f"{len(config.parts)} parts, {len(config.cells)} cells)")
+    for name, cell in config.cells.items():  # what a run cell by cell (one per PC) needs beyond `cellctl run`
+        if (cell.upstream or cell.downstream) and not cell.handoff_port:
+            print(f"{args.config}: note: cells.{name}.handoff_port is 0: `cellctl run` assigns one on this machine; "
+                  f"run cell by cell (`cellctl cell run`), each cell with neighbours needs a port and its host")
+    if config.cells and not config.twin.port:
+        print(f"{args.config}: note: twin.port is 0: cells run on their own need --twin, or twin.host and twin.port")
+    return 0
+
+
+def _server_config(args: argparse.Namespace, command: str):
+    """The config of a server command, or None after saying why: a valid file; the twin on
+    loopback or with its CURVE keys (address and port from the config unless given); the rosbridge
+    endpoint on loopback only (rosbridge has no authentication: real bridges live on the cell's
+    own network)."""
+    from cellctl.drivers.curve import KeyFileError, check_bind
+    from cellctl.twin.endpoints import check_loopback
+
+    config = _load(args.config)
+    if config is None:
+        return None
+    try:
+        if command == "twin serve":
+            args.host = args.host or config.twin.host
+            args.port = args.port if args.port is not None else config.twin.port or DEFAULT_TWIN_PORT
+            check_bind(args.host, config.keys("twin"), "the twin")
+        else:
+            check_loopback(args.host)
+    except (ValueError, KeyFileError) as exc:
+        log.error(f"cellctl {command}: {args.config}: {exc}")
+        return None
+    return config
+
+
+def cmd_twin_serve(args: argparse.Namespace) -> int:
+    config = _server_config(args, "twin serve")
+    if config is None:
+        return EXIT_USAGE
+    from cellctl.twin.server import TwinServer  # imports pybullet: only once the input is known good
+
+    if args.rosbridge is not None and config.twin.mode != "realtime":
+        log.error(f"cellctl twin serve: {args.config}: twin.mode: expected realtime with --rosbridge (ROS clients do "
+              f"not take part in lockstep), found {config.twin.mode}")
+        return EXIT_USAGE
+    from pathlib import Path
+
+    server = TwinServer(config, args.host, args.port, args.pub_port,
+                        Path(args.checkpoint) if args.checkpoint else None, args.restore, args.resume_at, args.parent)
+    from cellctl.processes.signals import stop_on_sigterm
+
+    stop_on_sigterm()  # SIGTERM ends it as Ctrl-C does: the rosbridge child with it
+    server.announce()
+    bridge = None
+    if args.rosbridge is not None:
+        import subprocess
+
+        bridge = subprocess.Popen([sys.executable, "-m", "cellctl", "twin", "rosbridge", args.config,
+                                   "--twin", server.endpoint, "--port", str(args.rosbridge)])  # on loopback
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if bridge is not None:
+            bridge.terminate()
+            bridge.wait(10)
+        server.close()
+    return 0
+
+
+def cmd_twin_rosbridge(args: argparse.Namespace) -> int:
+    import asyncio
+
+    config = _server_config(args, "twin rosbridge")
+    if config is None:
+        return EXIT_USAGE
+    from cellctl.twin.rosbridge import serve
+
+    try:
+        asyncio.run(serve(config, args.twin, args.host, args.port))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from cellctl.line.launcher import run_line
+
+    if getattr(args, "resume", None):
+        if args.config is not None:
+            log.error("cellctl run: give a CONFIG or --resume RUN_DIR, not both")
+            return EXIT_USAGE
+        from cellctl.line.orphans import live_launcher
+        from cellctl.rundir import RunDir
+
+        run = RunDir(args.resume)
+        if missing := run.missing():
+            log.error(f"cellctl run: --resume {args.resume}: not a run directory (no {', '.join(missing)})")
+            return EXIT_USAGE
+        if (pid := live_launcher(run)) is not None:
+            log.error(f"cellctl run: --resume {args.resume}: launcher pid {pid} still supervises this run")
+            return EXIT_USAGE
+        return run_line(None, run_dir=args.resume, as_json=args.json, timeout=args.timeout,
+                        watchdog_s=args.watchdog, resume=True)
+    if args.config is None:
+        log.error("cellctl run: give a CONFIG (or --resume RUN_DIR)")
+        return EXIT_USAGE
+    if _checked(args.config) is None:
+        return EXIT_USAGE
+    crash = dict(c.split(":", 1) for c in args.crash)
+    return run_line(args.config, args.parts, args.run_dir, args.json, args.timeout, crash, args.driver, args.rate,
+                    args.watchdog)
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    config = _cell_config(args, "probe")
+    if config is None:
+        return EXIT_USAGE
+    from cellctl.devices.probe import ProbeError, probe
+    from cellctl.devices.robot_backend import ros_backend
+
+    robot = config.cells[args.cell].robot
+    backend = ros_backend(config, robot, args.rosbridge)
+    if backend is None:
+        log.error(f"cellctl probe: {args.config}: robots.{robot}: expected a driver.ros entry (the robot is the twin's; "
+              f"nothing to probe)")
+        return EXIT_USAGE
+    print(f"probing {backend.url} for cell {args.cell} (robot {robot})")
+    try:
+        checks = probe(config, args.cell, backend)
+    except ProbeError as exc:
+        log.error(f"cellctl probe: {exc}")
+        return EXIT_USAGE
+    for check in checks:
+        print(check.line())
+    bad = [c for c in checks if not c.ok]
+    print(f"{len(checks) - len(bad)}/{len(checks)} found" + (f"; {len(bad)} missing or wrong" if bad else ""))
+    return 1 if bad else 0
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    from cellctl.testkit.scenarios.campaign import run_campaign
+
+    return run_campaign(args.scenarios, args.workers, args.ray, args.junit, args.run_dir, args.json)
+
+
+def cmd_chaos(args: argparse.Namespace) -> int:
+    from cellctl.testkit.chaos import ChaosPlan, run_chaos
+
+    if _checked(args.config) is None:
+        return EXIT_USAGE
+    plan = ChaosPlan(args.seed, args.kills, args.pauses, args.twin_kills)
+    return run_chaos(args.config, args.parts, plan, args.run_dir, args.json, args.timeout, args.watchdog)
+
+
+def cmd_skills_list(args: argparse.Namespace) -> int:
+    from cellctl.skills.registry import get, names
+
+    for name in names():
+        doc = _doc(get(name)).splitlines()
+        print(f"{name:14} {doc[0] if doc else ''}")
+    return 0
+
+
+def cmd_skills_show(args: argparse.Namespace) -> int:
+    from cellctl.skills.registry import UnknownSkill, get
+
+    try:
+        skill = get(args.name)
+    except UnknownSkill as exc:
+        log.error(f"cellctl skills show: {exc}")
+        return EXIT_USAGE
+    print(f"# {skill.name}\n\n{_doc(skill)}\n\n```mermaid\n{skill.mermaid()}\n```\n")
+    print("| parameter | type | default | description |\n|---|---|---|---|")
+    for field_name, field in skill.Params.model_fields.items():
+        default = "required" if field.is_required() else repr(field.get_default(call_default_factory=True))
+        print(f"| {field_name} | {_type_name(field.annotation)} | {default} | {field.description or ''} |")
+    return 0
+
+
+def _doc(skill: type) -> str:
+    """A skill's class docstring, else its module's (standard skills document the module)."""
+    return (skill.__doc__ or sys.modules[skill.__module__].__doc__ or "").strip()
+
+
+def _type_name(annotation: object) -> str:
+    name = getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+    return name.replace(" | ", " or ")  # a bare | would split the markdown table cell
+
+
+def cmd_cell_run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from cellctl.cell.process import run_cell
+
+    config = _cell_config(args, "cell run")
+    if config is None:
+        return EXIT_USAGE
+    from cellctl.drivers.curve import KeyFileError
+    from cellctl.drivers.errors import DriverError
+
+    twin = args.twin or f"tcp://{config.twin.host}:{config.twin.port or DEFAULT_TWIN_PORT}"
+    try:
+        return run_cell(args.config, args.cell, twin, Path(args.run_dir), args.parts, args.start,
+                        args.exit_when_complete, rosbridge=args.rosbridge, simulated=args.simulated,
+                        supervised=args.supervised)
+    except (DriverError, KeyFileError, ValueError) as exc:
+        # the robot or the twin cannot be reached at start-up, a key file, an address: one line
+        log.error(f"cellctl cell run: cell {args.cell}: {exc}")
+        return EXIT_USAGE
+
+
+def _status_endpoints(target: str, cell: str) -> list[tuple[str, str]]:
+    """(endpoint, cell): TARGET is a cell's status (or control) endpoint (of ``cell``), or a run
+    directory whose control-*.json name them (the read-only status socket, which admits observers)."""
+    from pathlib import Path
+
+    from cellctl.rundir import RunDir
+
+    if Path(target).is_dir():
+        return [(c.status, c.cell) for c in RunDir(Path(target)).controls()]
+    return [(target, cell)]
+
+
+def _operator_keys(args: argparse.Namespace):
+    """CURVE keys for talking to a cell's control socket (``--keys DIR --as NAME``), or None."""
+    from cellctl.drivers.curve import Keys
+
+    return Keys.load(args.keys, getattr(args, "as")) if args.keys else None
+
+
+def cmd_keys_generate(args: argparse.Namespace) -> int:
+    import re
+
+    from cellctl.drivers.curve import generate
+
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", args.name):
+        log.error(f"cellctl keys generate: {args.name!r}: expected a name of letters, digits, _ and -")
+        return EXIT_USAGE
+    public, secret = generate(args.dir, args.name)
+    print(f"{public}: the public key (copy it to every process that talks to {args.name} or that it talks to)")
+    print(f"{secret}: the secret key (stays on {args.name}'s PC, mode 600)")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from cellctl.cell.control import request
+
+    endpoints = _status_endpoints(args.target, args.cell)
+    if not endpoints:
+        log.error(f"cellctl status: no cells found in {args.target}")
+        return EXIT_USAGE
+    keys = _operator_keys(args)
+    code = 0
+    for endpoint, cell in endpoints:
+        try:
+            reply = request(endpoint, "status", keys=keys, cell=cell)
+        except TimeoutError as exc:
+            log.error(f"{endpoint}: {exc}")
+            code = 1
+            continue
+        r = reply["result"]
+        print(f"{r['cell']}: {r['state']} ({r['state_number']}), skill {r['skill'] or '-'}, "
+              f"parts done {r['parts_done']}/{r['work_order'] or '-'}, part {r['part'] or '-'}"
+              + (f", fault: {r['fault']}" if r["fault"] else ""))
+    return code
+
+
+def cmd_cmd(args: argparse.Namespace) -> int:
+    from cellctl.cell.control import request
+
+    try:
+        reply = request(args.target, "command", keys=_operator_keys(args), cell=args.cell, command=args.packml_command)
+    except TimeoutError as exc:
+        log.error(f"cellctl cmd: {exc}")
+        return 1
+    if not reply["ok"]:
+        log.error(f"cellctl cmd: {reply['error']['message']}")
+        return EXIT_USAGE
+    print(f"{reply['result']['cell']}: {reply['result']['state']}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from cellctl.line.report import write_report
+    from cellctl.rundir import RunDir
+
+    if not RunDir(args.run_dir).events.exists():
+        log.error(f"cellctl report: {args.run_dir}: no events.jsonl here (expected a run directory of cellctl run)")
+        return EXIT_USAGE
+    print(write_report(args.run_dir))
+    return 0

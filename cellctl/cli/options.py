@@ -1,0 +1,68 @@
+"""Checks for the command line's values: every number a user types is finite and in range, or
+argparse refuses it with what was expected (``--timeout nan`` or ``-5`` never reaches a launcher)."""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+EXIT_USAGE = 2
+DEFAULT_TWIN_PORT = 5555
+
+
+def _number(text: str, kind: type) -> float:
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, found {text!r}") from None
+    return value
+
+
+def positive(text: str) -> int:
+    value = _number(text, int)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, found {text}")
+    return value
+
+
+def seconds(text: str) -> float:
+    value = _number(text, float)
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds above 0, found {text}")
+    return value
+
+
+def count(text: str) -> int:
+    value = _number(text, int)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 0, found {text}")
+    return value
+
+
+def watchdog_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--watchdog", type=seconds, default=60.0, metavar="S",
+                   help="end the run with a diagnosis after S wall seconds with no custody change and no motion")
+
+
+def port(text: str) -> int:
+    """A TCP port; 0 asks the system for a free one."""
+    value = _number(text, int)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port from 0 to 65535 (0: any free port), found {text}")
+    return value
+
+
+def sim_time(text: str) -> float:
+    """A sim time: finite and not negative."""
+    value = _number(text, float)
+    if not (value >= 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds of at least 0, found {text}")
+    return value
+
+
+def rate(text: str) -> float:
+    """A rate factor (sim seconds per wall second): finite and above 0."""
+    value = _number(text, float)
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a factor above 0, found {text}")
+    return value

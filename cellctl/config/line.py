@@ -1,0 +1,141 @@
+"""The line config: the scene (twin/config.py) plus the cells that work in it."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from cellctl.skills.sequence import step_problems
+from cellctl.drivers.curve import is_loopback
+from cellctl.drivers.robot_config import Problem, Strict
+from cellctl.twin.config import SceneConfig
+
+
+class CellConfig(Strict):
+    """One cell: its robot, where it takes parts from, the recipe it runs on each, where it gives
+    them to. Take and give name stations (a feed and a sink, or shared handoff stations)."""
+
+    robot: str
+    take: str = Field(description="station the cell picks each part from")
+    give: str = Field(description="station the cell places each finished part on")
+    recipe: list[dict] = Field(default_factory=list, description="skill steps between take and give")
+    parts: int | None = Field(None, ge=1, description="work order: parts to finish before Complete; None = no limit")
+    host: str = Field("127.0.0.1", description="address this cell binds its control socket and handoff inbox "
+                                               "to, and its neighbours reach it at; not loopback only with "
+                                               "security.keys")
+    control_port: int = Field(0, ge=0, le=65535, description="control socket port; 0 = ephemeral")
+    status_port: int = Field(0, ge=0, le=65535, description="read-only status socket port (observers' keys "
+                                                            "are admitted here, never to control); 0 = ephemeral")
+    upstream: str | None = Field(None, description="the cell that hands parts to this one on the take station")
+    downstream: str | None = Field(None, description="the cell this one hands parts to on the give station")
+    handoff_port: int = Field(0, ge=0, le=65535,
+                              description="inbox port for neighbours' handoff messages; needed with neighbours "
+                                          "(`cellctl run` assigns free ones)")
+    handoff_timeout: float = Field(5.0, gt=0, description="wall s of silence before a neighbour counts as gone")
+    check_alive: float = Field(1.0, gt=0, description="wall s between CheckAlive messages to each neighbour; "
+                                                      "under each neighbour's handoff_timeout")
+    hold_after: float = Field(10.0, gt=0, description="wall s Suspended on a gone neighbour before Held")
+    part_types: list[str] = Field(default_factory=list, description="part types this cell works on; [] = any")
+
+
+class LineConfig(SceneConfig):
+    cells: dict[str, CellConfig] = Field(default_factory=dict)
+
+    def problems(self) -> list[Problem]:
+        found = super().problems()
+        for name, cell in self.cells.items():
+            if cell.robot not in self.robots:
+                found.append(Problem(("cells", name, "robot"), f"one of the robots {sorted(self.robots)}", cell.robot))
+            for key in ("take", "give"):
+                station = getattr(cell, key)
+                if station not in self.stations:
+                    found.append(Problem(("cells", name, key), f"one of the stations {sorted(self.stations)}", station))
+                    continue
+                sensor = self.stations[station].sensor
+                if sensor is None or sensor.io is None:
+                    continue
+                if cell.robot not in sensor.io:
+                    found.append(Problem(("stations", station, "sensor", "io"), f"an input of robot {cell.robot} "
+                                         f"(cell {name} {key}s there and reads the sensor through its robot)",
+                                         sensor.io))
+                elif self.stations[station].feed is not None and cell.robot in self.robots \
+                        and self.robots[cell.robot].driver.ros is None:
+                    found.append(Problem(("stations", station, "sensor"), f"a sensor with part ids (a presence-only "
+                                         f"feed names parts in cell {name}'s ledger, while robot {cell.robot} on the "
+                                         f"twin's API reports the twin's ids; reach it through driver.ros)", "io"))
+            for i, message in step_problems(cell.recipe):
+                found.append(Problem(("cells", name, "recipe", i), f"a valid skill step ({message})", cell.recipe[i]))
+        found += self._neighbour_problems()
+        ros = sorted(r for r, robot in self.robots.items() if robot.driver.ros is not None)
+        if ros and self.twin.mode == "lockstep":
+            found.append(Problem(("twin", "mode"), f"realtime: robots reached through ROS ({', '.join(ros)}: "
+                                                   f"driver.ros) do not take part in lockstep", self.twin.mode))
+        found += self._address_problems()
+        robots = [c.robot for c in self.cells.values()]
+        for name, cell in self.cells.items():
+            if robots.count(cell.robot) > 1:
+                found.append(Problem(("cells", name, "robot"), "a robot no other cell drives", cell.robot))
+        return found
+
+    def _address_problems(self) -> list[Problem]:
+        """Non-loopback addresses only with CURVE keys; no two sockets on one host and port."""
+        found: list[Problem] = []
+        hosts = [(("twin", "host"), self.twin.host)] + [(("cells", n, "host"), c.host) for n, c in self.cells.items()]
+        for loc, host in hosts:
+            if self.security is None and not is_loopback(host):
+                found.append(Problem(loc, "a loopback address, or security: {keys: DIR} for CURVE on every socket",
+                                     host))
+        used: dict[tuple[str, int], tuple] = {}
+        ports = [(("twin", "port"), self.twin.host, self.twin.port)]
+        for n, c in self.cells.items():
+            ports += [(("cells", n, key), c.host, getattr(c, key)) for key in ("handoff_port", "control_port",
+                                                                               "status_port")]
+        for loc, host, port in ports:
+            if port and (host, port) in used:
+                found.append(Problem(loc, f"a port no other socket on {host} uses ({'.'.join(used[host, port])})",
+                                     port))
+            used.setdefault((host, port), loc)
+        return found
+
+    def _neighbour_problems(self) -> list[Problem]:
+        found: list[Problem] = []
+        for name, cell in self.cells.items():
+            for key, back, station_key, other_station_key in (("downstream", "upstream", "give", "take"),
+                                                               ("upstream", "downstream", "take", "give")):
+                peer = getattr(cell, key)
+                if peer is None:
+                    continue
+                if peer == name:
+                    found.append(Problem(("cells", name, key), "another cell's name (a cell is not its own neighbour)",
+                                         peer))
+                    continue
+                if peer not in self.cells:
+                    found.append(Problem(("cells", name, key), f"one of the cells {sorted(self.cells)}", peer))
+                    continue
+                other = self.cells[peer]
+                if cell.check_alive >= other.handoff_timeout:
+                    found.append(Problem(("cells", name, "check_alive"), f"less than {peer}'s handoff_timeout "
+                                         f"({other.handoff_timeout} s): {peer} judges this cell gone after that "
+                                         f"much silence", cell.check_alive))
+                if getattr(other, back) != name:
+                    found.append(Problem(("cells", peer, back), f"{name!r} (its {key} names it)", getattr(other, back)))
+                if getattr(cell, station_key) != getattr(other, other_station_key):
+                    found.append(Problem(("cells", name, station_key),
+                                         f"the station {peer} {other_station_key}s from ({getattr(other, other_station_key)!r})",
+                                         getattr(cell, station_key)))
+                if key == "downstream" and cell.part_types and other.part_types \
+                        and not set(cell.part_types) <= set(other.part_types):
+                    found.append(Problem(("cells", peer, "part_types"), f"to accept every type {name} gives "
+                                         f"{sorted(cell.part_types)}", other.part_types))
+            feed = self.stations.get(cell.take).feed if cell.take in self.stations else None
+            if feed is not None and cell.part_types and feed.part_type not in cell.part_types:
+                found.append(Problem(("cells", name, "part_types"), f"to include {feed.part_type!r}, the type "
+                                     f"station {cell.take} feeds", cell.part_types))
+        for name in self.cells:
+            seen, at = [name], self.cells[name].downstream
+            while at in self.cells and at not in seen:
+                seen.append(at)
+                at = self.cells[at].downstream
+            if at == name:
+                found.append(Problem(("cells", name, "downstream"), "a line without cycles",
+                                     " -> ".join([*seen, name])))
+        return found

@@ -1,0 +1,106 @@
+"""``cellctl report RUN_DIR``: KPIs and a timeline from a run directory's ``events.jsonl`` (the
+documented event schema) — throughput, cycle time per cell, time in each PackML state, faults and
+restarts — written as ``report.md`` and ``timeline.png`` next to the events. ``cellctl run`` and
+``cellctl demo`` write it at the end of every run."""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cellctl.rundir import RunDir
+
+STATE_COLORS = {"Execute": "tab:green", "Suspended": "tab:orange", "Held": "tab:red", "Aborted": "black",
+                "Complete": "tab:blue", "Idle": "tab:gray", "Stopped": "lightgray"}
+
+
+@dataclass
+class CellKpis:
+    parts: list[float] = field(default_factory=list)  # sim time of each part done
+    states: list[tuple[float, str]] = field(default_factory=list)  # (sim time entered, state)
+    faults: int = 0
+
+    def cycle_times(self) -> list[float]:
+        return [b - a for a, b in zip(self.parts, self.parts[1:])]
+
+    def durations(self, end: float) -> dict[str, float]:
+        spans: dict[str, float] = defaultdict(float)
+        for (t, state), (t_next, _) in zip(self.states, [*self.states[1:], (end, "")]):
+            spans[state] += max(0.0, t_next - t)
+        return dict(spans)
+
+
+def _load(run_dir: Path) -> tuple[dict[str, CellKpis], float, dict]:
+    cells: dict[str, CellKpis] = defaultdict(CellKpis)
+    end = 0.0
+    run = RunDir(run_dir)
+    for e in run.read_events():
+        cell, t = e.get("cell"), e.get("sim_time")
+        if cell is None or t is None:
+            continue
+        end = max(end, t)
+        if e["kind"] == "packml":
+            cells[cell].states.append((t, e["dest"]))
+        elif e["kind"] == "part_done":
+            cells[cell].parts.append(t)
+        elif e["kind"] == "fault":
+            cells[cell].faults += 1
+    summary = run.read_json(run.summary)
+    return dict(cells), end, summary
+
+
+def _timeline(cells: dict[str, CellKpis], end: float, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")  # headless
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(10, 1.4 + 0.6 * len(cells)))
+    for row, (_, kpis) in enumerate(sorted(cells.items())):
+        for (t, state), (t_next, _) in zip(kpis.states, [*kpis.states[1:], (end, "")]):
+            ax.broken_barh([(t, max(t_next - t, 1e-6))], (row - 0.3, 0.6), color=STATE_COLORS.get(state, "tab:purple"))
+        ax.plot(kpis.parts, [row] * len(kpis.parts), "k|", markersize=14)
+    ax.set_yticks(range(len(cells)), sorted(cells))
+    ax.set_xlabel("sim time (s)   (| = part done)")
+    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in STATE_COLORS.values()]
+    ax.legend(handles, STATE_COLORS, loc="lower center", bbox_to_anchor=(0.5, 1.02), ncol=len(STATE_COLORS),
+              fontsize="small", frameon=False)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_report(run_dir: str | Path) -> str:
+    run = RunDir(Path(run_dir))
+    cells, end, summary = _load(run.path)
+    lines = [f"# Run report: {run.path.name}", ""]
+    if summary:
+        lines += [f"- parts in / out: {summary['parts_in']} / {summary['parts_out']}; lost {summary['lost']}, "
+                  f"duplicated {summary['duplicated']}, stranded {summary.get('stranded', 0)}",
+                  f"- finished: {'yes' if summary.get('finished') else 'no'} (ended: {summary.get('ended', '?')})",
+                  f"- {summary['sim_s']} s of sim time in {summary['wall_s']} s of wall time "
+                  f"({summary['sim_s'] / max(summary['wall_s'], 1e-9):.1f}x real time); restarts: "
+                  f"{summary.get('restarts') or 'none'}"]
+        if summary["parts_out"] and end > 0:
+            lines.append(f"- throughput: {summary['parts_out'] / end * 3600:.0f} parts per hour of sim time")
+    lines += ["", "| cell | parts | cycle time median (s) | faults | time per PackML state (s) |", "|---|---|---|---|---|"]
+    for name, k in sorted(cells.items()):
+        cycles = k.cycle_times()
+        median = f"{statistics.median(cycles):.2f}" if cycles else "-"
+        states = ", ".join(f"{s} {d:.1f}" for s, d in sorted(k.durations(end).items(), key=lambda x: -x[1])
+                           if d >= 0.05)  # acting states pass in a period or two: not worth a column
+        lines.append(f"| {name} | {len(k.parts)} | {median} | {k.faults} | {states} |")
+    if summary.get("diagnosis"):
+        lines += ["", "## Diagnosis", "", *(f"- {line}" for line in summary["diagnosis"])]
+    if summary.get("stranded_parts") or summary.get("lost_parts"):
+        lines += ["", "## Parts not out", ""]
+        lines += [f"- lost: {part}" for part in summary.get("lost_parts", [])]
+        lines += [f"- stranded: {p['part']} on {p['where']}, ledger {p['ledger'] or '-'} ({p['state'] or '-'})"
+                  for p in summary.get("stranded_parts", [])]
+    lines += ["", "![timeline](timeline.png)", ""]
+    text = "\n".join(lines)
+    run.report.write_text(text)
+    _timeline(cells, end, run.timeline)
+    return text
