@@ -50,14 +50,14 @@ wheel: $(STAMP)
 lint: wheel
 	rm -rf $(LINT_SITE) && $(VENV)/bin/python -m zipfile -e $(WHEEL_DIR)/cellctl-*.whl $(LINT_SITE)
 	$(VENV)/bin/python -m tests.helpers.installed_layout $(LINT_SITE)
-	cd $(LINT_SITE) && ../../$(VENV)/bin/lint-imports --config ../../pyproject.toml
+	cd $(LINT_SITE) && ../../$(VENV)/bin/lint-imports ../../pyproject.toml
 
 partner: wheel
 	rm -rf .cache/partner
 	$(PYTHON) -m venv $(PARTNER_VENV)
 	$(PARTNER_VENV)/bin/python -m pip install --quiet $(WHEEL_DIR)/cellctl-*.whl './examples/partner[test]'
 	rm -rf examples/partner/build
-	cd examples/partner && ../../$(PARTNER_VENV)/bin/python -m pytest -p no:cacheprovider
+	cd examples/partner && ../../$(PARTNER_VENV)/bin/pytest -p no:cacheprovider
 	mkdir -p .cache/partner/demo && cd .cache/partner/demo && ../venv/bin/cellctl demo --parts 1
 
 clean:

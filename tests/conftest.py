@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 import zmq
 
-from cellctl.processes.children import TwinProcess
 from cellctl.drivers.twin import TwinDriver
+from cellctl.processes.children import TwinProcess
+from tests.helpers.names import loaded_twice
 
 CONFIGS = Path(__file__).parent / "configs"
 
@@ -49,3 +50,14 @@ def recv(sock: zmq.Socket, timeout: float = 5.0):
 
     assert sock.poll(int(timeout * 1000)), f"no reply within {timeout}s"
     return unpack(sock.recv())
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """No module of this repository was loaded under two names during the whole session (an error
+    class imported as ``drivers.errors`` and as ``cellctl.drivers.errors`` would break ``except``)."""
+    twice = loaded_twice()
+    if twice:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        for path, names in twice.items():
+            reporter.write_line(f"loaded under two names: {path}: {', '.join(names)}", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

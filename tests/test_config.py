@@ -175,6 +175,16 @@ def test_a_broken_skill_entry_point_is_one_line_and_the_others_load(tmp_path):
     (["demo", "--parts", "x"], "argument --parts: expected a number, found 'x'"),
     (["run", "--resume", "."], "cellctl run: --resume .: not a run directory (no line.yaml, launch.json)"),
     (["run"], "cellctl run: give a CONFIG (or --resume RUN_DIR)"),
+    (["run", "configs/demo_line.yaml", "--timeout", "-5"], "argument --timeout: expected a number of seconds above 0, found -5"),
+    (["run", "configs/demo_line.yaml", "--timeout", "nan"], "argument --timeout: expected a number of seconds above 0, found nan"),
+    (["demo", "--timeout", "inf"], "argument --timeout: expected a number of seconds above 0, found inf"),
+    (["demo", "--driver", "ros", "--rate", "0"], "argument --rate: expected a factor above 0, found 0"),
+    (["twin", "serve", "configs/demo_line.yaml", "--port", "70000"],
+     "argument --port: expected a port from 0 to 65535 (0: any free port), found 70000"),
+    (["twin", "serve", "configs/demo_line.yaml", "--resume-at", "-1"],
+     "argument --resume-at: expected a number of seconds of at least 0, found -1"),
+    (["cmd", "tcp://127.0.0.1:9", "Start", "--keys", "no-such-dir"],
+     "cellctl cmd: no-such-dir/operator.key_secret: no such key file"),
 ])
 def test_command_line_counts_are_checked(args, message):
     result = subprocess.run([sys.executable, "-m", "cellctl", *args], capture_output=True, text=True, timeout=60,

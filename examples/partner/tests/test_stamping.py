@@ -28,6 +28,22 @@ def test_cellctl_is_the_installed_package_not_a_source_tree():
     assert Path(cellctl.__file__).is_relative_to(sysconfig.get_paths()["purelib"]), cellctl.__file__
 
 
+def test_our_own_skills_and_drivers_packages_import_beside_cellctls():
+    """cellctl adds one top-level name: our `skills` and `drivers` are ours, its are `cellctl.*`."""
+    import drivers.stamper
+    import skills.stamp
+
+    import cellctl.drivers.errors
+    import cellctl.skills.sequence
+
+    purelib = Path(sysconfig.get_paths()["purelib"])
+    for ours in (skills.stamp, drivers.stamper):
+        assert Path(ours.__file__).is_relative_to(purelib / ours.__name__.split(".")[0]), ours.__file__
+    for theirs in (cellctl.skills.sequence, cellctl.drivers.errors):
+        assert Path(theirs.__file__).is_relative_to(purelib / "cellctl"), theirs.__file__
+    assert not any(name.split(".")[0] == "twin" for name in sys.modules)
+
+
 def test_cellctl_check_accepts_our_line_with_the_stamp_skill_from_our_entry_point():
     result = subprocess.run([sys.executable, "-m", "cellctl", "check", str(LINE)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from cellctl.skills.base import Params, Skill
+from drivers.stamper import Stamper
 
 
 class StampParams(Params):
@@ -18,19 +19,22 @@ class Stamp(Skill):
     Params = StampParams
     steps = ["pressing", "releasing"]
 
+    def setup(self) -> None:
+        self.stamper = Stamper(self.driver, self.params.io)
+
     def preconditions(self) -> list[tuple[str, bool]]:
-        outputs = self.driver.describe().io_names
-        return [(f"the robot has an output {self.params.io!r} (it has {list(outputs)})", self.params.io in outputs)]
+        outputs = list(self.driver.describe().io_names)
+        return [(f"the robot has an output {self.params.io!r} (it has {outputs})", self.stamper.present())]
 
     def on_enter_pressing(self) -> None:
-        self.driver.write_io(self.params.io, True)
+        self.stamper.fire()
         self.until = self.ctx.now() + self.params.dwell
 
     def poll_pressing(self) -> bool:
         return self.ctx.now() >= self.until
 
     def on_enter_releasing(self) -> None:
-        self.driver.write_io(self.params.io, False)
+        self.stamper.release()
 
     def wake_hint(self) -> float | None:
         return self.until if self.state == "pressing" else None

@@ -1,0 +1,1 @@
+"""ACME's device helpers, in a package called ``drivers`` beside cellctl's own ``cellctl.drivers``."""
