@@ -8,7 +8,7 @@ import json
 import platform
 import os
 
-from benchmarks import line_scale, ros_path, rtt, skill_tick, twin_overhead
+from benchmarks import cli_start, line_scale, ros_path, rtt, skill_tick, twin_overhead
 
 GOALS = {"twin_overhead_ratio": 1.25, "rtt_ratio": 1.3}
 
@@ -20,7 +20,7 @@ def main() -> int:
     args = ap.parse_args()
     result: dict = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
                     "quick": args.quick}
-    for module in (twin_overhead, rtt, ros_path, skill_tick, line_scale):
+    for module in (twin_overhead, rtt, ros_path, skill_tick, line_scale, cli_start):
         result.update(module.main(quick=args.quick))
     print(f"machine: {result['machine']}")
     print(f"twin overhead (pick-and-place, lockstep next-event / raw PyBullet replay): {result['twin_overhead_ratio']}"
@@ -34,6 +34,8 @@ def main() -> int:
     for row in result["scale"]:
         print(f"line of {row['cells']} cells: {row['rtf']}x real time, {row['wall_ms_per_part']} ms wall per part, "
               f"peak {row['peak_rss_mb']} MB")
+    print(f"command start-up (python -c pass: {result['cli_python_start_s']} s): "
+          + ", ".join(f"cellctl {k} {v} s ({result['cli_start_ratio'][k]}x)" for k, v in result["cli_start_s"].items()))
     if args.json:
         print(json.dumps(result))
     return 0

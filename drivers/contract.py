@@ -25,6 +25,10 @@ class Motion(Protocol):
     def reason(self) -> str | None:
         """Why it failed or was cancelled; None while running or on success."""
 
+    @property
+    def link_lost(self) -> bool:
+        """It failed because the robot could not be reached: its outcome says nothing about the task."""
+
     def cancel(self) -> None: ...
 
 

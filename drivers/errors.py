@@ -10,7 +10,9 @@ whatever the backend.
     └── Unsupported              the backend lacks this capability (e.g. IO not configured)
 
 A ``code`` on every error mirrors the twin protocol's error codes, so a reply from the twin
-maps onto exactly one class (see ``from_code``).
+maps onto exactly one class (see ``from_code``); a code with no class of its own (``busy``,
+``unknown_participant``, ...) stays on a plain DriverError's ``code``, for code to decide on —
+never inside the message.
 """
 
 from __future__ import annotations
@@ -20,6 +22,11 @@ class DriverError(Exception):
     """Base of every driver error."""
 
     code = "driver_error"
+
+    def __init__(self, message: str = "", code: str | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
 
 
 class ConnectionLost(DriverError):
@@ -46,9 +53,9 @@ _BY_CODE = {cls.code: cls for cls in (ConnectionLost, Timeout, LimitViolation, U
 
 
 def from_code(code: str, message: str) -> DriverError:
-    """Map a wire error code onto the hierarchy; unknown codes become a plain DriverError
-    whose message keeps the code, so nothing is lost."""
+    """Map a wire error code onto the hierarchy; other codes become a plain DriverError that
+    carries the code, so nothing is lost."""
     cls = _BY_CODE.get(code)
     if cls is None:
-        return DriverError(f"[{code}] {message}")
+        return DriverError(message, code=code)
     return cls(message)

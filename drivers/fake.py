@@ -33,6 +33,7 @@ class FakeMotion:
         self.clock, self.end = clock, end
         self._final: MotionStatus | None = None
         self._reason: str | None = None
+        self._link_lost = False
         self.stopped_at = end  # driver time it stops (earlier when cancelled or failed)
         clock.wake_at(end)
 
@@ -46,12 +47,17 @@ class FakeMotion:
     def reason(self) -> str | None:
         return self._reason
 
+    @property
+    def link_lost(self) -> bool:
+        return self._link_lost
+
     def cancel(self) -> None:
         self.finish(MotionStatus.CANCELLED, "cancelled")
 
-    def finish(self, status: MotionStatus, reason: str) -> None:
+    def finish(self, status: MotionStatus, reason: str, link_lost: bool = False) -> None:
         if not self.status.done:
             self._final, self._reason, self.stopped_at = status, reason, self.clock.now()
+            self._link_lost = link_lost
 
 
 class FakeDriver(CommandingMixin):
@@ -83,10 +89,10 @@ class FakeDriver(CommandingMixin):
     # -- faults a test injects -----------------------------------------------------------------------
     def break_link(self) -> None:
         """From now on every call raises ConnectionLost and the motion in flight fails (never succeeds)."""
-        reason = "ConnectionLost: the link to the fake robot was broken (break_link)"  # the drivers' convention
+        reason = "ConnectionLost: the link to the fake robot was broken (break_link)"
         if self._trajectory is not None:
-            self._trajectory[2].finish(MotionStatus.FAILED, reason)
-        self._actuation.finish(MotionStatus.FAILED, reason)
+            self._trajectory[2].finish(MotionStatus.FAILED, reason, link_lost=True)
+        self._actuation.finish(MotionStatus.FAILED, reason, link_lost=True)
         self._link_up = False
 
     def restore_link(self) -> None:

@@ -153,6 +153,7 @@ class RosMotion:
         self.heard = False  # feedback or a result came: the goal was accepted
         self.grasping = False  # a gripper close: stalling on the part is the grasp
         self._status, self._reason = MotionStatus.RUNNING, None
+        self.link_lost = False  # failed because the bridge went away (not the controller's verdict)
         self._lock = threading.Lock()
         self.clock = driver.clock
         self.on_succeeded: Callable[[], None] | None = None  # e.g. the gripper's state, once it is so
@@ -199,6 +200,8 @@ class RosMotion:
             self._finish(MotionStatus.FAILED, f"the robot's controller rejected the goal: {said}")
 
     def lost(self) -> None:
+        if not self._status.done:
+            self.link_lost = True
         self._finish(MotionStatus.FAILED, "ConnectionLost: the bridge went away during the motion")
 
     @property

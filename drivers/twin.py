@@ -42,6 +42,10 @@ class TwinMotion:
     def reason(self) -> str | None:
         return self._reason
 
+    @property
+    def link_lost(self) -> bool:
+        return False  # a lost twin raises ConnectionLost from the status request itself
+
     def cancel(self) -> None:
         self._refresh(self._driver.request("cancel", motion=self.id))
 

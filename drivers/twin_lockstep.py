@@ -59,7 +59,7 @@ class LockstepClock:
         try:
             grant = self._await_grant(until, sent)
         except DriverError as exc:
-            if not str(exc).startswith(f"[{UNKNOWN_PARTICIPANT}]"):
+            if exc.code != UNKNOWN_PARTICIPANT:
                 raise
             # Dropped while we were paused, or the twin was restarted: join again (the others did
             # not wait for us meanwhile).

@@ -190,9 +190,8 @@ class Skill:
             if status is MotionStatus.RUNNING:
                 return
             if status is not MotionStatus.SUCCEEDED:
-                reason = self.motion.reason or ""
-                self._finish("fail", f"motion {status.value} in state {state}: {reason}",
-                             link_lost=reason.startswith("ConnectionLost"))
+                self._finish("fail", f"motion {status.value} in state {state}: {self.motion.reason or ''}",
+                             link_lost=self.motion.link_lost)
                 return
         elif hasattr(self, f"poll_{state}") and not getattr(self, f"poll_{state}")():
             return

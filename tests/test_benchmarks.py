@@ -10,7 +10,7 @@ import sys
 import pytest
 
 KEYS = ("twin_overhead_ratio", "rtt_p50_us", "rtt_raw_p50_us", "rtt_ratio", "ros_feedback_ratio", "scale",
-        "skill_tick_us")
+        "skill_tick_us", "cli_start_s", "cli_start_ratio")
 
 
 @pytest.mark.slow
@@ -26,3 +26,5 @@ def test_quick_benchmarks_report_every_key():
     assert all(set(row) == {"cells", "rtf", "wall_ms_per_part", "peak_rss_mb", "startup_s"} for row in report["scale"])
     assert all(row["rtf"] > 0 and row["peak_rss_mb"] > 0 for row in report["scale"])
     assert report["twin_overhead_ratio"] > 0 and report["rtt_ratio"] > 0
+    assert set(report["cli_start_s"]) == {"--help", "status (no cells)", "check --no-reach", "check (reach test)"}
+    assert all(s > 0 for s in report["cli_start_s"].values())

@@ -79,6 +79,7 @@ def test_fault_holds_unhold_resumes_abort_clear_reset(twin_factory, tmp_path):
             driver.request("inject_fault", robot="press", reason="servo overcurrent")
         held = _until(endpoint, lambda s: s["state"] == "Held")
         assert held["state_number"] == 11 and "drive fault: servo overcurrent" in held["fault"]
+        assert (held["fault_kind"], held["fault_source"]) == ("skill_failed", "recipe")
         assert held["part"] == part
         refused = request(endpoint, "command", command="Start")
         assert refused["ok"] is False and refused["error"]["message"] == \
@@ -141,6 +142,7 @@ def test_a_part_of_a_type_the_cell_does_not_work_on_holds_it(twin_factory, tmp_p
         status = _until(_endpoint(tmp_path, proc), lambda s: s["state"] == "Held")
         # a part the cell cannot tell to be one of its types (no feed says so) is not taken
         assert status["fault"] == "part d1 is of type '?'; this cell works on ['box']"
+        assert status["fault_kind"] == "wrong_part"
         assert status["parts_done"] == 0
     finally:
         proc.terminate()
@@ -190,7 +192,7 @@ def test_a_cell_that_lost_its_twin_in_a_tick_resumes_when_the_same_twin_answers_
             deadline = time.monotonic() + 60
             while True:  # the cell blocks in its timed-out request for up to 5 s: asked with patience
                 status = request(endpoint, "status", timeout=10.0)["result"]
-                if status["state"] in ("Holding", "Held") and (status["fault"] or "").startswith("twin lost"):
+                if status["state"] in ("Holding", "Held") and status["fault_kind"] == "twin_lost":
                     break
                 assert time.monotonic() < deadline, status
                 time.sleep(0.1)

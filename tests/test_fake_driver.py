@@ -120,4 +120,5 @@ def test_a_cell_whose_robot_link_breaks_is_held_and_says_why(tmp_path):
         fake.world.clock.advance(fake.cell.wake_hint())
     fake.driver.break_link()
     fake.run_until("Held", start=False)
-    assert "lost" in fake.cell.status()["fault"]
+    status = fake.cell.status()
+    assert "lost" in status["fault"] and status["fault_kind"] == "twin_lost" and status["fault_source"] == "twin"

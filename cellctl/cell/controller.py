@@ -35,18 +35,18 @@ from cellctl.custody.custodian import UNIDENTIFIED, Custodian
 from cellctl.handoff.link import HandoffLink, LinkEvent
 from cellctl.handoff.messages import MAX_RESYNC
 from cellctl.config.line import CellConfig, LineConfig
-from cellctl.cell.packml import PackML
+from cellctl.cell.fault import LOST_WORLD, NO_FAULT, Fault, FaultKind
+from cellctl.cell.packml import Command, PackML, State
 from cellctl.devices.sensing import PartSensor
 from cellctl.drivers.contract import Motion, RobotDriver
-from cellctl.drivers.errors import ConnectionLost, DriverError
+from cellctl.drivers.errors import ConnectionLost, DriverError, LimitViolation, Unreachable
 from cellctl.drivers.types import Vec3
 from cellctl.skills.context import SkillContext
 from cellctl.skills.events import EventSink, make_event
 from cellctl.skills.sequence import SkillSequence
 from cellctl.twin.config import StationConfig
 
-TWIN_LOST, LINK_LOST = "twin lost", "robot link lost"  # faults' prefixes: the world stopped answering
-LOST_WORLD = (TWIN_LOST, LINK_LOST)
+LOST_TEXT = {FaultKind.TWIN_LOST: ("twin lost", "twin"), FaultKind.ROBOT_LINK_LOST: ("robot link lost", "robot")}
 WAIT_HORIZON = 1.0  # s of driver time a waiting cell sleeps at most (lockstep next-event advance)
 ANNOUNCE_EVERY = 1.0  # wall s between re-announcements of a part in transit that no exchange settles
 
@@ -108,7 +108,7 @@ class Cell:
         self.part: str | None = None  # the part this cell is working on
         self.phase: Phase | None = None
         self.sequence: SkillSequence | None = None
-        self.fault: str | None = None
+        self.fault: Fault | None = None
         self.offered: tuple[str, str] | None = None  # (part, type) the upstream neighbour offers
         self._action: Motion | None = None
         self._suspended_at: float | None = None  # monotonic wall time
@@ -129,8 +129,8 @@ class Cell:
 
     # -- status and events -----------------------------------------------------------------------
     @property
-    def state(self) -> str:
-        return self.packml.state
+    def state(self) -> State:
+        return State(self.packml.state)
 
     @property
     def parts_done(self) -> int:
@@ -140,10 +140,11 @@ class Cell:
 
     def status(self) -> dict:
         skill = self.sequence.current.name if self.sequence and self.sequence.current else None
-        waiting = self._waiting_on() if self.state in ("Execute", "Suspended", "Held") else None
+        waiting = self._waiting_on() if self.state in (State.EXECUTE, State.SUSPENDED, State.HELD) else None
         return {"cell": self.name, "state": self.state, "state_number": self.packml.state_number, "skill": skill,
                 "phase": self.phase, "parts_done": self.parts_done, "work_order": self.work_order,
-                "part": self.part, "fault": self.fault, "waiting_for": waiting.peer if waiting else None,
+                "part": self.part, **(self.fault.fields() if self.fault else NO_FAULT),
+                "waiting_for": waiting.peer if waiting else None,
                 "links": {link.role: {"peer": link.peer, "state": link.fsm.state, "connected": link.connected}
                           for link in (self.upstream, self.downstream) if link is not None}}
 
@@ -161,9 +162,9 @@ class Cell:
     def command(self, command: str) -> None:
         """A PackML command from the control socket or the launcher (CommandRefused if illegal)."""
         self.packml.command(command)
-        if command in ("Stop", "Abort", "Hold"):
+        if command in (Command.STOP, Command.ABORT, Command.HOLD):
             self._halt()
-        if command in ("Unhold", "Unsuspend", "Stop", "Abort"):
+        if command in (Command.UNHOLD, Command.UNSUSPEND, Command.STOP, Command.ABORT):
             self._neighbour, self._twin_back = None, False
 
     def _halt(self) -> None:
@@ -177,7 +178,7 @@ class Cell:
                 sequence.cancel()
             self.driver.stop()  # whatever the cancel could not reach stops here
         except DriverError as exc:
-            self.emit("fault", reason=f"stop failed: {exc}")
+            self._emit_fault(Fault(FaultKind.DRIVER, f"stop failed: {exc}", "robot"))
             try:
                 self.driver.stop()
             except DriverError:
@@ -187,7 +188,7 @@ class Cell:
         """Drop the running skills and choose again from the ledger and the physical state (after
         this controller was away while the world went on)."""
         self.emit("replan", reason=reason)
-        if self.state == "Execute":
+        if self.state == State.EXECUTE:
             self._halt()
             # What the halted skills left behind (a part placed on the handoff station but not yet
             # committed, say) is read from the stations, as after a restart.
@@ -261,9 +262,9 @@ class Cell:
         message): both wake it, so it sleeps up to WAIT_HORIZON instead of acknowledging every period."""
         if self.sequence is not None:
             return self.sequence.wake_hint()
-        if self.state == "Execute" and self.phase is not None:
+        if self.state == State.EXECUTE and self.phase is not None:
             return self.driver.now() + WAIT_HORIZON
-        if self.state == "Suspended":
+        if self.state == State.SUSPENDED:
             return self.driver.now() + WAIT_HORIZON  # hold_after is wall time: looked at every tick
         return None
 
@@ -271,48 +272,55 @@ class Cell:
         state = self.state
         try:
             self._service_links()
-            if state == "Execute":
+            if state == State.EXECUTE:
                 self._execute()
-            elif state == "Resetting":
+            elif state == State.RESETTING:
                 self._resetting()
-            elif state == "Suspended":
+            elif state == State.SUSPENDED:
                 self._suspended()
-            elif state == "Held" and self.simulated and self._gone_is_back():
-                self.command("Unhold")  # held only because the twin or the neighbour was gone: it is back (a real
+            elif state == State.HELD and self.simulated and self._gone_is_back():
+                self.command(Command.UNHOLD)  # held only because the twin or the neighbour was gone: it is back (a real
                 # robot moves again only on an operator's Unhold: automatic resumption is from Suspended only)
             elif self.packml.acting:
-                if state in ("Stopping", "Aborting") or (state == "Holding" and not self.world_gone):
+                if state in (State.STOPPING, State.ABORTING) or (state == State.HOLDING and not self.world_gone):
                     self._halt()  # (held for a world that is gone: nothing to send it, world_lost dropped it all)
-                if state == "Unholding":  # a motion dropped when the world was lost may still run: it ends
+                if state == State.UNHOLDING:  # a motion dropped when the world was lost may still run: it ends
                     self.driver.stop()    # first (and a world still gone is noticed here, Held again)
-                if state == "Unsuspending":
+                if state == State.UNSUSPENDING:
                     self._suspended_at = None
                 self.packml.complete()
         except ConnectionLost as exc:  # the world is gone: Held for it (in simulation Unheld once it is back)
-            self.world_lost(f"{TWIN_LOST}: {exc}" if self.simulated else f"{LINK_LOST}: {exc}")
+            self.world_lost(self.lost_kind, str(exc))
         except DriverError as exc:
-            self._fail(f"{type(exc).__name__}: {exc}")
+            kind = FaultKind.LIMIT if isinstance(exc, (LimitViolation, Unreachable)) else FaultKind.DRIVER
+            self._fail(Fault(kind, f"{type(exc).__name__}: {exc}", "robot"))
         except Exception as exc:  # noqa: BLE001 - a ledger error or a bug in a user's skill: Held, never a dead cell
             traceback.print_exc()  # into the cell's log
-            self._fail(f"{type(exc).__name__} in state {state}: {exc}")
+            self._fail(Fault(FaultKind.INTERNAL, f"{type(exc).__name__} in state {state}: {exc}", "cell"))
 
-    def world_lost(self, reason: str) -> None:
+    @property
+    def lost_kind(self) -> FaultKind:
+        """What losing the world means for this cell: a twin (simulation) or a real robot's link."""
+        return FaultKind.TWIN_LOST if self.simulated else FaultKind.ROBOT_LINK_LOST
+
+    def world_lost(self, kind: FaultKind, detail: str) -> None:
         """The twin (or a ROS robot's bridge) stopped answering: Held with the reason. Nothing is
         sent to it — the skills and the homing move it was running are dropped, not cancelled — and
         the cell re-plans from the world as it is when it is Unheld."""
-        if self.state in ("Held", "Holding") and self.fault and self.fault.split(":")[0] == reason.split(":")[0]:
+        if self.state in (State.HELD, State.HOLDING) and self.fault and self.fault.kind == kind:
             return  # said already (a link retried every second stays one fault)
-        self.fault, self._twin_back = reason, False
-        self.emit("fault", reason=reason)
+        text, source = LOST_TEXT[kind]
+        self.fault, self._twin_back = Fault(kind, f"{text}: {detail}", source), False
+        self._emit_fault(self.fault)
         self.sequence, self.phase, self._action = None, None, None
         self.clear_of_give = False
-        if "Hold" in self.packml.allowed():
-            self.packml.command("Hold")
+        if Command.HOLD in self.packml.allowed():
+            self.packml.command(Command.HOLD)
 
     @property
     def world_gone(self) -> bool:
         """Held (or holding) because the twin or the robot's bridge stopped answering."""
-        return self.state in ("Holding", "Held") and (self.fault or "").startswith(LOST_WORLD)
+        return self.state in (State.HOLDING, State.HELD) and self.fault is not None and self.fault.kind in LOST_WORLD
 
     def waits_for_twin(self) -> bool:
         """A simulated cell Held for a lost twin, not yet told that it is back."""
@@ -320,21 +328,27 @@ class Cell:
 
     def _gone_is_back(self) -> bool:
         """Held only because the twin or the neighbour was gone, and it is back."""
-        if self._twin_back and (self.fault or "").startswith(TWIN_LOST):
+        if self._twin_back and self._fault_is(FaultKind.TWIN_LOST):
             return True
         return self._neighbour is not None and self._neighbour.connected
 
     def twin_back(self) -> None:
         """The twin we lost answers again, the same instance (not restarted from a checkpoint): held
         only for it, a simulated cell resumes — a line run cell by cell has no launcher to Unhold it."""
-        if self.simulated and (self.fault or "").startswith(TWIN_LOST):
+        if self.simulated and self._fault_is(FaultKind.TWIN_LOST):
             self._twin_back = True
 
-    def _fail(self, reason: str) -> None:
-        self.fault = reason
-        self.emit("fault", reason=reason)
+    def _fault_is(self, kind: FaultKind) -> bool:
+        return self.fault is not None and self.fault.kind == kind
+
+    def _emit_fault(self, fault: Fault) -> None:
+        self.emit("fault", reason=fault.reason, fault_kind=fault.kind.value, source=fault.source)
+
+    def _fail(self, fault: Fault) -> None:
+        self.fault = fault
+        self._emit_fault(fault)
         self._halt()
-        self.packml.command("Hold" if "Hold" in self.packml.allowed() else "Abort")
+        self.packml.command(Command.HOLD if Command.HOLD in self.packml.allowed() else Command.ABORT)
 
     def _resetting(self) -> None:
         """Home the robot; Idle when it is there. Faults are cleared here, not silently earlier."""
@@ -347,7 +361,7 @@ class Cell:
         if status.done:
             self._action = None
             if status.value != "succeeded":
-                self._fail(f"homing {status.value}")
+                self._fail(Fault(FaultKind.CONTROLLER_STOPPED, f"homing {status.value}", "robot"))
             else:
                 self.clear_of_give = True
                 self.packml.complete()
@@ -355,11 +369,12 @@ class Cell:
     def _suspended(self) -> None:
         link = self._neighbour
         if link is None or link.connected:
-            self.command("Unsuspend")
+            self.command(Command.UNSUSPEND)
         elif time.monotonic() - self._suspended_at > self.cfg.hold_after:
-            self.fault = f"neighbour {link.peer} gone for over {self.cfg.hold_after}s"
-            self.emit("fault", reason=self.fault)
-            self.packml.command("Hold")  # keeps _neighbour: Held resumes by itself when it is back
+            self.fault = Fault(FaultKind.NEIGHBOUR_LOST, f"neighbour {link.peer} gone for over {self.cfg.hold_after}s",
+                               f"neighbour {link.peer}")
+            self._emit_fault(self.fault)
+            self.packml.command(Command.HOLD)  # keeps _neighbour: Held resumes by itself when it is back
             self._halt()
 
     def _execute(self) -> None:
@@ -367,7 +382,7 @@ class Cell:
         if link is not None and not link.connected and self.sequence is None:
             self._suspended_at = time.monotonic()  # a neighbour's absence is judged in wall time
             self.emit("waiting", neighbour=link.peer, reason="neighbour not connected")
-            self.command("Suspend")
+            self.command(Command.SUSPEND)
             self._neighbour = link
             return
         if self.rehome:
@@ -409,9 +424,9 @@ class Cell:
         if result.ok:
             return True
         if result.link_lost:  # the world went away under the skill: Held for it, not a task failure
-            self.world_lost(f"{'twin lost' if self.simulated else 'robot link lost'}: part {self.part}: {result.reason}")
+            self.world_lost(self.lost_kind, f"part {self.part}: {result.reason}")
         else:
-            self._fail(f"part {self.part}: {result.reason}")
+            self._fail(Fault(FaultKind.SKILL_FAILED, f"part {self.part}: {result.reason}", "recipe"))
         return None
 
     def _phase_acquire(self) -> None:
@@ -447,7 +462,8 @@ class Cell:
         """A part of a type outside the cell's ``part_types`` is never taken: Held, for an operator."""
         if not self.cfg.part_types or part_type in self.cfg.part_types:
             return True
-        self._fail(f"part {part} is of type {part_type!r}; this cell works on {self.cfg.part_types}")
+        self._fail(Fault(FaultKind.WRONG_PART, f"part {part} is of type {part_type!r}; this cell works on "
+                               f"{self.cfg.part_types}", f"neighbour {self.upstream.peer}"))
         return False
 
     def _phase_work(self) -> None:

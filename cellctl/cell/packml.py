@@ -9,19 +9,54 @@ Any (state, command) pair not listed is refused and leaves the state unchanged.
 from __future__ import annotations
 
 from collections.abc import Callable
+from enum import StrEnum
 
 from transitions import Machine, MachineError
 
-COMMANDS = ("Reset", "Start", "Stop", "Hold", "Unhold", "Suspend", "Unsuspend", "Abort", "Clear")
+
+class State(StrEnum):
+    """The 17 PackML states, valued by their names (what events, status replies and the reference
+    table spell)."""
+
+    CLEARING = "Clearing"
+    STOPPED = "Stopped"
+    STARTING = "Starting"
+    IDLE = "Idle"
+    SUSPENDED = "Suspended"
+    EXECUTE = "Execute"
+    STOPPING = "Stopping"
+    ABORTING = "Aborting"
+    ABORTED = "Aborted"
+    HOLDING = "Holding"
+    HELD = "Held"
+    UNHOLDING = "Unholding"
+    SUSPENDING = "Suspending"
+    UNSUSPENDING = "Unsuspending"
+    RESETTING = "Resetting"
+    COMPLETING = "Completing"
+    COMPLETE = "Complete"
+
+
+class Command(StrEnum):
+    """The PackML commands an operator, the launcher or the cell itself gives."""
+
+    RESET = "Reset"
+    START = "Start"
+    STOP = "Stop"
+    HOLD = "Hold"
+    UNHOLD = "Unhold"
+    SUSPEND = "Suspend"
+    UNSUSPEND = "Unsuspend"
+    ABORT = "Abort"
+    CLEAR = "Clear"
+
+
+COMMANDS = tuple(c.value for c in Command)
 STATE_COMPLETE = "SC"
 
-STATE_NUMBERS = {  # PackTags StateCurrent
-    "Clearing": 1, "Stopped": 2, "Starting": 3, "Idle": 4, "Suspended": 5, "Execute": 6, "Stopping": 7,
-    "Aborting": 8, "Aborted": 9, "Holding": 10, "Held": 11, "Unholding": 12, "Suspending": 13,
-    "Unsuspending": 14, "Resetting": 15, "Completing": 16, "Complete": 17,
-}
-ACTING = ("Clearing", "Resetting", "Starting", "Completing", "Holding", "Unholding", "Suspending",
-          "Unsuspending", "Stopping", "Aborting")
+STATE_NUMBERS = {state.value: number for number, state in enumerate(State, start=1)}  # PackTags StateCurrent
+ACTING = (State.CLEARING, State.RESETTING, State.STARTING, State.COMPLETING, State.HOLDING, State.UNHOLDING,
+          State.SUSPENDING, State.UNSUSPENDING, State.STOPPING, State.ABORTING)
 
 _ABORTABLE = ("Stopped", "Resetting", "Idle", "Starting", "Execute", "Completing", "Complete", "Stopping",
               "Clearing", "Suspending", "Suspended", "Unsuspending", "Holding", "Held", "Unholding")

@@ -21,8 +21,10 @@ from pathlib import Path
 import zmq
 from rich.console import Console
 
+from cellctl.cell.packml import Command, State
 from cellctl.handoff import rendezvous
-from cellctl.cell.controller import LINK_LOST, TWIN_LOST, Cell, CellSetup
+from cellctl.cell.controller import Cell, CellSetup
+from cellctl.cell.fault import FaultKind
 from cellctl.config.loader import load_config
 from cellctl.processes.console import Tee
 from cellctl.processes.signals import stop_on_sigterm
@@ -108,34 +110,34 @@ def run_cell(config_path: str, name: str, twin: str, run_dir: Path, parts: int |
         clean = False
         try:
             if start:
-                cell.command("Reset")
+                cell.command(Command.RESET)
             grant, rejoined, restarts = None, clock.rejoined, world.restarts_seen()
             probed = 0.0  # monotonic: when a lost twin was last asked whether it is back
-            while not (exit_when_complete and cell.state == "Complete" and _settled(cell)):
+            while not (exit_when_complete and cell.state == State.COMPLETE and _settled(cell)):
                 for sender, msg in (grant.messages if grant else []):
                     if sender in by_peer:
                         by_peer[sender].handle(msg)
                 control.serve_pending()
                 cell.tick()
-                if start and cell.state == "Idle":  # once: later Resets are an operator's
-                    cell.command("Start")
+                if start and cell.state == State.IDLE:  # once: later Resets are an operator's
+                    cell.command(Command.START)
                     start = False
                 try:
                     grant = clock.advance(cell.wake_hint())
                 except ConnectionLost as exc:
                     grant = None
                     if world.twin is None:  # the robot's bridge (its time source) is gone: Held, retried
-                        cell.world_lost(f"{LINK_LOST}: {exc}")
+                        cell.world_lost(FaultKind.ROBOT_LINK_LOST, str(exc))
                         _serve_for(control, LINK_RETRY_S)
                     else:
-                        cell.world_lost(f"{TWIN_LOST}: {exc}")
+                        cell.world_lost(FaultKind.TWIN_LOST, str(exc))
                         _wait_for_twin(world.twin, control, console, name)
                         if world.restarts_seen() == restarts and not supervised:  # else the launcher
                             cell.twin_back()
                     continue
                 if world.restarts_seen() != restarts:  # another twin answers: its world is a restored checkpoint
                     restarts, rejoined = world.restarts_seen(), clock.rejoined
-                    cell.world_lost(f"{TWIN_LOST}: it was restarted from its checkpoint")
+                    cell.world_lost(FaultKind.TWIN_LOST, "it was restarted from its checkpoint")
                     cell.rehome = True
                 elif clock.rejoined != rejoined:  # the twin went on without us: what we were doing is stale
                     rejoined = clock.rejoined
@@ -157,7 +159,7 @@ def run_cell(config_path: str, name: str, twin: str, run_dir: Path, parts: int |
             control.close()
             mailbox.close()
             sink.close()
-    return 0 if cell.state in ("Complete", "Stopped") else 1
+    return 0 if cell.state in (State.COMPLETE, State.STOPPED) else 1
 
 
 @dataclass
@@ -274,15 +276,15 @@ def _settled(cell: Cell) -> bool:
 
 def _stop(cell: Cell, clock) -> bool:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the stop short
-    if "Stop" in cell.packml.allowed():
-        cell.command("Stop")
+    if Command.STOP in cell.packml.allowed():
+        cell.command(Command.STOP)
     deadline = time.monotonic() + STOP_TIMEOUT
-    while cell.state != "Stopped" and time.monotonic() < deadline:
+    while cell.state != State.STOPPED and time.monotonic() < deadline:
         cell.tick()
-        if cell.state == "Stopped":
+        if cell.state == State.STOPPED:
             break  # no grant needed (it may never come: a lone cell behind the twin's start barrier)
         try:
             clock.advance()
         except ConnectionLost:
             break  # no twin to stop in: the ledger records an unclean stop, and a restart reconciles
-    return cell.state == "Stopped"
+    return cell.state == State.STOPPED

@@ -36,8 +36,9 @@ import yaml
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from cellctl.cell.packml import Command, State
 from cellctl.cell.control import request
-from cellctl.cell.controller import TWIN_LOST
+from cellctl.cell.fault import FaultKind
 from cellctl.config.line import LineConfig
 from cellctl.config.loader import load_config
 from cellctl.line.orphans import stop_orphans
@@ -46,7 +47,7 @@ from cellctl.line.restart import RestartPolicy
 from cellctl.line.summary import count_parts, custody_states, ok, say
 from cellctl.line.twin_keeper import TwinKeeper
 from cellctl.line.watchdog import Watchdog, diagnose
-from cellctl.processes.children import AnnouncedProcess, ProcessFailed, RosbridgeProcess
+from cellctl.processes.children import AnnouncedProcess, ProcessFailed, RosbridgeProcess, TwinProcess
 from cellctl.processes.crash import ENV as CRASH_ENV
 from cellctl.processes.signals import stop_on_sigterm
 from cellctl.rundir import EventTail, RunDir
@@ -118,6 +119,11 @@ class Line:
     @property
     def restarts(self) -> dict[str, int]:
         return dict(self.policy.restarts)
+
+    @property
+    def twin(self) -> TwinProcess | None:
+        """The twin process now serving the line (None while it is being restarted)."""
+        return self.keeper.twin
 
     @classmethod
     def create(cls, config_path: str, run_dir: Path, parts: int | None, console: Console,
@@ -288,11 +294,11 @@ class Line:
             return
         for name in list(self.procs):
             status = self._status(name)
-            if status and status["state"] == "Held" and (status["fault"] or "").startswith(TWIN_LOST):
+            if status and status["state"] == State.HELD and status.get("fault_kind") == FaultKind.TWIN_LOST:
                 control = self.rundir.read_control(name)
                 try:
                     ok = request(control.endpoint, "command", timeout=STATUS_TIMEOUT_S, keys=self.keys, cell=name,
-                                 command="Unhold").get("ok") if control else None
+                                 command=Command.UNHOLD).get("ok") if control else None
                 except (OSError, ValueError, KeyError, TimeoutError):
                     ok = None  # busy, paused or just died: asked again at the next round
                 self._emit("unhold", cell=name, ok=ok, reason="the twin is back")
@@ -320,7 +326,7 @@ class Line:
         world = read_checkpoint(self.rundir.checkpoint)
         counts = count_parts(self.config, self.run_dir, world)
         cells = self._cell_states()
-        finished = outcome.ended == "done" and all(c["state"] == "Complete" for c in cells.values())
+        finished = outcome.ended == "done" and all(c["state"] == State.COMPLETE for c in cells.values())
         return {
             **counts.to_json(), "finished": finished, "ended": outcome.ended, "diagnosis": outcome.diagnosis,
             "sim_s": round(world.steps / self.config.twin.physics_hz, 3) if world else 0.0,
@@ -329,7 +335,7 @@ class Line:
 
     def _cell_states(self) -> dict:
         """Each cell's last PackML state (its events) and the parts it is done with (its ledger)."""
-        cells = {name: {"state": "Stopped", "parts_done": sum(
+        cells = {name: {"state": State.STOPPED, "parts_done": sum(
             1 for s in custody_states(self.rundir.ledger(name)).values() if s in ("GIVEN", "DELIVERED"))}
             for name in self.config.cells}
         for e in self.rundir.read_events():

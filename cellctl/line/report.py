@@ -10,10 +10,11 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cellctl.cell.packml import State
 from cellctl.rundir import RunDir
 
-STATE_COLORS = {"Execute": "tab:green", "Suspended": "tab:orange", "Held": "tab:red", "Aborted": "black",
-                "Complete": "tab:blue", "Idle": "tab:gray", "Stopped": "lightgray"}
+STATE_COLORS = {State.EXECUTE: "tab:green", State.SUSPENDED: "tab:orange", State.HELD: "tab:red", State.ABORTED: "black",
+                State.COMPLETE: "tab:blue", State.IDLE: "tab:gray", State.STOPPED: "lightgray"}
 
 
 @dataclass

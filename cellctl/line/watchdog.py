@@ -13,6 +13,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from cellctl.cell.packml import State
+
 PROGRESS_KINDS = frozenset({"custody", "skill", "part_done"})  # a custody change, a robot moving
 
 
@@ -56,7 +58,7 @@ def diagnose(statuses: dict[str, dict | None]) -> list[str]:
             link = next((l for l in s.get("links", {}).values() if l["peer"] == peer), None)
             state = f"link {link['state']}, {'connected' if link['connected'] else 'not connected'}" if link else ""
             where += f"; waits for {peer} ({state})"
-        elif s["state"] == "Execute" and not s.get("skill"):
+        elif s["state"] == State.EXECUTE and not s.get("skill"):
             where += "; waits for a part on its take station"
         lines.append(where)
     return lines

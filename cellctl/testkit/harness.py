@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cellctl.cell.packml import Command, State
 from cellctl.cell.controller import Cell, CellSetup
 from cellctl.config.loader import load_config
 from cellctl.cell.control import request
@@ -231,14 +232,14 @@ class FakeCell:
 
     def run_until(self, state: str, start: bool = True, max_ticks: int = 100_000) -> None:
         """Tick (sending Reset, then Start at Idle, with ``start``) until the cell is in ``state``."""
-        if start and self.cell.state == "Stopped":
-            self.cell.command("Reset")
+        if start and self.cell.state == State.STOPPED:
+            self.cell.command(Command.RESET)
         for _ in range(max_ticks):
             if self.cell.state == state:
                 return
             self.cell.tick()
-            if start and self.cell.state == "Idle":
-                self.cell.command("Start")
+            if start and self.cell.state == State.IDLE:
+                self.cell.command(Command.START)
                 start = False
             self.world.clock.advance(self.cell.wake_hint())
         raise AssertionError(f"cell {self.cell.name} not {state} after {max_ticks} ticks "

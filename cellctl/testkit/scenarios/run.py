@@ -22,6 +22,7 @@ from pathlib import Path
 from rich.console import Console
 
 from cellctl.cell.control import BUSY, request
+from cellctl.cell.packml import State
 from cellctl.line.launcher import Line
 from cellctl.testkit.reproducible import fingerprint
 from cellctl.testkit.scenarios.schema import CommandFault, CutLinkFault, Expect, KillFault, LoadedScenario, RobotFault
@@ -177,7 +178,7 @@ class FaultInjector:
 
 def evaluate(expect: Expect, summary: dict, events: list[dict]) -> tuple[list[Check], float | None]:
     """Every expectation the scenario names, against the run."""
-    completes = [e["sim_time"] for e in events if e.get("kind") == "packml" and e.get("dest") == "Complete"]
+    completes = [e["sim_time"] for e in events if e.get("kind") == "packml" and e.get("dest") == State.COMPLETE]
     finished = bool(summary.get("finished"))
     end_s = max(completes) if finished and completes else None
     checks = [Check(key, str(want), str(summary.get(key)), summary.get(key) == want)

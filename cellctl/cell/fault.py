@@ -1,0 +1,42 @@
+"""Why a cell stopped, as a value: a kind that code decides on, a reason a technician reads, and
+where it came from.
+
+The kind travels with the reason in the status reply (``fault_kind``, ``fault_source``) and in
+``fault`` events, so the launcher, the watchdog, a page or a SCADA client decide what to do from
+the kind — never by parsing the reason's words. Later work adds kinds (the operator's, starved,
+blocked, a machine's): add a member here and say what it means.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class FaultKind(StrEnum):
+    TWIN_LOST = "twin_lost"  # the simulated world stopped answering (in simulation the cell resumes when it is back)
+    ROBOT_LINK_LOST = "robot_link_lost"  # a real robot's bridge stopped answering (an operator resumes)
+    NEIGHBOUR_LOST = "neighbour_lost"  # a neighbour silent for longer than hold_after
+    CONTROLLER_STOPPED = "controller_stopped"  # the robot's controller ended a motion the cell needed (homing)
+    SKILL_FAILED = "skill_failed"  # a skill of the recipe failed (precondition, deadline, a motion that failed)
+    WRONG_PART = "wrong_part"  # a neighbour offered a part of a type this cell does not work on
+    LIMIT = "limit"  # a command outside the robot's limits or reach: refused before it reached the robot
+    DRIVER = "driver"  # any other driver error (a timeout, an unsupported capability)
+    INTERNAL = "internal"  # a bug or a ledger error: the cell's log has the traceback
+
+
+LOST_WORLD = frozenset({FaultKind.TWIN_LOST, FaultKind.ROBOT_LINK_LOST})
+
+
+@dataclass(frozen=True)
+class Fault:
+    kind: FaultKind
+    reason: str  # what a technician reads, whole
+    source: str  # where it came from: "twin", "robot", "neighbour NAME", "skill NAME", "cell"
+
+    def fields(self) -> dict[str, str]:
+        """The fault as it goes into a status reply and a ``fault`` event."""
+        return {"fault": self.reason, "fault_kind": self.kind.value, "fault_source": self.source}
+
+
+NO_FAULT: dict[str, None] = {"fault": None, "fault_kind": None, "fault_source": None}
