@@ -138,10 +138,6 @@ class RunDir:
         found = (_control(p) for p in sorted(self.path.glob("control-*.json")))
         return [c for c in found if c is not None]
 
-    def read_events(self) -> list[dict]:
-        """Every event of the run so far (a torn last line skipped)."""
-        return EventTail(self.events).read()
-
     def read_json(self, path: Path) -> dict:
         """One of the run's JSON files; {} when it is absent or unreadable (a run cut short)."""
         try:

@@ -40,7 +40,8 @@ UNKNOWN_PART = "unknown_part"
 UNKNOWN_STATION = "unknown_station"
 UNKNOWN_MOTION = "unknown_motion"
 UNKNOWN_PARTICIPANT = "unknown_participant"  # lockstep: not registered (never, or dropped as silent)
-BUSY = "busy"  # the robot is already executing a motion
+BUSY = "busy"  # the robot is already executing a motion; reset while lockstep participants are registered
+SUPERSEDED = "superseded"  # lockstep: an advance replaced by a later advance of the same participant
 CONFLICT = "conflict"  # e.g. spawning a part id that exists
 INTERNAL = "internal"  # a bug in the server; the server keeps serving
 

@@ -135,3 +135,83 @@ def test_join_and_leave_between_periods(twin_factory):
 def test_lockstep_ops_refused_in_realtime(kuka):
     with pytest.raises(Unsupported, match="lockstep ops need a twin running with twin.mode: lockstep"):
         kuka.request("register", name="x")
+
+
+# -- the protocol as docs/twin-protocol.md states it: every request gets exactly one reply ---------
+@pytest.fixture
+def lockstep_socket(twin_factory):
+    """A bare DEALER socket on a lockstep twin, speaking the protocol from the doc alone."""
+    import zmq
+
+    twin = twin_factory(CONFIGS / "kuka_lockstep.yaml")
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(twin.endpoint)
+
+    def ask(req_id: int, op: str, **args: object) -> None:
+        from cellctl.drivers.twin_wire import pack
+
+        sock.send(pack({"id": req_id, "op": op, "args": args}))
+
+    yield sock, ask
+    sock.close(0)
+    ctx.term()
+
+
+def _replies(sock, count: int) -> dict:
+    from tests.conftest import recv
+
+    replies = [recv(sock) for _ in range(count)]
+    assert not sock.poll(300), "more replies than requests"
+    return {r["id"]: r for r in replies}
+
+
+def test_a_replaced_advance_is_answered_superseded_and_the_later_one_gets_the_grant(lockstep_socket):
+    sock, ask = lockstep_socket
+    ask(1, "register", name="ctl", robots=["press"])
+    assert _replies(sock, 1)[1]["ok"]
+    ask(2, "advance", name="ctl", until=5.0)  # five seconds ahead: pending while the twin steps
+    ask(3, "advance", name="ctl")  # replaces it
+    replies = _replies(sock, 2)
+    assert replies[2]["ok"] is False and replies[2]["error"]["code"] == "superseded", replies[2]
+    assert replies[3]["ok"] and replies[3]["result"]["steps"] == 5, replies[3]
+
+
+def test_reset_while_participants_are_registered_is_busy_and_unknown_names_are_named(lockstep_socket):
+    sock, ask = lockstep_socket
+    ask(1, "register", name="ctl", robots=["press"])
+    ask(2, "reset")
+    ask(3, "advance", name="nobody")
+    ask(4, "deregister", name="nobody")
+    replies = _replies(sock, 4)
+    assert replies[2]["error"]["code"] == "busy" and "'ctl'" in replies[2]["error"]["message"]
+    assert replies[3]["error"]["code"] == replies[4]["error"]["code"] == "unknown_participant"
+    ask(5, "deregister", name="ctl")
+    ask(6, "reset")
+    replies = _replies(sock, 2)
+    assert replies[5]["ok"] and replies[6]["ok"]
+
+
+def test_an_advance_pending_when_its_participant_is_deregistered_is_answered(lockstep_socket):
+    sock, ask = lockstep_socket
+    ask(1, "register", name="a", robots=["press"])
+    ask(2, "register", name="b")
+    ask(3, "advance", name="a")  # waits for b, which never advances
+    ask(4, "deregister", name="a")
+    replies = _replies(sock, 4)
+    assert replies[3]["error"]["code"] == "unknown_participant" and "deregistered" in replies[3]["error"]["message"]
+    assert replies[4]["ok"]
+
+
+def test_every_error_code_the_twin_sends_is_in_the_protocol_doc():
+    from pathlib import Path
+
+    from cellctl.drivers import twin_wire
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "twin-protocol.md").read_text()
+    table = doc[doc.index("## Error codes"):].split("\n\n")[1]
+    codes = {value for name, value in vars(twin_wire).items() if name.isupper() and isinstance(value, str)
+             and value.islower() and " " not in value and not value.startswith("CELLCTL")}
+    missing = sorted(c for c in codes if f"`{c}`" not in table)
+    assert missing == [], missing

@@ -72,7 +72,7 @@ class Lockstep:
         try:
             return self.participants.pop(name)
         except KeyError:
-            raise LockstepError(f"no participant named {name!r}") from None
+            raise UnknownParticipant(f"no participant named {name!r}") from None
 
     def silent(self, now: float) -> list[str]:
         """Participants that owe an acknowledgement for longer than the silence timeout (none
@@ -84,7 +84,10 @@ class Lockstep:
 
     # -- acknowledgements -----------------------------------------------------------------------
     def acknowledge(self, name: str, envelope: list[bytes], req_id: object, until: float | None,
-                    sent: dict[str, int], steps_now: int) -> None:
+                    sent: dict[str, int], steps_now: int) -> tuple[list[bytes], object] | None:
+        """Take ``name``'s advance. Returns the (envelope, id) of the advance it replaces, if one
+        was pending: every request gets exactly one reply, so the caller answers that one at once
+        (``superseded``); the grant goes to the newer one."""
         p = self.participants.get(name)
         if p is None:
             raise UnknownParticipant(f"no participant named {name!r}: register (again) first")
@@ -104,7 +107,9 @@ class Lockstep:
                                 f"{steps_now * self.dt:.3f}")
         next_period = self._round_up(steps_now + 1)
         target = next_period if until is None else max(next_period, self._round_up(math.ceil(until / self.dt - 1e-6)))
+        replaced = p.pending[:2] if p.pending is not None else None
         p.pending = (envelope, req_id, target)  # a repeated advance (its client gave up on the first) replaces it
+        return replaced
 
     def _round_up(self, steps: int) -> int:
         return -(-steps // self.period) * self.period

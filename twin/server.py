@@ -125,6 +125,9 @@ class TwinServer:
             reply = self.service.handle(parts[:-1], parts[-1])
             if reply is not None:
                 self._router.send_multipart(parts[:-1] + [P.pack(reply)])
+            for envelope, earlier in self.service.extra_replies:
+                self._router.send_multipart(envelope + [P.pack(earlier)])
+            self.service.extra_replies.clear()
             if self.service.world.events:
                 self._publish_events()
             parts = None

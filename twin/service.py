@@ -42,6 +42,7 @@ class TwinService:
         self.world = World(config)
         self._kin: dict[str, Kinematics] = {}
         self.shutdown_requested = False
+        self.extra_replies: list[tuple[list[bytes], dict]] = []  # replies to earlier requests (a replaced advance)
         self._log: deque[dict] = deque(maxlen=REQUEST_LOG)
         self._log_seq = itertools.count(1)
         self._handlers: dict[str, Callable] = {op: getattr(self, f"op_{op}") for op in P.OPS}
@@ -307,11 +308,21 @@ class TwinService:
                 "dt": self.world.dt}
 
     def op_deregister(self, a: P.Deregister) -> dict:
-        self._coordinator().deregister(a.name)
+        gone = self._coordinator().deregister(a.name)
+        if gone.pending is not None:  # its advance waits for a grant that will not come: answered now
+            envelope, req_id, _ = gone.pending
+            self.extra_replies.append((envelope, P.error(req_id, P.UNKNOWN_PARTICIPANT,
+                                                         f"{a.name!r} was deregistered while this advance waited")))
         self.world.events.append({"topic": "participants", "event": "deregistered", "name": a.name,
                                   "reason": "by request", "time": self.world.time})
         return {"time": self.world.time}
 
     def op_advance(self, a: P.Advance) -> object:
-        self._coordinator().acknowledge(a.name, self._envelope, self._req_id, a.until, a.sent, self.world.steps)
+        replaced = self._coordinator().acknowledge(a.name, self._envelope, self._req_id, a.until, a.sent,
+                                                   self.world.steps)
+        if replaced is not None:
+            envelope, req_id = replaced
+            self.extra_replies.append((envelope, P.error(req_id, P.SUPERSEDED,
+                                                         f"advance of {a.name!r} replaced by a later one "
+                                                         f"(id {self._req_id!r}): the grant answers that one")))
         return P.DEFERRED

@@ -32,10 +32,11 @@ from enum import StrEnum
 from cellctl.custody import ledger as L
 from cellctl.processes.crash import crash_point
 from cellctl.custody.custodian import UNIDENTIFIED, Custodian
+from cellctl.handoff.hermes import HermesState as H
 from cellctl.handoff.link import HandoffLink, LinkEvent
 from cellctl.handoff.messages import MAX_RESYNC
 from cellctl.config.line import CellConfig, LineConfig
-from cellctl.cell.fault import LOST_WORLD, NO_FAULT, Fault, FaultKind
+from cellctl.faults import LOST_WORLD, NO_FAULT, Fault, FaultKind
 from cellctl.cell.packml import Command, PackML, State
 from cellctl.devices.sensing import PartSensor
 from cellctl.drivers.contract import Motion, RobotDriver
@@ -229,7 +230,7 @@ class Cell:
         elif ev.kind == "TransportFinished":
             crash_point("receiver_after_transport_finished_before_commit")
             self.custody.change("own", msg["part"], msg.get("part_type", "?"), link.peer)
-            if link.fsm.state in ("Transporting", "TransportFinished"):
+            if link.fsm.state in (H.TRANSPORTING, H.TRANSPORT_FINISHED):
                 link.send("StopTransport", part=msg["part"], transfer_state="Complete")
             # else the session ended after the message came (a reconnect in the same tick): the
             # Resync of the next session lists the part as received, and the sender settles on it
@@ -453,9 +454,9 @@ class Cell:
         link = self.upstream
         if link is None or not link.connected or on_take is not None:
             return  # starved, or the offered part is being placed on the station
-        if link.fsm.state in ("NotAvailableNotReady", "BoardAvailable"):
+        if link.fsm.state in (H.NOT_AVAILABLE_NOT_READY, H.BOARD_AVAILABLE):
             link.send("MachineReady")
-        elif link.fsm.state == "AvailableAndReady" and self.offered is not None and self._accepts(*self.offered):
+        elif link.fsm.state == H.AVAILABLE_AND_READY and self.offered is not None and self._accepts(*self.offered):
             link.send("StartTransport", part=self.offered[0])
 
     def _accepts(self, part: str, part_type: str) -> bool:
@@ -481,16 +482,16 @@ class Cell:
             return
         if self.sequence is None:
             state = link.fsm.state
-            if state != "Transporting" and not self.driver.gripper_state().part_present:
+            if state != H.TRANSPORTING and not self.driver.gripper_state().part_present:
                 # the part left the hand (a restored world, a halted place): the offer is void, choose again
-                if state in ("BoardAvailable", "AvailableAndReady"):
+                if state in (H.BOARD_AVAILABLE, H.AVAILABLE_AND_READY):
                     link.send("RevokeBoardAvailable")
                 self.phase = None
                 return
-            if state in ("NotAvailableNotReady", "MachineReady"):
+            if state in (H.NOT_AVAILABLE_NOT_READY, H.MACHINE_READY):
                 c = self.ledger.get(self.part)
                 link.send("BoardAvailable", part=self.part, part_type=c.part_type if c else "?")
-            elif state == "Transporting":  # place it, then clear the shared station before TransportFinished
+            elif state == H.TRANSPORTING:  # place it, then clear the shared station before TransportFinished
                 self.clear_of_give = False
                 self._start([{"skill": "place", "params": {"station": self.cfg.give}},
                              {"skill": "move_joints", "params": {"positions": list(self.driver.describe().home)}}])
@@ -500,7 +501,7 @@ class Cell:
             crash_point("sender_after_place_before_commit")
             self.custody.change("in_transit", self.part, link.peer)
             crash_point("sender_after_in_transit_commit")
-            if link.fsm.state == "Transporting":
+            if link.fsm.state == H.TRANSPORTING:
                 link.send("TransportFinished", part=self.part, transfer_state="Complete",
                           part_type=self.ledger.get(self.part).part_type)
             self.phase = Phase.HANDOVER
@@ -521,10 +522,10 @@ class Cell:
             return
         link = self.downstream
         now = time.monotonic()
-        if link is not None and link.connected and link.fsm.state == "Transporting":
+        if link is not None and link.connected and link.fsm.state == H.TRANSPORTING:
             # placed during a transport whose TransportFinished was never sent (a re-plan came between)
             link.send("TransportFinished", part=self.part, transfer_state="Complete", part_type=c.part_type)
-        elif link is not None and link.connected and link.fsm.state != "TransportFinished" \
+        elif link is not None and link.connected and link.fsm.state != H.TRANSPORT_FINISHED \
                 and now - self._announced_at > ANNOUNCE_EVERY:
             # No live Transporting exchange will settle it (the receiver restarted, say): ask again.
             self._announced_at = now

@@ -24,7 +24,7 @@ from rich.console import Console
 from cellctl.cell.packml import Command, State
 from cellctl.handoff import rendezvous
 from cellctl.cell.controller import Cell, CellSetup
-from cellctl.cell.fault import FaultKind
+from cellctl.faults import FaultKind
 from cellctl.config.loader import load_config
 from cellctl.processes.console import Tee
 from cellctl.processes.signals import stop_on_sigterm

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
+from cellctl.faults import FaultKind
 from cellctl.custody import ledger as L
 from cellctl.handoff.link import HandoffLink
 from cellctl.config.line import CellConfig
@@ -93,7 +94,8 @@ class Custodian:
                 self.change("delivered", c.part)  # placed on the sink (consumed, or about to be) before the commit
             else:
                 self.change("missing", c.part)
-                self._emit("fault", reason=f"part {c.part} is in the ledger but nowhere to be found")
+                self._emit("fault", reason=f"part {c.part} is in the ledger but nowhere to be found",
+                           fault_kind=FaultKind.PART_MISSING.value, source="ledger")
         if held.part_present and held.part_id and self.ledger.get(held.part_id) is None:
             self.change("own", held.part_id, "?", "unknown")
         self._emit("reconciled", owned=[c.part for c in self.ledger.with_state(L.OWNED)],

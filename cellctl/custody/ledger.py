@@ -18,10 +18,23 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 
 SCHEMA_VERSION = 1
-OWNED, IN_TRANSIT, GIVEN, DELIVERED, MISSING = "OWNED", "IN_TRANSIT", "GIVEN", "DELIVERED", "MISSING"
+
+
+class CustodyState(StrEnum):
+    """A part's state in one cell's ledger (the two-phase transfer above)."""
+
+    OWNED = "OWNED"
+    IN_TRANSIT = "IN_TRANSIT"
+    GIVEN = "GIVEN"
+    DELIVERED = "DELIVERED"
+    MISSING = "MISSING"
+
+
+OWNED, IN_TRANSIT, GIVEN, DELIVERED, MISSING = CustodyState
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS custody (

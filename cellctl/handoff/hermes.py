@@ -16,10 +16,26 @@ TransportFinished (at the receiver) must carry the board id of StartTransport.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 
-STATES = ("NotConnected", "SocketConnected", "ServiceDescriptionDownstream", "NotAvailableNotReady",
-          "BoardAvailable", "MachineReady", "AvailableAndReady", "Transporting", "TransportStopped",
-          "TransportFinished", "Disconnected")
+
+class HermesState(StrEnum):
+    """A handoff link's state, valued by the names hermes-org's lib_cpp and the reference use."""
+
+    NOT_CONNECTED = "NotConnected"
+    SOCKET_CONNECTED = "SocketConnected"
+    SERVICE_DESCRIPTION_DOWNSTREAM = "ServiceDescriptionDownstream"
+    NOT_AVAILABLE_NOT_READY = "NotAvailableNotReady"
+    BOARD_AVAILABLE = "BoardAvailable"
+    MACHINE_READY = "MachineReady"
+    AVAILABLE_AND_READY = "AvailableAndReady"
+    TRANSPORTING = "Transporting"
+    TRANSPORT_STOPPED = "TransportStopped"
+    TRANSPORT_FINISHED = "TransportFinished"
+    DISCONNECTED = "Disconnected"
+
+
+STATES = tuple(s.value for s in HermesState)
 
 MESSAGES = ("ServiceDescription", "BoardAvailable", "RevokeBoardAvailable", "MachineReady", "RevokeMachineReady",
             "StartTransport", "TransportFinished", "StopTransport", "CheckAlive", "Notification", "BoardForecast")
@@ -85,7 +101,7 @@ class SoftwareError(Exception):
 @dataclass
 class HermesMachine:
     role: str  # "sender" | "receiver"
-    state: str = "NotConnected"
+    state: HermesState = HermesState.NOT_CONNECTED
     board: str | None = None  # the board id of StartTransport
     history: list[tuple[str, str, str]] = field(default_factory=list)
 
@@ -96,18 +112,18 @@ class HermesMachine:
     def _move(self, event: str) -> None:
         dest = self._table[(self.state, event)]
         self.history.append((self.state, event, dest))
-        self.state = dest
+        self.state = HermesState(dest)
 
     def connected(self) -> None:
         if (self.state, "connected") in self._table:
             self._move("connected")
 
     def disconnect(self) -> None:
-        self.state, self.board = "Disconnected", None
+        self.state, self.board = HermesState.DISCONNECTED, None
 
     def reconnect(self) -> None:
         """Disconnected → NotConnected when a new connection is attempted."""
-        self.state, self.board = "NotConnected", None
+        self.state, self.board = HermesState.NOT_CONNECTED, None
 
     def can(self, direction: str, message: str) -> bool:
         if message in ALWAYS_ACCEPTED:

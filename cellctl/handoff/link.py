@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 from cellctl.handoff.messages import MAX_TEXT, MalformedMessage, parse
 from cellctl.handoff.hermes import HermesMachine, ProtocolError, SoftwareError
+from cellctl.handoff.hermes import HermesState as H
 
 RECONNECT_EVERY = 1.0  # wall and driver s between ServiceDescription attempts of a disconnected receiver
 HERMES_VERSION = "cellctl-hermes/1"
@@ -67,8 +68,8 @@ class HandoffLink:
 
     @property
     def connected(self) -> bool:
-        return self.fsm.state not in ("NotConnected", "SocketConnected", "ServiceDescriptionDownstream",
-                                      "Disconnected")
+        return self.fsm.state not in (H.NOT_CONNECTED, H.SOCKET_CONNECTED, H.SERVICE_DESCRIPTION_DOWNSTREAM,
+                                      H.DISCONNECTED)
 
     # -- sending ---------------------------------------------------------------------------------
     def _send_raw(self, msg: dict) -> None:
@@ -126,7 +127,7 @@ class HandoffLink:
         self._sd_sent, self._sd_sent_driver = time.monotonic(), self._driver_now()
 
     def _disconnect(self, reason: str) -> None:
-        if self.fsm.state != "Disconnected":
+        if self.fsm.state != H.DISCONNECTED:
             self.fsm.disconnect()
             self.events.append(LinkEvent("disconnected", {"reason": reason}))
             self._emit("handoff_link", peer=self.peer, state="disconnected", reason=reason)
@@ -190,7 +191,7 @@ class HandoffLink:
         if self.role == "sender":
             if self.session == msg["session"] and self.connected:
                 return  # a repeated ServiceDescription of the current session
-            if self.fsm.state != "NotConnected":
+            if self.fsm.state != H.NOT_CONNECTED:
                 self._disconnect("the receiver opened a new session")
             self.fsm.reconnect()
             self.fsm.connected()
@@ -199,7 +200,7 @@ class HandoffLink:
             self.fsm.send("ServiceDescription")
             self._send_raw({"type": "ServiceDescription", "session": self.session, "name": self.me,
                             "version": HERMES_VERSION})
-        elif msg.get("session") == self.session and self.fsm.state == "ServiceDescriptionDownstream":
+        elif msg.get("session") == self.session and self.fsm.state == H.SERVICE_DESCRIPTION_DOWNSTREAM:
             self.fsm.receive("ServiceDescription")
         else:
             return

@@ -38,7 +38,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from cellctl.cell.packml import Command, State
 from cellctl.cell.control import request
-from cellctl.cell.fault import FaultKind
+from cellctl.events import read_events
+from cellctl.faults import FaultKind
 from cellctl.config.line import LineConfig
 from cellctl.config.loader import load_config
 from cellctl.line.orphans import stop_orphans
@@ -128,14 +129,15 @@ class Line:
     @classmethod
     def create(cls, config_path: str, run_dir: Path, parts: int | None, console: Console,
                crash: dict[str, str] | None = None, driver: str = "twin", rate: float = 4.0,
-               watchdog_s: float = WATCHDOG_S, participants: Sequence[str] = ()) -> Line:
+               watchdog_s: float = WATCHDOG_S, participants: Sequence[str] = (),
+               clock: Callable[[], float] = time.monotonic) -> Line:
         """A new run directory for ``config_path``."""
         run = RunDir(run_dir)
         run.path.mkdir(parents=True, exist_ok=True)
         effective = prepare(load_config(config_path), parts, driver, rate, participants)
         run.line_config.write_text(yaml.safe_dump(effective, sort_keys=False))
         run.launch.write_text(json.dumps({"driver": driver, "rate": rate, "parts": parts}))
-        return cls(run.path, console, crash, watchdog_s)
+        return cls(run.path, console, crash, watchdog_s, clock=clock)
 
     def _emit(self, kind: str, **fields: object) -> None:
         self.events.emit(make_event(kind, None, source="launcher", **fields))
@@ -338,7 +340,7 @@ class Line:
         cells = {name: {"state": State.STOPPED, "parts_done": sum(
             1 for s in custody_states(self.rundir.ledger(name)).values() if s in ("GIVEN", "DELIVERED"))}
             for name in self.config.cells}
-        for e in self.rundir.read_events():
+        for e in read_events(self.rundir.events, strict=False):
             if e.get("cell") in cells and e["kind"] == "packml":
                 cells[e["cell"]]["state"] = e["dest"]
         return cells

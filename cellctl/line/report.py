@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cellctl.cell.packml import State
+from cellctl.events import read_events
 from cellctl.rundir import RunDir
 
 STATE_COLORS = {State.EXECUTE: "tab:green", State.SUSPENDED: "tab:orange", State.HELD: "tab:red", State.ABORTED: "black",
@@ -37,7 +38,7 @@ def _load(run_dir: Path) -> tuple[dict[str, CellKpis], float, dict]:
     cells: dict[str, CellKpis] = defaultdict(CellKpis)
     end = 0.0
     run = RunDir(run_dir)
-    for e in run.read_events():
+    for e in read_events(run.events, strict=False):
         cell, t = e.get("cell"), e.get("sim_time")
         if cell is None or t is None:
             continue

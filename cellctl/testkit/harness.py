@@ -25,6 +25,7 @@ from cellctl.config.loader import load_config
 from cellctl.cell.control import request
 from cellctl.custody.ledger import Ledger
 from cellctl.processes.children import TwinProcess
+from cellctl import events
 from cellctl.rundir import RunDir
 from cellctl.drivers.fake import FakeDriver
 from cellctl.drivers.fake_world import FakeWorld
@@ -35,8 +36,9 @@ LOCKSTEP = "lockstep"
 
 
 def read_events(run_dir: Path) -> list[dict]:
-    """The run's ``events.jsonl``, parsed (a line torn by a killed writer is skipped)."""
-    return RunDir(Path(run_dir)).read_events()
+    """The run's ``events.jsonl``, parsed and checked against the event schema (a line torn by a
+    killed writer is skipped)."""
+    return events.read_events(RunDir(Path(run_dir)).events)
 
 
 def require_lockstep(config: str | Path) -> None:

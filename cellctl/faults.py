@@ -1,4 +1,4 @@
-"""Why a cell stopped, as a value: a kind that code decides on, a reason a technician reads, and
+"""Why a cell stopped (or what went wrong on its way), as a value: a kind that code decides on, a reason a technician reads, and
 where it came from.
 
 The kind travels with the reason in the status reply (``fault_kind``, ``fault_source``) and in
@@ -22,6 +22,7 @@ class FaultKind(StrEnum):
     WRONG_PART = "wrong_part"  # a neighbour offered a part of a type this cell does not work on
     LIMIT = "limit"  # a command outside the robot's limits or reach: refused before it reached the robot
     DRIVER = "driver"  # any other driver error (a timeout, an unsupported capability)
+    PART_MISSING = "part_missing"  # a part the ledger holds is nowhere to be found (after a restart)
     INTERNAL = "internal"  # a bug or a ledger error: the cell's log has the traceback
 
 
