@@ -65,3 +65,10 @@ def test_fault_kinds_round_trip_through_status_and_events(tmp_path):
     assert [(f["fault_kind"], f["reason"], f["source"]) for f in faults] == [("twin_lost", status["fault"], "twin")]
     for event in fake.events.events:
         validate(event)
+
+
+def test_every_fault_kind_is_explained_to_operators():
+    from cellctl.faults import FaultKind
+
+    deploy = (DOC.parent / "deploy.md").read_text()
+    assert [k.value for k in FaultKind if f"| `{k.value}` |" not in deploy] == []
