@@ -77,6 +77,7 @@ class CellSetup:
     work_order: int | None = None  # parts to finish; None: the config's
     simulated: bool = True  # the robot is the twin's: a cell Held only for a gone neighbour resumes by itself
     stations: Mapping[str, StationConfig] = field(default_factory=dict)  # for feeds' prefixes (minted ids)
+    wall: Callable[[], float] = time.monotonic  # liveness and re-announcement timing (a test passes a virtual one)
 
     @classmethod
     def from_config(cls, config: LineConfig, name: str, driver: RobotDriver, sensor: PartSensor, ledger: L.Ledger,
@@ -103,6 +104,7 @@ class Cell:
         self.upstream, self.downstream = setup.upstream, setup.downstream
         self.work_order = setup.work_order if setup.work_order is not None else self.cfg.parts
         self.simulated = setup.simulated
+        self._wall = setup.wall
         self._last_time = 0.0
         self.custody = Custodian(self.ledger, self.sensor, self.cfg, self.ctx, self.emit, self.driver.now,
                                  setup.stations)
@@ -371,7 +373,7 @@ class Cell:
         link = self._neighbour
         if link is None or link.connected:
             self.command(Command.UNSUSPEND)
-        elif time.monotonic() - self._suspended_at > self.cfg.hold_after:
+        elif self._wall() - self._suspended_at > self.cfg.hold_after:
             self.fault = Fault(FaultKind.NEIGHBOUR_LOST, f"neighbour {link.peer} gone for over {self.cfg.hold_after}s",
                                f"neighbour {link.peer}")
             self._emit_fault(self.fault)
@@ -381,7 +383,7 @@ class Cell:
     def _execute(self) -> None:
         link = self._waiting_on()
         if link is not None and not link.connected and self.sequence is None:
-            self._suspended_at = time.monotonic()  # a neighbour's absence is judged in wall time
+            self._suspended_at = self._wall()  # a neighbour's absence is judged in wall time
             self.emit("waiting", neighbour=link.peer, reason="neighbour not connected")
             self.command(Command.SUSPEND)
             self._neighbour = link
@@ -521,7 +523,7 @@ class Cell:
                 self.clear_of_give = True
             return
         link = self.downstream
-        now = time.monotonic()
+        now = self._wall()
         if link is not None and link.connected and link.fsm.state == H.TRANSPORTING:
             # placed during a transport whose TransportFinished was never sent (a re-plan came between)
             link.send("TransportFinished", part=self.part, transfer_state="Complete", part_type=c.part_type)

@@ -57,7 +57,8 @@ TWIN_WAIT_REPORT_S = 10.0  # wall s between "still waiting for the twin" lines
 
 def run_cell(config_path: str, name: str, twin: str, run_dir: Path, parts: int | None = None,
              start: bool = False, exit_when_complete: bool = False, quiet: bool = False,
-             rosbridge: str | None = None, simulated: bool = False, supervised: bool = False) -> int:
+             rosbridge: str | None = None, simulated: bool = False, supervised: bool = False,
+             wall: Callable[[], float] = time.monotonic) -> int:
     """Run one cell. Its robot is the twin's (``twin``: its ZeroMQ API), or reached through ROS —
     by its config entry's ``driver: {ros: ...}``, or ``rosbridge`` (a URL: the twin's rosbridge
     endpoint, with the twin's names). A ROS-backed cell senses stations through their ROS topics
@@ -87,12 +88,12 @@ def run_cell(config_path: str, name: str, twin: str, run_dir: Path, parts: int |
             events.emit(make_event(kind, driver.now(), cell=name, **fields))
 
         links = {role: HandoffLink(role, name, peer, mailbox.send, boot, emit, cfg.handoff_timeout, cfg.check_alive,
-                                   driver.now)
+                                   driver.now, wall)
                  for role, peer in (("receiver", cfg.upstream), ("sender", cfg.downstream)) if peer is not None}
         by_peer = {link.peer: link for link in links.values()}
         cell = Cell(CellSetup.from_config(config, name, driver, world.sensor, ledger, events, world.locate,
                                           upstream=links.get("receiver"), downstream=links.get("sender"),
-                                          work_order=parts, simulated=simulated))
+                                          work_order=parts, simulated=simulated, wall=wall))
         if not ledger.was_clean():
             cell.reconcile()
             if start and not simulated:
@@ -143,10 +144,10 @@ def run_cell(config_path: str, name: str, twin: str, run_dir: Path, parts: int |
                     rejoined = clock.rejoined
                     cell.replan("the twin had dropped this cell after a pause; it joined again")
                 elif (world.twin is not None and not supervised and cell.waits_for_twin()
-                      and time.monotonic() - probed > TWIN_PROBE_EVERY_S):
+                      and wall() - probed > TWIN_PROBE_EVERY_S):
                     # the loss was noticed in a tick (a request timed out), where no wait for the twin
                     # follows, or the clock never talks to the twin (realtime): ask it, once a second
-                    probed = time.monotonic()
+                    probed = wall()
                     if world.twin.alive(TWIN_PING_S) and world.restarts_seen() == restarts:
                         cell.twin_back()
             clean = True

@@ -42,13 +42,14 @@ class LinkEvent:
 class HandoffLink:
     def __init__(self, role: str, me: str, peer: str, send: Callable[..., object], boot: int,
                  emit: Callable[..., None], timeout: float = 5.0, alive_every: float = 1.0,
-                 driver_now: Callable[[], float] | None = None) -> None:
+                 driver_now: Callable[[], float] | None = None, wall: Callable[[], float] = time.monotonic) -> None:
         """``timeout``: wall s of the peer's silence before it counts as gone; ``alive_every``: wall s
         between our CheckAlive messages (per link in config: a real Hermes peer may send them far less
         often than every second, and the peer's timeout must outlast our period). ``driver_now``: the
         cell's driver time; a receiver retries its ServiceDescription only after RECONNECT_EVERY of
         both wall and driver time, so a lockstep line's start (peers still starting while the twin's
-        barrier holds time) opens the same session every run."""
+        barrier holds time) opens the same session every run. ``wall``: the monotonic wall clock that
+        liveness is judged on (a test passes a virtual one)."""
         self.role, self.me, self.peer = role, me, peer
         self._transmit = send
         self._emit = emit
@@ -57,8 +58,9 @@ class HandoffLink:
         self.boot, self._attempt = boot, 0
         self.session: str | None = None
         self.events: list[LinkEvent] = []
-        self._peer_seen = self._alive_sent = self._sd_sent = time.monotonic()
-        self._driver_now = driver_now or time.monotonic
+        self._wall = wall
+        self._peer_seen = self._alive_sent = self._sd_sent = wall()
+        self._driver_now = driver_now or wall
         self._sd_sent_driver = 0.0
         self._rejected_at, self._rejected = 0.0, 0
         self.cut_until: float | None = None  # an injected link fault: down until this driver time
@@ -124,7 +126,7 @@ class HandoffLink:
         self.fsm.send("ServiceDescription")
         self._send_raw({"type": "ServiceDescription", "session": self.session, "name": self.me,
                         "version": HERMES_VERSION})
-        self._sd_sent, self._sd_sent_driver = time.monotonic(), self._driver_now()
+        self._sd_sent, self._sd_sent_driver = self._wall(), self._driver_now()
 
     def _disconnect(self, reason: str) -> None:
         if self.fsm.state != H.DISCONNECTED:
@@ -150,7 +152,7 @@ class HandoffLink:
             if self.role == "sender" and kind != "Notification":
                 self._notify("UnknownSession", f"no session {session!r} here", session)
             return  # stale: another session's message
-        self._peer_seen = time.monotonic()
+        self._peer_seen = self._wall()
         if kind == "Notification" and msg.get("code") == "UnknownSession" and self.role == "receiver":
             self._disconnect("the sender does not know our session (it restarted)")
             self._open()
@@ -173,7 +175,7 @@ class HandoffLink:
         """Log a dropped message and tell the peer, at most once per ``alive_every`` (with the count
         dropped since), so that a flood floods neither the log nor the peer."""
         self._rejected += 1
-        now = time.monotonic()
+        now = self._wall()
         if now - self._rejected_at <= self.alive_every:
             return
         more = f" (and {self._rejected - 1} more)" if self._rejected > 1 else ""
@@ -204,13 +206,13 @@ class HandoffLink:
             self.fsm.receive("ServiceDescription")
         else:
             return
-        self._peer_seen = time.monotonic()
+        self._peer_seen = self._wall()
         self.events.append(LinkEvent("connected", msg))
         self._emit("handoff_link", peer=self.peer, state="connected", session=self.session)
 
     # -- liveness --------------------------------------------------------------------------------
     def tick(self) -> None:
-        now = time.monotonic()
+        now = self._wall()
         if self.connected:
             if now - self._peer_seen > self.timeout:
                 self._disconnect(f"no message from {self.peer} for {self.timeout}s")

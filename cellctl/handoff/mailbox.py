@@ -33,8 +33,10 @@ class Mailbox:
     ones. Realtime (no grants): whatever has arrived, in arrival order."""
 
     def __init__(self, name: str, endpoint: str = "tcp://127.0.0.1:*",
-                 on_reject: Callable[[str], None] | None = None, keys: Keys | None = None) -> None:
+                 on_reject: Callable[[str], None] | None = None, keys: Keys | None = None,
+                 wall: Callable[[], float] = time.monotonic) -> None:
         self.name = name
+        self._wall = wall
         self._on_reject = on_reject or (lambda reason: None)
         self._dropped, self._reported_at = 0, 0.0  # frames dropped since the last report; when it was
         self.stamp = 0  # the steps of the current grant: set by the clock
@@ -66,9 +68,9 @@ class Mailbox:
         """Wait (wall time) until every neighbour's inbox has a live connection, so that the first
         messages of a line are not dropped for a connection still being made; returns the
         neighbours still not connected after ``timeout`` (the protocol's reconnects deal with them)."""
-        deadline = time.monotonic() + timeout
+        deadline = self._wall() + timeout
         waiting = dict(self._push)
-        while waiting and time.monotonic() < deadline:
+        while waiting and self._wall() < deadline:
             poller = zmq.Poller()
             for sock in waiting.values():
                 poller.register(sock, zmq.POLLOUT)  # with IMMEDIATE a PUSH is writable once connected
@@ -96,7 +98,7 @@ class Mailbox:
         """Report a dropped frame; a flood is reported once a second with its count, so the log
         cannot be flooded in turn."""
         self._dropped += 1
-        now = time.monotonic()
+        now = self._wall()
         if now - self._reported_at >= 1.0:
             more = f" (and {self._dropped - 1} more dropped in the last second)" if self._dropped > 1 else ""
             self._on_reject(reason + more)
@@ -139,12 +141,12 @@ class Mailbox:
         if deliver is None:
             out, self._buffer = self._buffer, []
             return live + [(sender, payload) for _, sender, _, payload in out]
-        deadline = time.monotonic() + timeout
+        deadline = self._wall() + timeout
 
         def short() -> bool:
             return any(sum(1 for m in self._buffer if m[1] == s and m[0] < before) < n for s, n in deliver.items())
 
-        while short() and self._read(max(0, int((deadline - time.monotonic()) * 1000))):
+        while short() and self._read(max(0, int((deadline - self._wall()) * 1000))):
             pass
         ready = sorted(m for m in self._buffer if m[0] < before)
         self._buffer = [m for m in self._buffer if m[0] >= before]

@@ -1,5 +1,9 @@
 """Named crash points for crash-safety tests: ``CELLCTL_CRASH_AT=NAME`` makes the process SIGKILL
-itself the first time it reaches ``crash_point(NAME)``, exactly as a power cut there would."""
+itself the first time it reaches ``crash_point(NAME)``, exactly as a power cut there would.
+
+In-process tests (``cellctl.testkit.fake_line``) ``arm`` a point instead: reaching it raises
+:class:`Crash`, a BaseException that no ``except Exception`` of a cell catches, so the cell's
+memory is lost exactly there while its ledger file keeps what was committed."""
 
 from __future__ import annotations
 
@@ -15,6 +19,27 @@ POINTS = (
 )
 
 
+class Crash(BaseException):
+    """An armed crash point was reached (in-process tests only)."""
+
+
+_armed: set[str] = set()
+
+
+def arm(name: str) -> None:
+    """The next time this process reaches ``crash_point(name)`` it raises Crash (once)."""
+    if name not in POINTS:
+        raise ValueError(f"unknown crash point {name!r}; points: {', '.join(POINTS)}")
+    _armed.add(name)
+
+
+def disarm() -> None:
+    _armed.clear()
+
+
 def crash_point(name: str) -> None:
+    if name in _armed:
+        _armed.discard(name)
+        raise Crash(name)
     if os.environ.get(ENV) == name:
         os.kill(os.getpid(), signal.SIGKILL)
