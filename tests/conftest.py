@@ -1,9 +1,16 @@
 """Shared fixtures: real twin servers in their own processes on ephemeral loopback ports,
-always stopped; ZeroMQ sockets closed with linger 0 (pyzmq's own test habits)."""
+always stopped; ZeroMQ sockets closed with linger 0 (pyzmq's own test habits).
+
+Two lanes: ``make check`` runs ``-m "not process"`` — the tests that start no process — with
+CELLCTL_NO_PROCESSES=1, under which starting one fails the test that tried (a test that needs a
+process and is not marked ``process`` is found at once); ``make test`` runs everything."""
 
 from __future__ import annotations
 
 from pathlib import Path
+
+import os
+import subprocess
 
 import pytest
 import zmq
@@ -13,6 +20,26 @@ from cellctl.processes.children import TwinProcess
 from tests.helpers.names import loaded_twice
 
 CONFIGS = Path(__file__).parent / "configs"
+# fixtures that start processes: a test using any of them (directly or through another) is `process`
+PROCESS_FIXTURES = {"cellctl_twin", "cellctl_line", "cellctl_cell", "twin_factory"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if PROCESS_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.process)
+
+
+@pytest.fixture(autouse=True)
+def _no_processes_in_the_fast_lane(monkeypatch, request):
+    """Under CELLCTL_NO_PROCESSES=1 (``make check``) starting a process fails the test."""
+    if os.environ.get("CELLCTL_NO_PROCESSES") != "1" or request.node.get_closest_marker("process"):
+        return
+
+    def refuse(self, args, *rest, **kwargs):
+        raise AssertionError(f"{request.node.nodeid} starts a process ({args!r}) but is not marked `process`")
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", refuse)
 
 
 @pytest.fixture

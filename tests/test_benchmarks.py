@@ -9,6 +9,8 @@ import sys
 
 import pytest
 
+pytestmark = pytest.mark.process  # starts twins, cells, launchers or bridges
+
 KEYS = ("twin_overhead_ratio", "rtt_p50_us", "rtt_raw_p50_us", "rtt_ratio", "ros_feedback_ratio", "scale",
         "skill_tick_us", "cli_start_s", "cli_start_ratio")
 

@@ -15,6 +15,8 @@ from cellctl.cell.control import request
 from cellctl.drivers.twin import TwinDriver
 from tests.conftest import CONFIGS
 
+pytestmark = pytest.mark.process  # starts twins, cells, launchers or bridges
+
 CONFIG = CONFIGS / "one_cell.yaml"
 
 

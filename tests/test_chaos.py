@@ -14,7 +14,7 @@ import pytest
 from cellctl.config.paths import CONFIG_DIR
 from tests.helpers.ci_log import to_ci_log
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.process, pytest.mark.slow, pytest.mark.timeout(900)]
 
 PARTS = 30
 RUNS = [("demo_line", 11), ("line3", 12)]  # (config, seed)

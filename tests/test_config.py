@@ -90,6 +90,7 @@ def _cellctl(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "cellctl", *args], capture_output=True, text=True, timeout=60)
 
 
+@pytest.mark.process
 def test_check_cli_exit_codes(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(textwrap.dedent(CASES[2][0]))
@@ -104,6 +105,7 @@ def test_check_cli_exit_codes(tmp_path):
     assert "ok (1 robots, 1 stations, 1 parts, 0 cells)" in result.stdout
 
 
+@pytest.mark.process
 def test_twin_serve_refuses_non_loopback():
     result = _cellctl("twin", "serve", "configs/demo_cell.yaml", "--host", "0.0.0.0", "--port", "0")
     assert result.returncode == 2
@@ -111,6 +113,7 @@ def test_twin_serve_refuses_non_loopback():
             "reaching the port could command it. Set security: {keys: DIR} in the config") in result.stderr
 
 
+@pytest.mark.process
 def test_skills_cli():
     listed = _cellctl("skills", "list")
     assert listed.returncode == 0
@@ -125,6 +128,7 @@ def test_skills_cli():
     assert unknown.returncode == 2 and "unknown skill 'fly'" in unknown.stderr
 
 
+@pytest.mark.process
 def test_binary_file_is_a_config_error(tmp_path):
     path = tmp_path / "line.yaml"
     path.write_bytes(b"version: 1\n\xff\xfe\x00robots")
@@ -153,6 +157,7 @@ def test_removed_twin_seed_says_so(tmp_path):
                                f"makes no random choice); delete the key, found {{'seed': 3}}"]
 
 
+@pytest.mark.process
 def test_a_broken_skill_entry_point_is_one_line_and_the_others_load(tmp_path):
     dist = tmp_path / "site" / "broken_skills-0.1.dist-info"
     dist.mkdir(parents=True)
@@ -168,6 +173,7 @@ def test_a_broken_skill_entry_point_is_one_line_and_the_others_load(tmp_path):
                                                                         "wait"]
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("args,message", [
     (["run", "configs/demo_line.yaml", "--parts", "0"], "argument --parts: expected a whole number of at least 1, found 0"),
     (["chaos", "configs/demo_line.yaml", "--kills", "-3"], "argument --kills: expected a whole number of at least 0, found -3"),

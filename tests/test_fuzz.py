@@ -34,7 +34,7 @@ ENDS_CAMPAIGN = ("shutdown", "reset")  # legitimate ops that would end or reset 
 CAMPAIGN = dict(max_examples=FRAMES + 200, derandomize=True, deadline=None, database=None, print_blob=False,
                 suppress_health_check=list(HealthCheck))
 
-pytestmark = [pytest.mark.fuzz, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.process, pytest.mark.fuzz, pytest.mark.timeout(900)]
 
 
 def rss_mb(pid: int) -> float:

@@ -39,6 +39,7 @@ def _imports(*args: str, cwd: Path = REPO) -> tuple[set[str], subprocess.Complet
 HEAVY = {"pybullet", "ray", "matplotlib"}
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("args,also_forbidden", [
     (["--help"], {"numpy", "pydantic", "zmq", "transitions", "yaml", "rich"}),
     (["status", "{empty}"], set()),
@@ -54,6 +55,7 @@ def test_commands_that_do_not_simulate_load_no_physics(args, also_forbidden, tmp
     assert modules & (HEAVY | also_forbidden) == set(), result.stderr[-2000:]
 
 
+@pytest.mark.process
 def test_no_command_prints_pybullets_banner():
     """``check`` runs the reach test (URDFs in PyBullet); its output is only the checker's."""
     result = subprocess.run([sys.executable, "-m", "cellctl", "check", "configs/demo_line.yaml"], capture_output=True,
@@ -63,6 +65,7 @@ def test_no_command_prints_pybullets_banner():
     assert result.stdout.startswith("configs/demo_line.yaml: ok")
 
 
+@pytest.mark.process
 def test_the_cli_says_less_with_quiet_and_its_answers_still_reach_stdout(tmp_path):
     quiet = subprocess.run([sys.executable, "-m", "cellctl", "-q", "keys", "generate", "op", "--dir", str(tmp_path)],
                            capture_output=True, text=True, timeout=60)

@@ -12,6 +12,8 @@ import pytest
 from cellctl.processes.crash import POINTS
 from cellctl.config.paths import CONFIG_DIR
 
+pytestmark = pytest.mark.process  # starts twins, cells, launchers or bridges
+
 CLI = [sys.executable, "-m", "cellctl"]
 
 

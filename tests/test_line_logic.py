@@ -5,6 +5,8 @@ invariants (never OWNED in two ledgers, never delivered twice) checked after eve
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -165,3 +167,61 @@ def test_random_kills_restarts_and_delays_never_break_custody(tmp_path_factory, 
             line.start(victim)
         line.crashes.clear()
     _finish(line)
+
+
+# -- what a run leaves: the summary, the report, the watchdog's view --------------------------------
+def test_the_summary_counts_a_line_that_had_a_crash_as_every_part_out_once(tmp_path):
+    line = FakeLine(DEMO, tmp_path, parts=PARTS)
+    crash.arm("sender_after_in_transit_commit")
+    line.run_until(lambda l: l.crashes, check=_check)
+    line.start("press")
+    _finish(line)
+    counts = line.summary()
+    assert (counts.parts_in, counts.parts_out, counts.lost, counts.duplicated, counts.stranded) == (3, 3, 0, 0, 0)
+
+
+def test_the_summary_names_a_stranded_part_with_its_ledger_and_a_lost_one(tmp_path):
+    line = FakeLine(DEMO, tmp_path, parts=PARTS)
+    line.run_until(lambda l: l.cell("pack").part is not None and l.drivers["pack"].gripper_state().part_present,
+                   check=_check)
+    assert line.cell("pack").part == "part-1"
+    line.crash("pack")  # part-1 stays in its gripper
+    line.run_until(lambda l: l.cell("press").state == State.SUSPENDED, check=_check)
+    assert line.world.occupant("infeed") == "part-3"
+    del line.world.parts["part-3"]  # taken off the line by hand
+    counts = line.summary()
+    stranded = {s.part: (s.where, s.ledger, s.state) for s in counts.stranded_parts}
+    assert stranded["part-1"] == ("gripper of pack", "pack", "OWNED")
+    assert counts.lost_parts == ["part-3"] and counts.duplicated == 0
+
+
+def test_the_report_of_a_run(tmp_path):
+    from cellctl.line.report import write_report
+    from cellctl.rundir import RunDir
+
+    line = FakeLine(DEMO, tmp_path, parts=PARTS)
+    _finish(line)
+    run = RunDir(tmp_path)
+    run.events.write_text("".join(json.dumps(e) + "\n" for e in line.events.events) + "{\"torn")
+    counts = line.summary().to_json()
+    run.write_json(run.summary, {**counts, "finished": True, "ended": "done", "sim_s": line.now(), "wall_s": 1.0,
+                                 "restarts": {}, "diagnosis": []})
+    text = write_report(tmp_path)
+    assert "- parts in / out: 3 / 3; lost 0, duplicated 0, stranded 0" in text
+    rows = [r for r in text.splitlines() if r.startswith("| press |") or r.startswith("| pack |")]
+    assert len(rows) == 2 and all("| 3 |" in r for r in rows)
+    assert run.timeline.read_bytes()[:4] == b"\x89PNG" and run.report.read_text() == text
+
+
+def test_the_watchdog_judges_progress_on_its_clock():
+    from cellctl.line.watchdog import Watchdog
+
+    now = [0.0]
+    dog = Watchdog(10.0, lambda: now[0])
+    now[0] = 6.0
+    dog.saw([{"kind": "handoff"}, {"kind": "packml"}])  # talk is not progress
+    assert not dog.stalled()
+    now[0] = 10.5
+    assert dog.stalled() and dog.quiet_for() == 10.5
+    dog.saw([{"kind": "custody"}])
+    assert not dog.stalled() and dog.quiet_for() == 0.0

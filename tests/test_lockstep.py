@@ -18,6 +18,8 @@ from cellctl.drivers.twin import TwinDriver
 from cellctl.drivers.wait import wait
 from tests.conftest import CONFIGS
 
+pytestmark = pytest.mark.process  # starts twins, cells, launchers or bridges
+
 CONTROLLER = [sys.executable, "-m", "tests.helpers.controller"]
 
 

@@ -24,7 +24,7 @@ ROOT = Path(__file__).parents[1]
 HOST_A, HOST_B = "10.77.0.1", "10.77.0.2"
 TWIN_PORT = 5555
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]
+pytestmark = [pytest.mark.process, pytest.mark.netns, pytest.mark.slow, pytest.mark.timeout(400)]
 
 
 def _need_root_and_netns() -> None:

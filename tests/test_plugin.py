@@ -11,6 +11,8 @@ import pytest
 from cellctl.config.paths import CONFIG_DIR
 from tests.conftest import CONFIGS
 
+pytestmark = pytest.mark.process  # starts twins, cells, launchers or bridges
+
 DEMO = CONFIG_DIR / "demo_line.yaml"
 
 

@@ -34,7 +34,7 @@ HOME = [0.0, 0.5, 0.0, -1.2, 0.0, 1.4, 0.0]
 FAR = [0.8, 0.5, 0.0, -1.2, 0.0, 1.4, 0.0]
 PREEMPTED = "Current goal cancelled due to new incoming action."
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.process, pytest.mark.timeout(120)]
 
 
 @pytest.fixture

@@ -31,6 +31,8 @@ from cellctl.skills.registry import create
 from cellctl.skills.runner import run
 from tests.conftest import CONFIGS
 
+pytestmark = pytest.mark.process  # starts twins, cells, launchers or bridges
+
 CONFIG = CONFIGS / "kuka_ros.yaml"
 JOINTS = [f"lbr_iiwa_joint_{i}" for i in range(1, 8)]
 HOME = [0.0, 0.5, 0.0, -1.2, 0.0, 1.4, 0.0]

@@ -19,6 +19,8 @@ import pytest
 
 from tests.helpers.ci_log import to_ci_log
 
+pytestmark = pytest.mark.process  # starts twins, cells, launchers or bridges
+
 ROOT = Path(__file__).parents[1]
 SDISTS = ROOT / ".cache" / "roslibpy"
 CONFIG = ROOT / "configs" / "ros_cell.yaml"

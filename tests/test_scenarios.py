@@ -34,6 +34,8 @@ from cellctl.drivers.twin_wire import pack, unpack
 from cellctl.skills.events import ListSink
 from tests.helpers.ci_log import to_ci_log
 
+pytestmark = pytest.mark.process  # starts twins, cells, launchers or bridges
+
 CLI = [sys.executable, "-m", "cellctl", "test"]
 DEMO = CONFIG_DIR / "demo_line.yaml"
 SCENARIOS = CONFIG_DIR / "scenarios"

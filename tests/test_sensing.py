@@ -19,6 +19,8 @@ from cellctl.drivers.errors import DriverError
 from cellctl.drivers.twin import TwinDriver
 from cellctl.drivers.twin_client import TwinClient
 
+pytestmark = pytest.mark.process  # starts twins, cells, launchers or bridges
+
 IO_LINE = Path(__file__).parent / "configs" / "io_sensor_line.yaml"
 
 

@@ -25,6 +25,8 @@ from cellctl.skills.runner import run
 from tests.conftest import CONFIGS
 from cellctl.twin.checkpoint import SavedPart, SavedRobot, WorldState
 
+pytestmark = pytest.mark.process  # starts twins, cells, launchers or bridges
+
 CLI = [sys.executable, "-m", "cellctl"]
 DEMO = CONFIG_DIR / "demo_line.yaml"
 

@@ -13,6 +13,8 @@ from cellctl.drivers.types import GripperCommand, MotionStatus, Pose
 from cellctl.drivers.wait import wait
 from tests.conftest import CONFIGS
 
+pytestmark = pytest.mark.process  # starts twins, cells, launchers or bridges
+
 GAP, HOVER = 0.005, 0.10  # suction cup above the part top; approach height
 
 

@@ -15,6 +15,8 @@ from cellctl.drivers.twin import TwinDriver
 from tests.conftest import CONFIGS, recv
 from cellctl.drivers import twin_wire as P
 
+pytestmark = pytest.mark.process  # starts twins, cells, launchers or bridges
+
 
 def _ask(sock, op, args=None, req_id=1):
     sock.send(P.pack({"id": req_id, "op": op, "args": args or {}}))

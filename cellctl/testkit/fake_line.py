@@ -29,8 +29,11 @@ from cellctl.drivers.fake import FakeDriver
 from cellctl.drivers.fake_world import FakeWorld
 from cellctl.handoff.link import HandoffLink
 from cellctl.line.launcher import prepare
+from cellctl.line.summary import PartCounts, count_parts
 from cellctl.processes.crash import Crash
+from cellctl.rundir import RunDir
 from cellctl.skills.events import ListSink, make_event
+from cellctl.twin.checkpoint import SavedPart, WorldState
 
 
 class Wire:
@@ -99,7 +102,7 @@ class FakeLine:
 
     # -- a cell's life ---------------------------------------------------------------------------
     def ledger_path(self, name: str) -> Path:
-        return self.directory / f"ledger-{name}.sqlite"
+        return RunDir(self.directory).ledger(name)
 
     def start(self, name: str, command: bool = True) -> Member:
         """Start (or restart) a cell as its process does: a new boot from its ledger, reconcile
@@ -203,6 +206,18 @@ class FakeLine:
             delivered = [c for c, s in by_cell.items() if s == CustodyState.DELIVERED]
             if len(owners) > 1 or len(delivered) > 1:
                 raise AssertionError(f"part {part}: {by_cell} at sim {self.now():.2f}s")
+
+    def world_state(self) -> WorldState:
+        """The fake world in the shape of the twin's checkpoint, for the summary's counts."""
+        heights = self.world.part_heights
+        parts = tuple(SavedPart(p.id, p.type, (p.bottom[0], p.bottom[1], p.bottom[2] + heights.get(p.type, 0.0) / 2),
+                                (0.0, 0.0, 0.0, 1.0), p.held_by) for p in self.world.parts.values())
+        steps = round(self.now() * self.config.twin.physics_hz)
+        return WorldState(steps, parts, {}, {}, tuple(self.world.log), 0, 0)
+
+    def summary(self) -> PartCounts:
+        """What ``cellctl run``'s summary would count: from the ledgers and the world's part log."""
+        return count_parts(self.config, self.directory, self.world_state())
 
     def delivered(self) -> list[str]:
         return sorted(p for p, by_cell in self.custody().items() if CustodyState.DELIVERED in by_cell.values())

@@ -1,0 +1,59 @@
+"""The run directory: one place names its files, and its readers survive what a killed writer
+leaves behind."""
+
+from __future__ import annotations
+
+from cellctl.rundir import ControlFile, EventTail, RunDir
+
+
+def test_control_files_are_written_whole_and_read_back(tmp_path):
+    run = RunDir(tmp_path)
+    assert run.read_control("press") is None and run.controls() == []
+    run.write_control(ControlFile("press", "tcp://127.0.0.1:1", "tcp://127.0.0.1:2"))
+    run.write_control(ControlFile("pack", "tcp://127.0.0.1:3", "tcp://127.0.0.1:4"))
+    run.control("weld").write_text('{"cell": "weld", "endp')  # a writer killed mid-file
+    assert run.read_control("press") == ControlFile("press", "tcp://127.0.0.1:1", "tcp://127.0.0.1:2")
+    assert [c.cell for c in run.controls()] == ["pack", "press"]
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_an_old_control_file_without_a_status_socket_reads_as_the_control_socket(tmp_path):
+    run = RunDir(tmp_path)
+    run.control("press").write_text('{"cell": "press", "endpoint": "tcp://127.0.0.1:1"}')
+    assert run.read_control("press").status == "tcp://127.0.0.1:1"
+
+
+def test_json_files_read_as_empty_when_absent_or_torn(tmp_path):
+    run = RunDir(tmp_path)
+    assert run.read_json(run.summary) == {}
+    run.summary.write_text('{"parts_in": 3, "par')
+    assert run.read_json(run.summary) == {}
+    run.write_json(run.pids, {"launcher": 1})
+    assert run.read_json(run.pids) == {"launcher": 1}
+    run.pids.write_text("[1, 2]")
+    assert run.read_json(run.pids) == {}
+
+
+def test_missing_names_what_a_resumable_run_lacks(tmp_path):
+    run = RunDir(tmp_path)
+    assert run.missing() == ["line.yaml", "launch.json"]
+    run.line_config.write_text("version: 1\n")
+    assert run.missing() == ["launch.json"]
+
+
+def test_log_tail(tmp_path):
+    run = RunDir(tmp_path)
+    assert run.log_tail(run.cell_log("press")) == "(no log)"
+    run.cell_log("press").write_text("".join(f"line {i}\n" for i in range(50)))
+    assert run.log_tail(run.cell_log("press"), 2) == "line 48\nline 49"
+
+
+def test_the_event_tail_reads_what_was_appended_and_waits_for_a_line_being_written(tmp_path):
+    run = RunDir(tmp_path)
+    tail = EventTail(run.events)
+    assert tail.read() == []
+    run.events.write_text('{"kind": "a", "sim_time": 1.5}\nnot json\n[1]\n{"kind": "b"')
+    assert tail.read() == [{"kind": "a", "sim_time": 1.5}] and tail.last_sim_time == 1.5
+    with run.events.open("a") as f:
+        f.write(', "sim_time": 2.0}\n')
+    assert tail.read() == [{"kind": "b", "sim_time": 2.0}] and tail.last_sim_time == 2.0
