@@ -15,7 +15,7 @@ WHEEL_DIR := .cache/wheel
 LINT_SITE := .cache/lint
 PARTNER_VENV := .cache/partner/venv
 
-.PHONY: demo test wheel lint partner clean
+.PHONY: demo check test wheel lint partner clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,9 +36,21 @@ $(ROSLIBPY_SUITE): $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/cellctl demo
 
+# the fast lane: every test that starts no process (a started one fails the test), with coverage by module
+check: $(STAMP)
+	CELLCTL_NO_PROCESSES=1 $(VENV)/bin/python -m pytest -m "not process" -p no:cacheprovider \
+		--cov=cellctl --cov-report=term:skip-covered
+
+# everything, in parallel (pytest-xdist, a test file per worker at a time): the evidence lines the
+# tests write (campaign figures, chaos summaries) are printed after the run
+TEST_WORKERS ?= 3
+EVIDENCE := .cache/ci-evidence.log
+
 test: $(STAMP) $(JS_STAMP) $(ROSLIBPY_SUITE)
 	$(MAKE) lint
-	$(VENV)/bin/python -m pytest
+	mkdir -p .cache && rm -f $(EVIDENCE)
+	CELLCTL_CI_LOG=$(CURDIR)/$(EVIDENCE) $(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadfile; \
+		status=$$?; echo "== evidence =="; cat $(EVIDENCE) 2>/dev/null; exit $$status
 	$(MAKE) partner
 
 wheel: $(STAMP)

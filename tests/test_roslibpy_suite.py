@@ -19,7 +19,7 @@ import pytest
 
 from tests.helpers.ci_log import to_ci_log
 
-pytestmark = pytest.mark.process  # starts twins, cells, launchers or bridges
+pytestmark = [pytest.mark.process, pytest.mark.netns]
 
 ROOT = Path(__file__).parents[1]
 SDISTS = ROOT / ".cache" / "roslibpy"
