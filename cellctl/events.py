@@ -162,6 +162,47 @@ class Reconciled(CellEvent):
     in_transit: list[str]
 
 
+class CommandGiven(CellEvent):
+    """A command from outside the cell was applied (at the tick after it was queued)."""
+
+    kind: Literal["command"]
+    command: str = Field(description="the PackML command")
+    by: str = Field(description="who sent it: cli, page, opcua, launcher, scenario, ...")
+
+
+class CommandRefusedLater(CellEvent):
+    """A queued command the cell's state no longer allowed when its tick came."""
+
+    kind: Literal["command_refused"]
+    command: str
+    by: str
+    reason: str = Field(description="the PackML reason")
+
+
+class AlarmCleared(CellEvent):
+    """The cell's active alarm was cleared (it resumed, was reset, or another replaced it): it goes to
+    the alarm history."""
+
+    kind: Literal["alarm_cleared"]
+    reason: str = Field(description="the alarm's reason")
+    fault_kind: FaultKind
+    fault_source: str
+    raised: str = Field(description="ISO wall time it was raised")
+    raised_sim: float
+    cleared: str = Field(description="ISO wall time it was cleared")
+    cleared_sim: float
+    cleared_by: str = Field(description="what cleared it: a command and who gave it, or the alarm that replaced it")
+
+
+class OperatorWait(LauncherEvent):
+    """No progress, but an operator holds or stopped cells on purpose: the run waits (the watchdog
+    ends a run only for an unexplained stall)."""
+
+    kind: Literal["operator_wait"]
+    cells: list[str]
+    reasons: list[str]
+
+
 class Process(LauncherEvent):
     """A cell process or the twin started or exited."""
 
@@ -238,8 +279,8 @@ class ChaosFault(LauncherEvent):
 
 
 KINDS = (Packml, Skill, Step, PartStart, PartDone, Custody, Handoff, HandoffRejected, HandoffLinkChange, Waiting,
-         Fault, Replan, Reconciled, Process, Unhold, ReconciledWorld, Stalled, Resumed, Interrupted, ScenarioFault,
-         ChaosFault)
+         Fault, Replan, Reconciled, CommandGiven, CommandRefusedLater, AlarmCleared, Process, Unhold, ReconciledWorld,
+         Stalled, OperatorWait, Resumed, Interrupted, ScenarioFault, ChaosFault)
 AnyEvent = Annotated[Union[KINDS], Field(discriminator="kind")]  # noqa: UP007 - a tuple of classes
 _ADAPTER: TypeAdapter[Any] = TypeAdapter(AnyEvent)
 log = logging.getLogger("cellctl")

@@ -14,6 +14,7 @@ from enum import StrEnum
 
 
 class FaultKind(StrEnum):
+    OPERATOR = "operator"  # an operator's Hold, Stop or Abort: intended, never a stall
     TWIN_LOST = "twin_lost"  # the simulated world stopped answering (in simulation the cell resumes when it is back)
     ROBOT_LINK_LOST = "robot_link_lost"  # a real robot's bridge stopped answering (an operator resumes)
     NEIGHBOUR_LOST = "neighbour_lost"  # a neighbour silent for longer than hold_after

@@ -153,7 +153,8 @@ def test_a_part_of_a_type_the_cell_does_not_work_on_holds_it(twin_factory, tmp_p
 
 def test_a_cell_waiting_for_its_lockstep_grant_still_answers_status(twin_factory, tmp_path):
     """The twin's start barrier waits for a participant that never comes: the cell's grant does not
-    come either, yet an operator sees its status at once, and a command is told why it cannot act."""
+    come either, yet an operator sees its status at once, and a command is queued (or refused at once
+    with the PackML reason), never answered "busy"."""
     config = tmp_path / "barrier.yaml"
     config.write_text(CONFIG.read_text().replace("silence_timeout: 3.0}", "silence_timeout: 3.0, expect: [press, "
                                                                           "ghost]}"))
@@ -167,9 +168,11 @@ def test_a_cell_waiting_for_its_lockstep_grant_still_answers_status(twin_factory
             status = request(endpoint, "status", timeout=2.0)["result"]
             assert time.monotonic() - started < 1.0, "status waited for the grant"
             assert status["state"] == "Resetting"  # homing needs sim time, which the barrier holds back
-        busy = request(endpoint, "command", timeout=2.0, command="Stop")
-        assert not busy["ok"] and busy["error"]["code"] == "busy", busy
-        assert "waits for its lockstep grant" in busy["error"]["message"]
+        queued = request(endpoint, "command", timeout=2.0, command="Stop")  # never "busy": queued for its next tick
+        assert queued["ok"] and queued["result"] == {"cell": "press", "queued": "Stop", "state": "Resetting"}, queued
+        refused = request(endpoint, "command", timeout=2.0, command="Unhold")  # one the state forbids: at once
+        assert refused["error"] == {"code": "refused",
+                                    "message": "Unhold is not allowed in state Resetting; allowed: Stop, Abort"}
     finally:
         proc.terminate()
         proc.communicate(timeout=30)

@@ -169,3 +169,46 @@ def test_the_lockstep_demo_runs_the_same_way_every_time(tmp_path):
         sims.append(summary["sim_s"])
     assert sims[0] == sims[1]
     assert traces[0] == traces[1]
+
+
+@pytest.mark.timeout(300)
+def test_an_operators_hold_longer_than_the_watchdog_never_ends_the_run(tmp_path):
+    """`cellctl cmd RUN_DIR --cell pack Hold` mid-run, held past the 4 s watchdog: the run waits for
+    the operator (an `operator_wait` event), Unhold, and every part comes out once."""
+    import time
+
+    run = tmp_path / "run"
+    line = subprocess.Popen([*CLI, "demo", "--parts", "3", "--watchdog", "4", "--json", "--run-dir", str(run)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+
+        def events() -> list[dict]:
+            path = run / "events.jsonl"
+            return [json.loads(x) for x in path.read_text().splitlines() if x.endswith("}")] if path.exists() else []
+
+        def wait_for(predicate) -> None:
+            while not predicate(events()):
+                assert line.poll() is None and time.monotonic() < deadline, line.communicate()[1][-3000:]
+                time.sleep(0.05)
+
+        wait_for(lambda ev: any(e["kind"] == "custody" and e["state"] == "OWNED" and e["cell"] == "pack" for e in ev))
+        hold = subprocess.run([*CLI, "cmd", str(run), "--cell", "pack", "Hold"], capture_output=True, text=True,
+                              timeout=30)
+        assert hold.returncode == 0 and hold.stdout.startswith("pack: Hold queued"), hold.stderr
+        wait_for(lambda ev: any(e["kind"] == "operator_wait" for e in ev))
+        status = subprocess.run([*CLI, "status", str(run), "--cell", "pack"], capture_output=True, text=True,
+                                timeout=30)
+        assert "pack: Held (11)" in status.stdout and "operator: Hold by the operator (cli) (since " in status.stdout
+        unhold = subprocess.run([*CLI, "cmd", str(run), "--cell", "pack", "Unhold"], capture_output=True, text=True,
+                                timeout=30)
+        assert unhold.returncode == 0, unhold.stderr
+        out, err = line.communicate(timeout=240)
+    finally:
+        if line.poll() is None:
+            line.kill()
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert line.returncode == 0 and summary["finished"] and summary["ended"] == "done", err[-3000:]
+    assert summary["parts_out"] == 3 and summary["lost"] == summary["duplicated"] == 0
+    wait = next(e for e in events() if e["kind"] == "operator_wait")
+    assert wait["cells"] == ["pack"] and "Hold by the operator (cli)" in wait["reasons"][0]

@@ -150,7 +150,7 @@ def test_faults_land_at_their_sim_times(tmp_path):
     assert code == 0, text
     fault, kill = out["results"]
     assert [(f["fault"], f["applied_at"]) for f in fault["faults"]] == [("RobotFault", 20.0), ("CommandFault", 25.0)]
-    assert fault["faults"][1]["result"] == "command {'command': 'Unhold'}: accepted"
+    assert fault["faults"][1]["result"] == "command {'command': 'Unhold', 'by': 'scenario'}: queued"
     held = [e for e in read_events(Path(fault["run_dir"])) if e.get("kind") == "packml" and e["cell"] == "pack"
             and e["dest"] in ("Held", "Execute")]
     assert [e["dest"] for e in held][-2:] == ["Held", "Execute"] and 20.0 <= held[-2]["sim_time"] <= 25.0

@@ -5,8 +5,13 @@ which answers the status query only.
     op "status"                      → the cell's status: state, PackTags number, skill, phase, parts
                                        done and work order, part, fault, the neighbour it waits for
                                        and each link's peer, Hermes state and liveness
-    op "command", args {"command"}   → the status after the command, or error "refused"
-                                       (on the status socket: error "read_only")
+    op "command", args {"command", "by"?}
+                                     → {"cell", "queued": the command, "state": the state now}: a
+                                       command the state allows is queued and applied at the cell's
+                                       next tick (even while it waits for its lockstep grant: never
+                                       "busy"); one it forbids is refused at once, error "refused"
+                                       with the PackML reason (on the status socket: "read_only").
+                                       ``by`` names who sends it (cli, page, opcua, launcher, ...)
     op "cut_link", args {"peer", "seconds"}
                                      → an injected fault (scenarios, ``cellctl test``): the handoff
                                        link to ``peer`` is down for ``seconds`` of sim time; error
@@ -21,6 +26,8 @@ answered per control period, so no client can keep the cell from ticking.
 
 from __future__ import annotations
 
+import re
+
 import zmq
 
 from cellctl.cell.packml import COMMANDS, CommandRefused
@@ -29,8 +36,8 @@ from cellctl.drivers.curve import Keys, check_bind
 
 REFUSED = "refused"
 READ_ONLY = "read_only"
-BUSY = "busy"
-ACTING_OPS = ("command", "cut_link")  # refused on the status socket and during a grant wait
+ACTING_OPS = ("command", "cut_link")  # refused on the status socket
+SENDER = re.compile(r"[a-z][a-z0-9_-]{0,31}")  # a command's ``by``
 MAX_CUT_S = 3600.0
 MAX_REQUESTS_PER_TICK = 100
 
@@ -55,23 +62,19 @@ class ControlServer:
         sock.bind(f"tcp://{host}:{port or '*'}")
         return sock
 
-    def serve_pending(self, waiting: bool = False) -> None:
-        """Answer what is queued, at most a bounded number per tick (the cell must keep ticking).
-        ``waiting``: the cell is inside a wait for its lockstep grant, where a command cannot act
-        (the twin's socket is busy with the wait): status is answered, commands get ``busy``."""
+    def serve_pending(self) -> None:
+        """Answer what is queued, at most a bounded number per tick (the cell must keep ticking);
+        also called while the cell waits for its lockstep grant (commands are queued either way)."""
         for sock in (self._sock, self._status):
             for _ in range(MAX_REQUESTS_PER_TICK):
                 try:
                     parts = sock.recv_multipart(zmq.NOBLOCK)
                 except zmq.Again:
                     break
-                reply = self._handle(parts[-1], read_only=sock is self._status, waiting=waiting)
+                reply = self._handle(parts[-1], read_only=sock is self._status)
                 sock.send_multipart(parts[:-1] + [P.pack(reply)])
 
-    def serve_while_waiting(self) -> None:
-        self.serve_pending(waiting=True)
-
-    def _handle(self, frame: bytes, read_only: bool, waiting: bool) -> dict:
+    def _handle(self, frame: bytes, read_only: bool) -> dict:
         try:
             req_id, op, args = P.decode_request(frame)
         except P.BadFrame as exc:  # any garbage: an error reply, and keep serving
@@ -80,22 +83,21 @@ class ControlServer:
             return P.ok(req_id, self.cell.status())
         if op in ACTING_OPS and read_only:
             return P.error(req_id, READ_ONLY, "this is the cell's status socket: commands go to its control socket")
-        if op in ACTING_OPS and waiting:
-            return P.error(req_id, BUSY, "the cell waits for its lockstep grant (its peers or the twin are slow, "
-                                         "paused or not there yet): status only until it comes; try again")
         if op == "cut_link":
             return self._cut_link(req_id, args)
         if op != "command":
             return P.error(req_id, P.UNKNOWN_OP, f"unknown op {op[:P.MAX_NAME]!r}; ops: status"
                                                  + ("" if read_only else ", " + ", ".join(ACTING_OPS)))
-        command = args.get("command") if isinstance(args, dict) and len(args) == 1 else None
-        if command not in COMMANDS:
-            return P.error(req_id, P.BAD_ARGS, f"command: args {{\"command\": one of {', '.join(COMMANDS)}}}")
+        ok = isinstance(args, dict) and set(args) <= {"command", "by"} and args.get("command") in COMMANDS \
+            and isinstance(args.get("by", "cli"), str) and SENDER.fullmatch(args.get("by", "cli"))
+        if not ok:
+            return P.error(req_id, P.BAD_ARGS, f"command: args {{\"command\": one of {', '.join(COMMANDS)}, "
+                                               f"\"by\": who sends it (cli, page, opcua, ...)}}")
         try:
-            self.cell.command(command)
+            self.cell.queue(args["command"], args.get("by", "cli"))
         except CommandRefused as exc:
             return P.error(req_id, REFUSED, str(exc))
-        return P.ok(req_id, self.cell.status())
+        return P.ok(req_id, {"cell": self.cell.name, "queued": args["command"], "state": self.cell.state})
 
     def _cut_link(self, req_id: object, args: object) -> dict:
         peers = self.cell.peers()

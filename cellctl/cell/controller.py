@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import time
 import traceback
+from datetime import datetime
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -37,7 +38,7 @@ from cellctl.handoff.link import HandoffLink, LinkEvent
 from cellctl.handoff.messages import MAX_RESYNC
 from cellctl.config.line import CellConfig, LineConfig
 from cellctl.faults import LOST_WORLD, NO_FAULT, Fault, FaultKind
-from cellctl.cell.packml import Command, PackML, State
+from cellctl.cell.packml import Command, CommandRefused, PackML, State
 from cellctl.devices.sensing import PartSensor
 from cellctl.drivers.contract import Motion, RobotDriver
 from cellctl.drivers.errors import ConnectionLost, DriverError, LimitViolation, Unreachable
@@ -47,6 +48,9 @@ from cellctl.skills.events import EventSink, make_event
 from cellctl.skills.sequence import SkillSequence
 from cellctl.twin.config import StationConfig
 
+CELL, LAUNCHER = "cell", "launcher"  # who gives a command besides operators (cli, page, opcua, ...)
+MAX_ALARMS = 100  # the alarm history kept in memory (the run's events keep every one)
+STATUS_ALARMS = 10  # the newest cleared alarms a status reply carries
 LOST_TEXT = {FaultKind.TWIN_LOST: ("twin lost", "twin"), FaultKind.ROBOT_LINK_LOST: ("robot link lost", "robot")}
 WAIT_HORIZON = 1.0  # s of driver time a waiting cell sleeps at most (lockstep next-event advance)
 ANNOUNCE_EVERY = 1.0  # wall s between re-announcements of a part in transit that no exchange settles
@@ -111,7 +115,10 @@ class Cell:
         self.part: str | None = None  # the part this cell is working on
         self.phase: Phase | None = None
         self.sequence: SkillSequence | None = None
-        self.fault: Fault | None = None
+        self.fault: Fault | None = None  # the active alarm
+        self._raised: tuple[float, str] = (0.0, "")  # when it was raised: sim s, ISO wall time
+        self.alarm_history: list[dict] = []  # cleared alarms, oldest first (at most MAX_ALARMS)
+        self._queued: list[tuple[str, str]] = []  # commands from outside, applied at the next tick
         self.offered: tuple[str, str] | None = None  # (part, type) the upstream neighbour offers
         self._action: Motion | None = None
         self._suspended_at: float | None = None  # monotonic wall time
@@ -137,9 +144,10 @@ class Cell:
 
     @property
     def parts_done(self) -> int:
-        """Parts given on or delivered, counted in the ledger: a part settled by a resync, a
-        reconcile or a StopTransport while the cell was doing something else counts too."""
-        return self.custody.finished()
+        """Parts of the current work order given on or delivered, counted in the ledger: a part
+        settled by a resync, a reconcile or a StopTransport while the cell was doing something else
+        counts too. A new work order (Reset after Complete) starts from the ledger's count then."""
+        return self.custody.finished() - self.ledger.order_base()
 
     def status(self) -> dict:
         skill = self.sequence.current.name if self.sequence and self.sequence.current else None
@@ -147,6 +155,8 @@ class Cell:
         return {"cell": self.name, "state": self.state, "state_number": self.packml.state_number, "skill": skill,
                 "phase": self.phase, "parts_done": self.parts_done, "work_order": self.work_order,
                 "part": self.part, **(self.fault.fields() if self.fault else NO_FAULT),
+                "fault_since": self._raised[1] if self.fault else None,
+                "alarm_history": self.alarm_history[-STATUS_ALARMS:],
                 "waiting_for": waiting.peer if waiting else None,
                 "links": {link.role: {"peer": link.peer, "state": link.fsm.state, "connected": link.connected}
                           for link in (self.upstream, self.downstream) if link is not None}}
@@ -162,13 +172,40 @@ class Cell:
         self.emit("packml", source=source, dest=dest, event=event, state_number=self.packml.state_number)
 
     # -- commands ----------------------------------------------------------------------------------
-    def command(self, command: str) -> None:
-        """A PackML command from the control socket or the launcher (CommandRefused if illegal)."""
+    def command(self, command: str, by: str = CELL) -> None:
+        """A PackML command, applied now (CommandRefused if the state forbids it). ``by``: who asked
+        — the cell itself, the launcher, or an operator through cli, page, opcua... An operator's
+        Hold, Stop or Abort is the stop's reason (fault kind ``operator``); the commands that resume
+        or restart clear the active fault into the alarm history."""
+        new_order = command == Command.RESET and self.state == State.COMPLETE
         self.packml.command(command)
+        if by != CELL:
+            self.emit("command", command=str(command), by=by)
+        if new_order:
+            self.ledger.start_order(self.custody.finished())
+        if command in (Command.UNHOLD, Command.UNSUSPEND, Command.RESET, Command.CLEAR, Command.START):
+            self._clear_fault(f"{command} by {by}")
         if command in (Command.STOP, Command.ABORT, Command.HOLD):
+            if by not in (CELL, LAUNCHER):
+                self._raise_fault(Fault(FaultKind.OPERATOR, f"{command} by the operator ({by})", f"operator {by}"))
             self._halt()
         if command in (Command.UNHOLD, Command.UNSUSPEND, Command.STOP, Command.ABORT):
             self._neighbour, self._twin_back = None, False
+
+    def queue(self, command: str, by: str) -> None:
+        """A command from outside (an operator, the launcher): refused now if the state forbids it,
+        else applied at the start of the next tick — never "busy". If the state changed by then and
+        forbids it, a ``command_refused`` event says why."""
+        self.packml.check(command)
+        self._queued.append((command, by))
+
+    def _apply_queued(self) -> None:
+        queued, self._queued = self._queued, []
+        for command, by in queued:
+            try:
+                self.command(command, by)
+            except CommandRefused as exc:
+                self.emit("command_refused", command=str(command), by=by, reason=str(exc))
 
     def _halt(self) -> None:
         """Stop whatever moves; the part stays where it is (in the gripper, if held)."""
@@ -272,6 +309,7 @@ class Cell:
         return None
 
     def tick(self) -> None:
+        self._apply_queued()
         state = self.state
         try:
             self._service_links()
@@ -313,8 +351,8 @@ class Cell:
         if self.state in (State.HELD, State.HOLDING) and self.fault and self.fault.kind == kind:
             return  # said already (a link retried every second stays one fault)
         text, source = LOST_TEXT[kind]
-        self.fault, self._twin_back = Fault(kind, f"{text}: {detail}", source), False
-        self._emit_fault(self.fault)
+        self._raise_fault(Fault(kind, f"{text}: {detail}", source))
+        self._twin_back = False
         self.sequence, self.phase, self._action = None, None, None
         self.clear_of_give = False
         if Command.HOLD in self.packml.allowed():
@@ -347,16 +385,31 @@ class Cell:
     def _emit_fault(self, fault: Fault) -> None:
         self.emit("fault", reason=fault.reason, fault_kind=fault.kind.value, source=fault.source)
 
-    def _fail(self, fault: Fault) -> None:
-        self.fault = fault
+    def _raise_fault(self, fault: Fault) -> None:
+        """``fault`` is now the cell's active alarm (one that was active goes to the history)."""
+        self._clear_fault(f"replaced by {fault.kind}")
+        self.fault, self._raised = fault, (self._last_time, _iso())
         self._emit_fault(fault)
+
+    def _clear_fault(self, why: str) -> None:
+        """The active alarm, if any, goes to the alarm history with when it was raised and cleared."""
+        if self.fault is None:
+            return
+        entry = {**self.fault.fields(), "raised": self._raised[1], "raised_sim": round(self._raised[0], 3),
+                 "cleared": _iso(), "cleared_sim": round(self._last_time, 3), "cleared_by": why}
+        self.alarm_history = [*self.alarm_history[-(MAX_ALARMS - 1):], entry]
+        self.fault = None
+        self.emit("alarm_cleared", **{k: v for k, v in entry.items() if k != "fault"}, reason=entry["fault"])
+
+    def _fail(self, fault: Fault) -> None:
+        self._raise_fault(fault)
         self._halt()
         self.packml.command(Command.HOLD if Command.HOLD in self.packml.allowed() else Command.ABORT)
 
     def _resetting(self) -> None:
         """Home the robot; Idle when it is there. Faults are cleared here, not silently earlier."""
         if self._action is None:
-            self.fault = None
+            self._clear_fault("Reset")
             self.driver.stop()  # whatever the robot still does (a dead predecessor's motion) ends first
             self._action = self.driver.move_joints([list(self.driver.describe().home)], speed=0.5)
             return
@@ -374,9 +427,9 @@ class Cell:
         if link is None or link.connected:
             self.command(Command.UNSUSPEND)
         elif self._wall() - self._suspended_at > self.cfg.hold_after:
-            self.fault = Fault(FaultKind.NEIGHBOUR_LOST, f"neighbour {link.peer} gone for over {self.cfg.hold_after}s",
-                               f"neighbour {link.peer}")
-            self._emit_fault(self.fault)
+            self._raise_fault(Fault(FaultKind.NEIGHBOUR_LOST,
+                                    f"neighbour {link.peer} gone for over {self.cfg.hold_after}s",
+                                    f"neighbour {link.peer}"))
             self.packml.command(Command.HOLD)  # keeps _neighbour: Held resumes by itself when it is back
             self._halt()
 
@@ -536,3 +589,8 @@ class Cell:
     def _part_done(self) -> None:
         self.emit("part_done", part=self.part)
         self.part, self.phase = None, None
+
+
+def _iso() -> str:
+    """Wall time as a technician reads it: ISO 8601 in local time, to the second."""
+    return datetime.now().astimezone().isoformat(timespec="seconds")

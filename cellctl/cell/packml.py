@@ -109,6 +109,14 @@ class PackML:
             raise CommandRefused(f"unknown command {command!r}; commands: {', '.join(COMMANDS)}")
         self._fire(command)
 
+    def check(self, command: str) -> None:
+        """CommandRefused (with the PackML reason) unless ``command`` is allowed in this state."""
+        if command not in COMMANDS:
+            raise CommandRefused(f"unknown command {command!r}; commands: {', '.join(COMMANDS)}")
+        if command not in self.allowed():
+            raise CommandRefused(f"{command} is not allowed in state {self.state}; allowed: "
+                                 f"{', '.join(self.allowed()) or 'none'}")
+
     def complete(self) -> None:
         """State Complete: an acting state (or Execute) has finished its work."""
         self._fire(STATE_COMPLETE)

@@ -101,9 +101,9 @@ def run_cell(config_path: str, name: str, twin: str, run_dir: Path, parts: int |
                               f"operator sends Reset and Start (`cellctl cmd`)")
                 start = False
         ledger.clean_shutdown(False)
-        control = ControlServer(cell, cfg.control_port, cfg.host, keys, cfg.status_port)
+        control = _control_server(cell, cfg, keys, run.read_control(name))
         if isinstance(clock, LockstepClock):
-            clock.idle = control.serve_while_waiting  # status answered however long a grant takes
+            clock.idle = control.serve_pending  # status answered, commands queued, however long a grant takes
         run.write_control(ControlFile(name, control.endpoint, control.status_endpoint))
         console.print(f"cell {name}: robot {cfg.robot} ({world.describe()}), control at {control.endpoint}, "
                       f"status at {control.status_endpoint}, "
@@ -233,6 +233,22 @@ def _serve_for(control: ControlServer, seconds: float) -> None:
     while time.monotonic() < deadline:
         control.serve_pending()
         time.sleep(0.05)
+
+
+def _control_server(cell: Cell, cfg, keys: Keys | None, before: ControlFile | None) -> ControlServer:
+    """The cell's control and status sockets: on the configured ports, or — where the config
+    leaves them to the system (0) — on the ports this cell announced before it was restarted, so an
+    operator's or a page's address of it stays right across restarts (new ones if they are taken)."""
+    control_port = cfg.control_port or (_port(before.endpoint) if before else 0)
+    status_port = cfg.status_port or (_port(before.status) if before else 0)
+    try:
+        return ControlServer(cell, control_port, cfg.host, keys, status_port)
+    except zmq.ZMQError:
+        return ControlServer(cell, cfg.control_port, cfg.host, keys, cfg.status_port)
+
+
+def _port(endpoint: str) -> int:
+    return int(endpoint.rsplit(":", 1)[1])
 
 
 def _open_mailbox(name: str, config: LineConfig, run_dir: Path, keys: Keys | None,

@@ -265,18 +265,6 @@ def cmd_cell_run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
 
 
-def _status_endpoints(target: str, cell: str) -> list[tuple[str, str]]:
-    """(endpoint, cell): TARGET is a cell's status (or control) endpoint (of ``cell``), or a run
-    directory whose control-*.json name them (the read-only status socket, which admits observers)."""
-    from pathlib import Path
-
-    from cellctl.rundir import RunDir
-
-    if Path(target).is_dir():
-        return [(c.status, c.cell) for c in RunDir(Path(target)).controls()]
-    return [(target, cell)]
-
-
 def _operator_keys(args: argparse.Namespace):
     """CURVE keys for talking to a cell's control socket (``--keys DIR --as NAME``), or None."""
     from cellctl.drivers.curve import Keys
@@ -298,41 +286,94 @@ def cmd_keys_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cells(args: argparse.Namespace, command: str):
+    """(addresses, run directory) of TARGET and --cell, or None after saying why."""
+    from cellctl.cli.cells import TargetError, resolve
+    from cellctl.config.loader import ConfigError
+
+    try:
+        return resolve(args.target, args.cell or None)
+    except (TargetError, ConfigError) as exc:
+        log.error(f"cellctl {command}: {exc}")
+        return None
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from cellctl.cell.control import request
+    from cellctl.cli.cells import finished, finished_cells, status_line, why_silent
 
-    endpoints = _status_endpoints(args.target, args.cell)
-    if not endpoints:
-        log.error(f"cellctl status: no cells found in {args.target}")
+    found = _cells(args, "status")
+    if found is None:
         return EXIT_USAGE
+    addresses, run = found
+    if run is not None and (done := finished(run)):
+        print(done)
+        for name, cell in finished_cells(run).items():
+            if not args.cell or name == args.cell:
+                print(f"{name}: {cell['state']} ({cell['parts_done']} parts)")
+        return 0
     keys = _operator_keys(args)
     code = 0
-    for endpoint, cell in endpoints:
+    for address in addresses:
         try:
-            reply = request(endpoint, "status", keys=keys, cell=cell)
-        except TimeoutError as exc:
-            log.error(f"{endpoint}: {exc}")
+            if address.status is None:
+                raise TimeoutError("not started")
+            reply = request(address.status, "status", timeout=args.timeout, keys=keys, cell=address.cell)
+        except TimeoutError:
+            print(why_silent(run, address, keys is not None))
             code = 1
             continue
-        r = reply["result"]
-        print(f"{r['cell']}: {r['state']} ({r['state_number']}), skill {r['skill'] or '-'}, "
-              f"parts done {r['parts_done']}/{r['work_order'] or '-'}, part {r['part'] or '-'}"
-              + (f", fault: {r['fault']}" if r["fault"] else ""))
+        print(status_line(reply["result"]))
     return code
 
 
 def cmd_cmd(args: argparse.Namespace) -> int:
     from cellctl.cell.control import request
+    from cellctl.cli.cells import finished, why_silent
 
+    found = _cells(args, "cmd")
+    if found is None:
+        return EXIT_USAGE
+    addresses, run = found
+    if run is not None and (done := finished(run)):
+        log.error(f"cellctl cmd: {done}: no cell of it runs")
+        return 1
+    if len(addresses) != 1:
+        log.error(f"cellctl cmd: {args.target} has cells {', '.join(a.cell for a in addresses)}: "
+                  f"say which with --cell NAME")
+        return EXIT_USAGE
+    address = addresses[0]
+    keys = _operator_keys(args)
     try:
-        reply = request(args.target, "command", keys=_operator_keys(args), cell=args.cell, command=args.packml_command)
-    except TimeoutError as exc:
-        log.error(f"cellctl cmd: {exc}")
+        if address.control is None:
+            raise TimeoutError("not started")
+        reply = request(address.control, "command", timeout=args.timeout, keys=keys, cell=address.cell,
+                        command=args.packml_command, by="cli")
+    except TimeoutError:
+        log.error(f"cellctl cmd: {why_silent(run, address, keys is not None)}")
         return 1
     if not reply["ok"]:
         log.error(f"cellctl cmd: {reply['error']['message']}")
         return EXIT_USAGE
-    print(f"{reply['result']['cell']}: {reply['result']['state']}")
+    r = reply["result"]
+    print(f"{r['cell']}: {r['queued']} queued (state {r['state']}): applied at its next tick")
+    return 0
+
+
+def cmd_where(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from cellctl.cli.cells import where
+    from cellctl.rundir import RunDir
+
+    if not Path(args.run_dir).is_dir():
+        log.error(f"cellctl where: {args.run_dir}: expected a run directory")
+        return EXIT_USAGE
+    lines = where(RunDir(args.run_dir), args.part)
+    if not lines:
+        log.error(f"cellctl where: {args.part}: in no ledger, no event and not in the twin's world of {args.run_dir}")
+        return 1
+    print("\n".join(lines))
     return 0
 
 

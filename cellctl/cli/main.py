@@ -18,7 +18,8 @@ from cellctl.config.paths import DEMO_CONFIG
 def curve_client_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--keys", default=None, metavar="DIR", help="the line's keys directory, for a cell behind CURVE")
     p.add_argument("--as", default="operator", metavar="NAME", help="whose key pair to use (default operator)")
-    p.add_argument("--cell", default="", help="with --keys and an ENDPOINT: the cell's name (its public key)")
+    p.add_argument("--cell", default="", help="the cell, by name (with an ENDPOINT and --keys: its public key)")
+    p.add_argument("--timeout", type=seconds, default=3.0, help="seconds to wait for a cell's answer (default 3)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -90,16 +91,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir")
     p.set_defaults(func=C.cmd_report)
 
-    p = sub.add_parser("status", help="state of a cell (control endpoint) or of every cell of a run directory")
-    p.add_argument("target")
+    p = sub.add_parser("status", help="state of every cell (or --cell NAME) of a run directory, a line config with "
+                                      "fixed ports, or one endpoint; a finished run answers from its files")
+    p.add_argument("target", help="RUN_DIR, CONFIG or tcp://HOST:PORT")
     curve_client_arguments(p)
     p.set_defaults(func=C.cmd_status)
-    p = sub.add_parser("cmd", help="send a PackML command to a cell")
-    p.add_argument("target", help="the cell's control endpoint")
+    p = sub.add_parser("cmd", help="send a PackML command to a cell (queued for its next tick, or refused with "
+                                   "the reason)")
+    p.add_argument("target", help="RUN_DIR or CONFIG (with --cell NAME), or the cell's control endpoint")
     p.add_argument("packml_command", metavar="command",
                    help="Reset, Start, Stop, Hold, Unhold, Suspend, Unsuspend, Abort, Clear")
     curve_client_arguments(p)
     p.set_defaults(func=C.cmd_cmd)
+    p = sub.add_parser("where", help="where a part is: its ledgers, its last custody change, its place in the world")
+    p.add_argument("part")
+    p.add_argument("run_dir")
+    p.set_defaults(func=C.cmd_where)
 
     keys = sub.add_parser("keys", help="CURVE key pairs").add_subparsers(dest="keys_command", required=True)
     p = keys.add_parser("generate", help="write NAME.key (public) and NAME.key_secret (pyzmq's format)")

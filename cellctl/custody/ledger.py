@@ -104,6 +104,15 @@ class Ledger:
             self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (f"minted:{prefix}", str(n)))
         return f"{prefix}-{n}"
 
+    def order_base(self) -> int:
+        """Parts finished (GIVEN or DELIVERED) before the current work order began."""
+        row = self._db.execute("SELECT value FROM meta WHERE key='order_base'").fetchone()
+        return int(row[0]) if row else 0
+
+    def start_order(self, finished: int) -> None:
+        """A new work order begins with ``finished`` parts already done (restart-safe)."""
+        self._db.execute("INSERT OR REPLACE INTO meta VALUES ('order_base', ?)", (str(finished),))
+
     def clean_shutdown(self, clean: bool) -> None:
         self._db.execute("INSERT OR REPLACE INTO meta VALUES ('clean', ?)", ("1" if clean else "0",))
 

@@ -235,7 +235,15 @@ class Line:
             self.console.print(f"[red]line not done after {timeout}s of wall time[/red]")
             return Outcome("timeout", self._diagnosis())
         if self.watchdog.stalled():
-            diagnosis = self._diagnosis()
+            statuses = self._statuses()
+            held = {n: s for n, s in statuses.items() if s and s.get("fault_kind") == FaultKind.OPERATOR}
+            if held:  # intended: the run waits for the operator, however long
+                self.watchdog.rest()
+                reasons = [f"{n}: {s['state']}, {s['fault']} since {s.get('fault_since')}" for n, s in held.items()]
+                self._emit("operator_wait", cells=sorted(held), reasons=reasons)
+                self.console.print("waiting for the operator: " + "; ".join(reasons))
+                return None
+            diagnosis = diagnose(statuses)
             self.console.print(f"[red]no custody change and no motion for {self.watchdog.quiet_s:.0f}s: "
                                f"the line is stuck[/red]\n" + "\n".join(diagnosis))
             self._emit("stalled", diagnosis=diagnosis)
@@ -300,13 +308,16 @@ class Line:
                 control = self.rundir.read_control(name)
                 try:
                     ok = request(control.endpoint, "command", timeout=STATUS_TIMEOUT_S, keys=self.keys, cell=name,
-                                 command=Command.UNHOLD).get("ok") if control else None
+                                 command=Command.UNHOLD, by="launcher").get("ok") if control else None
                 except (OSError, ValueError, KeyError, TimeoutError):
                     ok = None  # busy, paused or just died: asked again at the next round
                 self._emit("unhold", cell=name, ok=ok, reason="the twin is back")
 
+    def _statuses(self) -> dict[str, dict | None]:
+        return {name: self._status(name) for name in self.config.cells if name in self.procs}
+
     def _diagnosis(self) -> list[str]:
-        return diagnose({name: self._status(name) for name in self.config.cells if name in self.procs})
+        return diagnose(self._statuses())
 
     def _stop_all(self) -> None:
         for proc in self.procs.values():

@@ -61,7 +61,7 @@ def count_parts(config: LineConfig, run_dir: Path, world: WorldState | None) -> 
     log = list(world.log) if world else []
     fed = [p.id for p in config.parts] + [e["part"] for e in log if e["event"] == "spawned"]
     consumed = Counter(e["part"] for e in log if e["event"] == "consumed")
-    on_line = {p.id: _where(config, p) for p in (world.parts if world else ())}
+    on_line = {p.id: where_in_world(config, p) for p in (world.parts if world else ())}
     counts = PartCounts(parts_in=len(fed), parts_out=len(consumed))
     for part in dict.fromkeys(fed):
         if part in consumed:
@@ -79,7 +79,7 @@ def count_parts(config: LineConfig, run_dir: Path, world: WorldState | None) -> 
     return counts
 
 
-def _where(config: LineConfig, part: SavedPart) -> str | None:
+def where_in_world(config: LineConfig, part: SavedPart) -> str | None:
     """The station the part rests on, the gripper that holds it, or None (on the floor)."""
     if part.held_by is not None:
         return f"gripper of {part.held_by}"

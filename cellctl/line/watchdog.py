@@ -30,6 +30,10 @@ class Watchdog:
         if any(e.get("kind") in PROGRESS_KINDS for e in events):
             self._last = self._clock()
 
+    def rest(self) -> None:
+        """Quiet on purpose (an operator holds the line): start the count again."""
+        self._last = self._clock()
+
     def quiet_for(self) -> float:
         return self._clock() - self._last
 

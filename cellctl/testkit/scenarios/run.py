@@ -21,7 +21,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from cellctl.cell.control import BUSY, request
+from cellctl.cell.control import request
 from cellctl.cell.packml import State
 from cellctl.line.launcher import Line
 from cellctl.testkit.reproducible import fingerprint
@@ -130,7 +130,7 @@ class FaultInjector:
             self._record(index, fault, now, fault.robot_fault, f"drive fault on robot {robot}")
         elif isinstance(fault, CommandFault):
             for command in fault.command.send:
-                self._send(index, fault, now, fault.command.cell, "command", fault.command.when, command=command)
+                self._send(index, fault, now, fault.command.cell, "command", fault.command.when, command=command, by="scenario")
         elif isinstance(fault, CutLinkFault):
             a, b = fault.cut_link
             self._send(index, fault, now, a, "cut_link", None, peer=b, seconds=fault.duration)
@@ -138,9 +138,10 @@ class FaultInjector:
 
     def _send(self, index: int, fault: object, now: float, cell: str, op: str, when: str | None,
               **args: object) -> None:
-        """A control request, retried from a thread while the cell answers busy (it waits for the
-        grant this injector holds) — in order after the previous ones. With ``when``, first wait
-        (up to the scenario's timeout) until the cell's status shows that state."""
+        """A control request from a thread (the cell answers while it waits for the grant this
+        injector holds), in order after the previous ones, retried while the cell is restarting.
+        With ``when``, first wait (up to the scenario's timeout) until the cell's status shows that
+        state."""
         previous = list(self._senders)
 
         def send() -> None:
@@ -164,10 +165,7 @@ class FaultInjector:
                     time.sleep(0.05)  # restarting: asked again
                     continue
                 error = reply.get("error") or {}
-                if error.get("code") == BUSY:
-                    time.sleep(0.01)
-                    continue
-                result = f"{error.get('code')}: {error.get('message')}" if error else "accepted"
+                result = f"{error.get('code')}: {error.get('message')}" if error else "queued"
                 break
             self._record(index, fault, now, cell, f"{op} {args}{f' when {when}' if when else ''}: {result}")
 

@@ -1,0 +1,87 @@
+"""The operator's semantics in one process (a real Cell on a FakeDriver, virtual time): commands
+are queued for the next tick and never refused as busy, an operator's Hold is the stop's reason,
+recovered alarms go to the history, and a new work order runs after Complete without a restart."""
+
+from __future__ import annotations
+
+import pytest
+
+from cellctl.cell.packml import Command, CommandRefused, State
+from cellctl.testkit.harness import FakeCell
+from tests.conftest import CONFIGS
+
+ONE_CELL = CONFIGS / "one_cell.yaml"
+
+
+def _tick(fake: FakeCell, times: int = 1) -> None:
+    for _ in range(times):
+        fake.cell.tick()
+        fake.world.clock.advance(fake.cell.wake_hint())
+
+
+def _events(fake: FakeCell, kind: str) -> list[dict]:
+    return [e for e in fake.events.events if e["kind"] == kind]
+
+
+def test_a_queued_command_applies_at_the_next_tick_and_says_who_sent_it(tmp_path):
+    fake = FakeCell(ONE_CELL, "press", tmp_path / "ledger.sqlite")
+    fake.run_until("Execute")
+    fake.cell.queue(Command.HOLD, "cli")
+    assert fake.cell.state == State.EXECUTE  # not yet: at its next tick
+    _tick(fake)
+    assert fake.cell.state in (State.HOLDING, State.HELD)
+    given = _events(fake, "command")[-1]
+    assert (given["command"], given["by"]) == ("Hold", "cli")
+    status = fake.cell.status()
+    assert (status["fault_kind"], status["fault"], status["fault_source"]) == \
+        ("operator", "Hold by the operator (cli)", "operator cli")
+    assert status["fault_since"]  # ISO wall time
+
+
+def test_a_command_the_state_forbids_is_refused_at_once_with_the_reason(tmp_path):
+    fake = FakeCell(ONE_CELL, "press", tmp_path / "ledger.sqlite")
+    with pytest.raises(CommandRefused, match=r"^Start is not allowed in state Stopped; allowed: Reset, Abort$"):
+        fake.cell.queue(Command.START, "cli")
+    _tick(fake)
+    assert fake.cell.state == State.STOPPED
+
+
+def test_a_queued_command_the_state_no_longer_allows_is_refused_in_an_event(tmp_path):
+    fake = FakeCell(ONE_CELL, "press", tmp_path / "ledger.sqlite")
+    fake.run_until("Execute")
+    fake.cell.queue(Command.HOLD, "page")
+    fake.cell.queue(Command.SUSPEND, "page")  # allowed now, not after the Hold
+    _tick(fake)
+    refused = _events(fake, "command_refused")
+    assert [(e["command"], e["by"]) for e in refused] == [("Suspend", "page")]
+    assert refused[0]["reason"] == "Suspend is not allowed in state Holding; allowed: Stop, Abort"
+
+
+def test_unhold_clears_the_alarm_into_the_history(tmp_path):
+    fake = FakeCell(ONE_CELL, "press", tmp_path / "ledger.sqlite")
+    fake.run_until("Execute")
+    fake.cell.queue(Command.HOLD, "cli")
+    fake.run_until("Held", start=False)
+    fake.cell.queue(Command.UNHOLD, "page")
+    fake.run_until("Execute", start=False)
+    status = fake.cell.status()
+    assert status["fault"] is None and status["fault_kind"] is None
+    [entry] = status["alarm_history"]
+    assert (entry["fault_kind"], entry["cleared_by"]) == ("operator", "Unhold by page")
+    assert entry["raised"] <= entry["cleared"] and entry["raised_sim"] <= entry["cleared_sim"]
+    assert _events(fake, "alarm_cleared")[-1]["reason"] == "Hold by the operator (cli)"
+    fake.run_until("Complete", start=False)
+    assert fake.cell.parts_done == 5
+
+
+def test_a_new_work_order_after_complete_runs_without_a_restart(tmp_path):
+    fake = FakeCell(ONE_CELL, "press", tmp_path / "ledger.sqlite", parts=2)
+    fake.run_until("Complete")
+    assert fake.cell.parts_done == 2
+    fake.run_until("Complete", start=False)  # nothing more happens by itself
+    fake.cell.command(Command.RESET, "cli")
+    fake.run_until("Idle", start=False)
+    assert fake.cell.parts_done == 0  # a new order: counted from here
+    fake.cell.command(Command.START, "cli")
+    fake.run_until("Complete", start=False)
+    assert fake.cell.parts_done == 2 and fake.cell.custody.finished() == 4
