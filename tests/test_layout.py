@@ -72,7 +72,8 @@ def test_the_cli_says_less_with_quiet_and_its_answers_still_reach_stdout(tmp_pat
     assert quiet.returncode == 0 and quiet.stderr == "" and "op.key" in quiet.stdout
     bad = subprocess.run([sys.executable, "-m", "cellctl", "-q", "status", str(tmp_path)],
                          capture_output=True, text=True, timeout=60)
-    assert bad.returncode == 2 and bad.stderr == f"cellctl status: no cells found in {tmp_path}\n"
+    assert bad.returncode == 2 and bad.stderr == (f"cellctl status: {tmp_path}: no cells found (expected a run "
+                                                  f"directory of `cellctl run` or `cell run`)\n")
 
 
 def test_installed_names_are_one_in_the_wheel_metadata():

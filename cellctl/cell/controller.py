@@ -519,7 +519,8 @@ class Cell:
         if not self.cfg.part_types or part_type in self.cfg.part_types:
             return True
         self._fail(Fault(FaultKind.WRONG_PART, f"part {part} is of type {part_type!r}; this cell works on "
-                               f"{self.cfg.part_types}", f"neighbour {self.upstream.peer}"))
+                               f"{self.cfg.part_types}",
+                               f"neighbour {self.upstream.peer}" if self.upstream else f"station {self.cfg.take}"))
         return False
 
     def _phase_work(self) -> None:
