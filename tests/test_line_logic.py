@@ -195,21 +195,37 @@ def test_the_summary_names_a_stranded_part_with_its_ledger_and_a_lost_one(tmp_pa
     assert counts.lost_parts == ["part-3"] and counts.duplicated == 0
 
 
-def test_the_report_of_a_run(tmp_path):
+def test_the_report_of_a_run_explains_its_stops(tmp_path):
+    """An operator's Hold of pack, then Unhold: the report lists the fault (cell, kind, reason) and
+    the commands, and its per-cell counts are the events' own."""
+    from cellctl.cell.packml import Command
     from cellctl.line.report import write_report
     from cellctl.rundir import RunDir
 
     line = FakeLine(DEMO, tmp_path, parts=PARTS)
+    line.run_until(lambda l: l.cell("pack").state == State.EXECUTE, check=_check)
+    line.cell("pack").queue(Command.HOLD, "cli")
+    line.run_until(lambda l: l.cell("pack").state == State.HELD, check=_check)
+    _wait(line, 5.0)
+    line.cell("pack").queue(Command.UNHOLD, "page")
     _finish(line)
     run = RunDir(tmp_path)
     run.events.write_text("".join(json.dumps(e) + "\n" for e in line.events.events) + "{\"torn")
-    counts = line.summary().to_json()
-    run.write_json(run.summary, {**counts, "finished": True, "ended": "done", "sim_s": line.now(), "wall_s": 1.0,
-                                 "restarts": {}, "diagnosis": []})
+    run.write_json(run.summary, {**line.summary().to_json(), "finished": True, "ended": "done", "sim_s": line.now(),
+                                 "wall_s": 1.0, "restarts": {}, "diagnosis": [], "config": "demo_line.yaml"})
     text = write_report(tmp_path)
     assert "- parts in / out: 3 / 3; lost 0, duplicated 0, stranded 0" in text
-    rows = [r for r in text.splitlines() if r.startswith("| press |") or r.startswith("| pack |")]
-    assert len(rows) == 2 and all("| 3 |" in r for r in rows)
+    done = {c: sum(1 for e in line.events.events if e["kind"] == "part_done" and e["cell"] == c) for c in ("press", "pack")}
+    for cell in ("press", "pack"):
+        row = next(r for r in text.splitlines() if r.startswith(f"| {cell} |"))
+        assert row.split(" | ")[1] == str(done[cell])
+    pack = next(r for r in text.splitlines() if r.startswith("| pack |"))
+    assert "operator 5." in pack  # time lost to the operator's Hold, about 5 s
+    faults = text[text.index("## Faults"):].splitlines()
+    assert any("| pack | operator | operator cli | Hold by the operator (cli) |" in r for r in faults)
+    commands = text[text.index("## Commands"):].splitlines()
+    assert [r.split(" | ")[2:] for r in commands if r.startswith("| ") and "| pack |" in r] == \
+        [["pack", "Hold", "cli |"], ["pack", "Unhold", "page |"]]
     assert run.timeline.read_bytes()[:4] == b"\x89PNG" and run.report.read_text() == text
 
 

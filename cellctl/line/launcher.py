@@ -102,6 +102,7 @@ class Line:
         self.keys = self.config.keys("launcher")  # CURVE, where the config has security
         launch = json.loads(self.rundir.launch.read_text())
         self.driver, self.rate, self.parts = launch["driver"], launch["rate"], launch["parts"]
+        self.config_name = Path(launch.get("config") or self.effective).name
         self.console = console
         self.crash = crash or {}
         self.resume = resume
@@ -136,7 +137,7 @@ class Line:
         run.path.mkdir(parents=True, exist_ok=True)
         effective = prepare(load_config(config_path), parts, driver, rate, participants)
         run.line_config.write_text(yaml.safe_dump(effective, sort_keys=False))
-        run.launch.write_text(json.dumps({"driver": driver, "rate": rate, "parts": parts}))
+        run.launch.write_text(json.dumps({"driver": driver, "rate": rate, "parts": parts, "config": str(config_path)}))
         return cls(run.path, console, crash, watchdog_s, clock=clock)
 
     def _emit(self, kind: str, **fields: object) -> None:
@@ -344,6 +345,7 @@ class Line:
             **counts.to_json(), "finished": finished, "ended": outcome.ended, "diagnosis": outcome.diagnosis,
             "sim_s": round(world.steps / self.config.twin.physics_hz, 3) if world else 0.0,
             "wall_s": round(wall_s, 3), "cells": cells, "restarts": self.restarts, "run_dir": str(self.run_dir),
+            "config": self.config_name,
         }
 
     def _cell_states(self) -> dict:
