@@ -17,6 +17,9 @@ class FaultKind(StrEnum):
     OPERATOR = "operator"  # an operator's Hold, Stop or Abort: intended, never a stall
     TWIN_LOST = "twin_lost"  # the simulated world stopped answering (in simulation the cell resumes when it is back)
     ROBOT_LINK_LOST = "robot_link_lost"  # a real robot's bridge stopped answering (an operator resumes)
+    STARVED = "starved"  # Suspended: no part to take for a while (it comes back by itself)
+    BLOCKED = "blocked"  # Suspended: the downstream neighbour does not take the cell's part
+    DRY_FEED = "dry_feed"  # Suspended for good: the feed has given all it will and the order is not done
     NEIGHBOUR_LOST = "neighbour_lost"  # a neighbour silent for longer than hold_after
     CONTROLLER_STOPPED = "controller_stopped"  # the robot's controller ended a motion the cell needed (homing)
     SKILL_FAILED = "skill_failed"  # a skill of the recipe failed (precondition, deadline, a motion that failed)

@@ -241,3 +241,17 @@ def test_the_watchdog_judges_progress_on_its_clock():
     assert dog.stalled() and dog.quiet_for() == 10.5
     dog.saw([{"kind": "custody"}])
     assert not dog.stalled() and dog.quiet_for() == 0.0
+
+
+def test_a_cell_whose_neighbour_takes_nothing_is_blocked_and_resumes(tmp_path):
+    from cellctl.cell.packml import Command
+
+    line = FakeLine(DEMO, tmp_path, parts=PARTS)
+    line.run_until(lambda l: l.cell("pack").state == State.EXECUTE, check=_check)
+    line.cell("pack").queue(Command.HOLD, "cli")
+    press = line.cell("press")
+    line.run_until(lambda l: press.state == State.SUSPENDED, check=_check)
+    assert (press.status()["fault_kind"], press.status()["fault"]) == ("blocked", "blocked: pack not ready")
+    line.cell("pack").queue(Command.UNHOLD, "cli")
+    _finish(line)
+    assert press.status()["alarm_history"][-1]["fault_kind"] == "blocked"

@@ -85,3 +85,34 @@ def test_a_new_work_order_after_complete_runs_without_a_restart(tmp_path):
     fake.cell.command(Command.START, "cli")
     fake.run_until("Complete", start=False)
     assert fake.cell.parts_done == 2 and fake.cell.custody.finished() == 4
+
+
+def _variant(tmp_path, **feed: object):
+    import yaml
+
+    data = yaml.safe_load(ONE_CELL.read_text())
+    data["stations"]["infeed"]["feed"].update(feed)
+    path = tmp_path / "one_cell.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_a_dry_feed_suspends_the_cell_for_good_with_the_reason(tmp_path):
+    fake = FakeCell(ONE_CELL, "press", tmp_path / "ledger.sqlite", parts=7)  # the feed gives 5
+    fake.run_until("Suspended")
+    status = fake.cell.status()
+    assert (status["fault_kind"], status["fault"]) == ("dry_feed", "starved: infeed empty, 5 of 7 fed")
+    assert status["parts_done"] == 5
+    for _ in range(50):
+        _tick(fake)
+    assert fake.cell.state == State.SUSPENDED  # nothing comes: it stays, with its reason
+
+
+def test_a_late_feed_suspends_the_cell_starved_and_it_comes_back_by_itself(tmp_path):
+    fake = FakeCell(_variant(tmp_path, every=45.0), "press", tmp_path / "ledger.sqlite", parts=3)
+    fake.run_until("Complete")
+    states = [e["dest"] for e in _events(fake, "packml")]
+    assert states.count("Suspended") == 2 and states.count("Unsuspending") == 2  # between the three parts
+    starved = [e for e in _events(fake, "fault") if e["fault_kind"] == "starved"]
+    assert [e["reason"] for e in starved] == ["starved: infeed empty"] * 2
+    assert [e["cleared_by"] for e in _events(fake, "alarm_cleared")] == ["Unsuspend by cell"] * 2

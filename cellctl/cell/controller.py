@@ -52,6 +52,7 @@ CELL, LAUNCHER = "cell", "launcher"  # who gives a command besides operators (cl
 MAX_ALARMS = 100  # the alarm history kept in memory (the run's events keep every one)
 STATUS_ALARMS = 10  # the newest cleared alarms a status reply carries
 LOST_TEXT = {FaultKind.TWIN_LOST: ("twin lost", "twin"), FaultKind.ROBOT_LINK_LOST: ("robot link lost", "robot")}
+STARVED_AFTER = 30.0  # driver s a cell waits for a part (starved) or for its downstream (blocked) before Suspended
 WAIT_HORIZON = 1.0  # s of driver time a waiting cell sleeps at most (lockstep next-event advance)
 ANNOUNCE_EVERY = 1.0  # wall s between re-announcements of a part in transit that no exchange settles
 
@@ -109,6 +110,7 @@ class Cell:
         self.work_order = setup.work_order if setup.work_order is not None else self.cfg.parts
         self.simulated = setup.simulated
         self._wall = setup.wall
+        self.stations = setup.stations
         self._last_time = 0.0
         self.custody = Custodian(self.ledger, self.sensor, self.cfg, self.ctx, self.emit, self.driver.now,
                                  setup.stations)
@@ -122,6 +124,7 @@ class Cell:
         self.offered: tuple[str, str] | None = None  # (part, type) the upstream neighbour offers
         self._action: Motion | None = None
         self._suspended_at: float | None = None  # monotonic wall time
+        self._idle_since: float | None = None  # driver time the cell began to wait (starved or blocked)
         self._announced_at = 0.0  # monotonic wall time of the last re-announcement of a part in transit
         self._neighbour: HandoffLink | None = None  # the gone neighbour we are Suspended / Held for
         self._twin_back = False  # Held for a lost twin, and the same twin answers again
@@ -424,7 +427,10 @@ class Cell:
 
     def _suspended(self) -> None:
         link = self._neighbour
-        if link is None or link.connected:
+        if link is None:  # starved or blocked: back to Execute by itself once a part or room is there
+            if self._idle_reason() is None:
+                self.command(Command.UNSUSPEND)
+        elif link.connected:
             self.command(Command.UNSUSPEND)
         elif self._wall() - self._suspended_at > self.cfg.hold_after:
             self._raise_fault(Fault(FaultKind.NEIGHBOUR_LOST,
@@ -450,6 +456,46 @@ class Cell:
         if self.phase is None:
             self._plan()
         self._phases[self.phase]()
+        self._check_idle()
+
+    def _check_idle(self) -> None:
+        """Waiting for a part, or for the downstream neighbour to take one, for STARVED_AFTER s of
+        driver time: Suspended with the reason (PackML: the machine's own state), which comes back
+        to Execute by itself."""
+        reason = self._idle_reason() if self.state == State.EXECUTE else None
+        now = self.driver.now()
+        if reason is None:
+            self._idle_since = None
+        elif self._idle_since is None:
+            self._idle_since = now
+        elif now - self._idle_since >= STARVED_AFTER:
+            self._idle_since = None
+            self._raise_fault(reason)
+            self.emit("waiting", neighbour=reason.source, reason=reason.reason)
+            self.command(Command.SUSPEND)
+
+    def _idle_reason(self) -> Fault | None:
+        """Why the cell can do nothing now, if it waits: starved (no part to take; for good once its
+        feed has given all it will) or blocked (its downstream neighbour does not take its part)."""
+        if self.sequence is not None or self.rehome or self.part is not None and self.phase != Phase.DELIVER:
+            return None
+        if self.phase in (None, Phase.ACQUIRE) and self.part is None:
+            if self.custody.occupant(self.cfg.take) is not None or self.offered is not None:
+                return None
+            if self.upstream is not None:
+                return Fault(FaultKind.STARVED, f"starved: no part from {self.upstream.peer}",
+                             f"neighbour {self.upstream.peer}")
+            feed = self.stations[self.cfg.take].feed if self.cfg.take in self.stations else None
+            fed = self.ledger.count_from(self.cfg.take)
+            if feed is not None and feed.count is not None and fed >= feed.count:
+                return Fault(FaultKind.DRY_FEED, f"starved: {self.cfg.take} empty, {fed} of "
+                                                 f"{self.work_order or feed.count} fed", f"station {self.cfg.take}")
+            return Fault(FaultKind.STARVED, f"starved: {self.cfg.take} empty", f"station {self.cfg.take}")
+        link = self.downstream
+        if self.phase == Phase.DELIVER and link is not None and link.connected \
+                and link.fsm.state in (H.NOT_AVAILABLE_NOT_READY, H.BOARD_AVAILABLE):
+            return Fault(FaultKind.BLOCKED, f"blocked: {link.peer} not ready", f"neighbour {link.peer}")
+        return None
 
     def _plan(self) -> None:
         """Choose the phase from the ledger and the physical state, never from memory."""

@@ -104,6 +104,10 @@ class Ledger:
             self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (f"minted:{prefix}", str(n)))
         return f"{prefix}-{n}"
 
+    def count_from(self, source: str) -> int:
+        """Parts this ledger ever took from ``source`` (a feed station, an upstream cell)."""
+        return self._db.execute("SELECT COUNT(*) FROM custody WHERE source=?", (source,)).fetchone()[0]
+
     def order_base(self) -> int:
         """Parts finished (GIVEN or DELIVERED) before the current work order began."""
         row = self._db.execute("SELECT value FROM meta WHERE key='order_base'").fetchone()

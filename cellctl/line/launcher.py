@@ -87,7 +87,7 @@ class GaveUp(RuntimeError):
 
 @dataclass
 class Outcome:
-    ended: str  # done | timeout | stalled | interrupted | gave_up
+    ended: str  # done | timeout | stalled | starved | interrupted | gave_up
     diagnosis: list[str] = field(default_factory=list)
 
 
@@ -231,7 +231,8 @@ class Line:
         self._reap_cells()
         self._keep_twin()
         self._start_due_cells()
-        self._unhold_cells()
+        if (ended := self._look_at_cells()) is not None:
+            return ended
         if self.clock() - started > timeout:
             self.console.print(f"[red]line not done after {timeout}s of wall time[/red]")
             return Outcome("timeout", self._diagnosis())
@@ -295,16 +296,30 @@ class Line:
         except (OSError, ValueError, KeyError, TimeoutError):
             return None
 
-    def _unhold_cells(self) -> None:
+    def _look_at_cells(self) -> Outcome | None:
+        """Once a second: the cells' statuses. A line whose feed has given all it will and whose
+        cells can do nothing more ends, with the reason; cells Held only for a lost twin are
+        Unheld once it answers again."""
+        if self.clock() - self._statuses_at < STATUS_EVERY_S or not self.keeper.alive():
+            return None
+        self._statuses_at = self.clock()
+        statuses = self._statuses()
+        waiting = (FaultKind.STARVED, FaultKind.BLOCKED, FaultKind.DRY_FEED)
+        if any(s and s.get("fault_kind") == FaultKind.DRY_FEED for s in statuses.values()) and all(
+                s and (s["state"] == State.COMPLETE or s["state"] == State.SUSPENDED and s.get("fault_kind") in waiting)
+                for s in statuses.values()):
+            reasons = [f"{n}: {s['state']}" + (f", {s['fault']}" if s.get("fault") else "") for n, s in statuses.items()]
+            self.console.print("[red]the feed has given all it will; the line can do nothing more[/red]\n"
+                               + "\n".join(reasons))
+            return Outcome("starved", reasons)
+        if self.keeper.answers():
+            self._unhold_cells(statuses)
+        return None
+
+    def _unhold_cells(self, statuses: dict[str, dict | None]) -> None:
         """In simulation the launcher resumes cells Held only because the twin was gone (killed and
         restarted, or paused), once it answers again."""
-        if self.clock() - self._statuses_at < STATUS_EVERY_S or not self.keeper.alive():
-            return
-        self._statuses_at = self.clock()
-        if not self.keeper.answers():
-            return
-        for name in list(self.procs):
-            status = self._status(name)
+        for name, status in statuses.items():
             if status and status["state"] == State.HELD and status.get("fault_kind") == FaultKind.TWIN_LOST:
                 control = self.rundir.read_control(name)
                 try:
