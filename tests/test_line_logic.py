@@ -255,3 +255,36 @@ def test_a_cell_whose_neighbour_takes_nothing_is_blocked_and_resumes(tmp_path):
     line.cell("pack").queue(Command.UNHOLD, "cli")
     _finish(line)
     assert press.status()["alarm_history"][-1]["fault_kind"] == "blocked"
+
+
+def test_fifty_commands_at_random_moments_are_each_applied_or_refused_with_a_reason(tmp_path):
+    """None is ever "busy": a command the state allows is queued and at the next tick either
+    applied (a `command` event) or refused (`command_refused`, the state having changed); one it
+    forbids is refused at once with the PackML reason. In the order they were sent."""
+    import random
+
+    from cellctl.cell.packml import COMMANDS, CommandRefused
+
+    rng = random.Random(7)
+    line = FakeLine(DEMO, tmp_path, parts=PARTS)
+    sent, refused_at_once = [], []
+    for _ in range(50):
+        for _ in range(rng.randint(1, 40)):
+            line.round()
+            line.check_custody()
+        name = rng.choice(["press", "pack"])
+        command = rng.choice(COMMANDS)
+        try:
+            line.cell(name).queue(command, "cli")
+            sent.append((name, command))
+        except CommandRefused as exc:
+            assert str(exc).startswith(f"{command} is not allowed in state ")
+            refused_at_once.append((name, command))
+    for _ in range(5):
+        line.round()
+    outcome = [(e["cell"], e["command"]) for e in line.events.events
+               if e["kind"] in ("command", "command_refused") and e["by"] == "cli"]
+    assert outcome == sent  # every queued one accounted for, in order
+    later = [e for e in line.events.events if e["kind"] == "command_refused"]
+    assert all(e["reason"].startswith(f"{e['command']} is not allowed in state ") for e in later)
+    assert len(sent) + len(refused_at_once) == 50 and sent and refused_at_once
