@@ -82,7 +82,7 @@ def run_cell(config_path: str, name: str, twin: str, run_dir: Path, parts: int |
                       f"{LINK_CONNECT_S:.0f}s; starting anyway (the link reconnects when it is up)")
     with open_world(config, name, twin, rosbridge, mailbox, console, keys) as world:
         driver, clock = world.driver, world.clock
-        events = Tee(sink, console)
+        events = Tee(sink, console, simulated)
 
         def emit(kind: str, **fields: object) -> None:
             events.emit(make_event(kind, driver.now(), cell=name, **fields))
