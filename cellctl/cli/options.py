@@ -25,11 +25,15 @@ def positive(text: str) -> int:
     return value
 
 
-def seconds(text: str) -> float:
+def _above_zero(text: str, expected: str) -> float:
     value = _number(text, float)
     if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"expected a number of seconds above 0, found {text}")
+        raise argparse.ArgumentTypeError(f"expected {expected} above 0, found {text}")
     return value
+
+
+def seconds(text: str) -> float:
+    return _above_zero(text, "a number of seconds")
 
 
 def count(text: str) -> int:
@@ -62,7 +66,4 @@ def sim_time(text: str) -> float:
 
 def rate(text: str) -> float:
     """A rate factor (sim seconds per wall second): finite and above 0."""
-    value = _number(text, float)
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"expected a factor above 0, found {text}")
-    return value
+    return _above_zero(text, "a factor")
