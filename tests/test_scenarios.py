@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -208,14 +209,17 @@ def _verdicts(out: dict) -> dict[str, tuple[bool, list[str]]]:
 
 
 @pytest.fixture
-def ray_cluster(tmp_path_factory):
-    """A local Ray head (``ray start --head``), stopped after the test."""
+def ray_cluster():
+    """A local Ray head (``ray start --head``), stopped after the test. Its temp dir is short
+    (``/tmp/rayXXXX``): Ray's socket paths must stay under the 107 bytes of an AF_UNIX address,
+    which a pytest-xdist worker's tmp path would exceed."""
     ray = shutil.which("ray", path=os.path.dirname(sys.executable))
     assert ray, "ray is a test dependency (pyproject.toml's test extra)"
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {**os.environ, "RAY_TMPDIR": str(tmp_path_factory.mktemp("ray"))}
+    temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")
+    env = {**os.environ, "RAY_TMPDIR": temp}
     start = subprocess.run([ray, "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
                             "--disable-usage-stats"], capture_output=True, text=True, timeout=180, env=env)
     assert start.returncode == 0, start.stdout + start.stderr
@@ -223,6 +227,7 @@ def ray_cluster(tmp_path_factory):
         yield f"127.0.0.1:{port}"
     finally:
         subprocess.run([ray, "stop", "--force"], capture_output=True, timeout=120, env=env)
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 @pytest.mark.slow
