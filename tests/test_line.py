@@ -173,12 +173,12 @@ def test_the_lockstep_demo_runs_the_same_way_every_time(tmp_path):
 
 @pytest.mark.timeout(300)
 def test_an_operators_hold_longer_than_the_watchdog_never_ends_the_run(tmp_path):
-    """`cellctl cmd RUN_DIR --cell pack Hold` mid-run, held past the 4 s watchdog: the run waits for
+    """`cellctl cmd RUN_DIR --cell pack Hold` mid-run, held past the 10 s watchdog: the run waits for
     the operator (an `operator_wait` event), Unhold, and every part comes out once."""
     import time
 
     run = tmp_path / "run"
-    line = subprocess.Popen([*CLI, "demo", "--parts", "3", "--watchdog", "4", "--json", "--run-dir", str(run)],
+    line = subprocess.Popen([*CLI, "demo", "--parts", "3", "--watchdog", "10", "--json", "--run-dir", str(run)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120

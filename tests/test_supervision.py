@@ -122,6 +122,8 @@ def test_a_twin_whose_launcher_is_gone_exits_by_itself(tmp_path):
                                            f"--parent $$ > {log} 2>&1 & echo $!"], capture_output=True, text=True, timeout=30)
     pid = int(parent.stdout.strip())
     deadline = time.monotonic() + 40
+    while "CELLCTL-TWIN-READY" not in log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.1)  # started (a busy machine takes a while): only then can it be seen to leave
     while _running(pid, tmp_path) and time.monotonic() < deadline:
         time.sleep(0.2)
     if _running(pid, tmp_path):
