@@ -288,3 +288,22 @@ def test_fifty_commands_at_random_moments_are_each_applied_or_refused_with_a_rea
     later = [e for e in line.events.events if e["kind"] == "command_refused"]
     assert all(e["reason"].startswith(f"{e['command']} is not allowed in state ") for e in later)
     assert len(sent) + len(refused_at_once) == 50 and sent and refused_at_once
+
+
+def test_a_cell_held_past_its_upstreams_exit_completes_its_order_after_unhold(tmp_path):
+    """press finished its order and exited while weld was held by an operator: after Unhold, weld
+    finishes its own order; it does not wait for the neighbour it no longer needs."""
+    from cellctl.cell.packml import Command
+
+    line = FakeLine(LINE3, tmp_path, parts=PARTS)
+    line.run_until(lambda l: l.cell("press").state == State.COMPLETE and not l.cell("press").ledger.with_state(
+        "IN_TRANSIT") and l.cell("weld").part is not None, check=_check)
+    line.cell("weld").queue(Command.HOLD, "cli")
+    line.run_until(lambda l: l.cell("weld").state == State.HELD, check=_check)
+    line.crash("press")  # done and gone, as `--exit-when-complete` does
+    _wait(line, 20.0)  # past the link's liveness timeout and hold_after
+    line.cell("weld").queue(Command.UNHOLD, "cli")
+    line.run_until(lambda l: all(l.cell(c).state == State.COMPLETE for c in ("weld", "pack")), check=_check)
+    assert line.delivered() == EVERY
+    assert not [e for e in line.events.events if e["kind"] == "fault" and e["cell"] == "weld"
+                and e["fault_kind"] != "operator"]

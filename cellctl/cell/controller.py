@@ -292,7 +292,8 @@ class Cell:
 
     def _waiting_on(self) -> HandoffLink | None:
         """The neighbour link the current phase cannot proceed without."""
-        if self.phase in (None, Phase.ACQUIRE) and self.upstream is not None and self.part is None:
+        if self.phase in (None, Phase.ACQUIRE) and self.upstream is not None and self.part is None \
+                and not self._order_done():
             return self.upstream
         if self.phase in (Phase.DELIVER, Phase.HANDOVER) and self.downstream is not None:
             return self.downstream
@@ -480,7 +481,7 @@ class Cell:
         if self.sequence is not None or self.rehome or self.part is not None and self.phase != Phase.DELIVER:
             return None
         if self.phase in (None, Phase.ACQUIRE) and self.part is None:
-            if self.custody.occupant(self.cfg.take) is not None or self.offered is not None:
+            if self._order_done() or self.custody.occupant(self.cfg.take) is not None or self.offered is not None:
                 return None
             if self.upstream is not None:
                 return Fault(FaultKind.STARVED, f"starved: no part from {self.upstream.peer}",
@@ -531,8 +532,11 @@ class Cell:
             self._fail(Fault(FaultKind.SKILL_FAILED, f"part {self.part}: {result.reason}", "recipe"))
         return None
 
+    def _order_done(self) -> bool:
+        return self.work_order is not None and self.parts_done >= self.work_order
+
     def _phase_acquire(self) -> None:
-        if self.work_order is not None and self.parts_done >= self.work_order:
+        if self._order_done():
             self.packml.complete()
             return
         on_take = self.custody.occupant(self.cfg.take)

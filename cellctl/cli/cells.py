@@ -106,9 +106,12 @@ def why_silent(run: RunDir | None, address: CellAddress, has_keys: bool) -> str:
         return f"cell {name}: not answering (pid {pid} is alive: paused, or busy starting); try again"
     exits = [e for e in _events(run) if e.get("kind") == "process" and e.get("cell") == name and e.get("event") == "exited"]
     code = exits[-1].get("code") if exits else None
+    if code == 0:
+        return f"cell {name}: done: its work order is complete and it has exited"
     how = f"signal {-code}" if isinstance(code, int) and code < 0 else f"exit status {code}"
     if live_launcher(run) is not None:
-        return f"cell {name}: restarting (exited with {how}; restart {len(exits)})"
+        crashes = sum(1 for e in exits if e.get("code") != 0)
+        return f"cell {name}: restarting (exited with {how}; restart {crashes})"
     last = RunDir.log_tail(run.cell_log(name), 1)
     return f"cell {name}: exited ({how}); last log line: {last}"
 
