@@ -51,19 +51,24 @@ def test_a_line_delivers_every_part_once(config, tmp_path):
     assert states[-1] == State.COMPLETE
 
 
+@pytest.mark.parametrize("sensors", ["ids", "presence"])
 @pytest.mark.parametrize("restart_after", [0.0, 4.0, 12.0])
 @pytest.mark.parametrize("point", crash.POINTS)
-def test_a_crash_at_any_crash_point_loses_and_duplicates_nothing(point, restart_after, tmp_path):
+def test_a_crash_at_any_crash_point_loses_and_duplicates_nothing(point, restart_after, sensors, tmp_path):
     """The process dies at the point; it comes back after ``restart_after`` s (past the link's
-    5 s liveness timeout for the longer ones): reconcile, resync, and every part comes out once."""
-    line = FakeLine(DEMO, tmp_path, parts=PARTS)
+    5 s liveness timeout for the longer ones): reconcile, resync, and every part comes out once —
+    with sensors that read part ids, and with light barriers that see presence only."""
+    line = FakeLine(DEMO, tmp_path, parts=PARTS, presence_only=sensors == "presence")
     crash.arm(point)
     line.run_until(lambda l: l.crashes, check=_check)
     name, reached, _ = line.crashes[0]
     assert reached == point
     _wait(line, restart_after)
     line.start(name)
-    _finish(line)
+    line.run_until(FakeLine.complete, check=_check)
+    consumed = [e["part"] for e in line.world.log if e["event"] == "consumed"]
+    assert sorted(consumed) == sorted(set(consumed)) and len(consumed) == PARTS  # every part out, once
+    assert line.summary().duplicated == 0
     assert any(e["kind"] == "reconciled" and e["cell"] == name for e in line.events.events)
 
 

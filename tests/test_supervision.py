@@ -25,7 +25,6 @@ from cellctl.skills.runner import run
 from tests.conftest import CONFIGS
 from cellctl.twin.checkpoint import SavedPart, SavedRobot, WorldState
 
-pytestmark = pytest.mark.process  # starts twins, cells, launchers or bridges
 
 CLI = [sys.executable, "-m", "cellctl"]
 DEMO = CONFIG_DIR / "demo_line.yaml"
@@ -90,6 +89,7 @@ def test_duplicates_are_found_over_time_not_only_in_the_final_state(tmp_path):
     assert counts.duplicated_parts == ["part-1"]
 
 
+@pytest.mark.process
 @pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_a_stuck_line_ends_with_a_diagnosis(tmp_path):
@@ -112,6 +112,7 @@ def test_a_stuck_line_ends_with_a_diagnosis(tmp_path):
     assert "Diagnosis" in (tmp_path / "run" / "report.md").read_text()
 
 
+@pytest.mark.process
 @pytest.mark.timeout(60)
 def test_a_twin_whose_launcher_is_gone_exits_by_itself(tmp_path):
     config = tmp_path / "orphan.yaml"
@@ -135,6 +136,7 @@ def test_a_twin_whose_launcher_is_gone_exits_by_itself(tmp_path):
     assert "the process that started it is gone and no client has spoken for 2.0s: exiting" in log.read_text()
 
 
+@pytest.mark.process
 @pytest.mark.slow
 @pytest.mark.timeout(400)
 def test_a_killed_launcher_is_resumed(tmp_path):
@@ -164,6 +166,7 @@ def test_a_killed_launcher_is_resumed(tmp_path):
     assert len(resumed) == 1 and sorted(resumed[0]["stopped"]) == sorted([pids["twin"], *pids["cells"].values()])
 
 
+@pytest.mark.process
 @pytest.mark.timeout(120)
 def test_a_restarted_twin_goes_on_from_its_checkpoint(twin_factory, tmp_path):
     """Parts (one in a gripper), joints, feed counters and the part log come back; time does not."""
@@ -190,6 +193,7 @@ def test_a_restarted_twin_goes_on_from_its_checkpoint(twin_factory, tmp_path):
         assert robot.now() >= t_before + 5.0
 
 
+@pytest.mark.process
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_a_paused_twin_holds_the_cells_and_they_go_on_when_it_resumes(tmp_path):

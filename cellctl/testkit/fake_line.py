@@ -65,6 +65,24 @@ class Wire:
         self._inbox.pop(name, None)
 
 
+class PresenceOnly:
+    """The world's station sensors as light barriers: presence, no part ids (the ledger says which
+    part it is, and a feed's parts are named by the cell that takes them). The vacuum switch of a
+    gripper gives presence only too: where the backend cannot locate parts, ``locate`` is None."""
+
+    def __init__(self, world: FakeWorld) -> None:
+        self._world = world
+
+    def present(self, station: str) -> bool:
+        return self._world.occupant(station) is not None
+
+    def identifies(self, station: str) -> bool:
+        return False
+
+    def occupant(self, station: str) -> str | None:
+        return None
+
+
 @dataclass
 class Member:
     """One cell of the line as its process would hold it."""
@@ -77,15 +95,19 @@ class Member:
 
 class FakeLine:
     """The cells of ``config`` in one process (see the module docstring). ``parts``: each cell's
-    work order and each feed's count, as ``cellctl run --parts``."""
+    work order and each feed's count, as ``cellctl run --parts``. ``presence_only``: the stations'
+    sensors and the grippers report presence, not part ids (light barriers, vacuum switches)."""
 
-    def __init__(self, config: str | Path | LineConfig, directory: Path, parts: int | None = None) -> None:
+    def __init__(self, config: str | Path | LineConfig, directory: Path, parts: int | None = None,
+                 presence_only: bool = False) -> None:
         line = config if isinstance(config, LineConfig) else load_config(config)
         if parts is not None:
             line = LineConfig.model_validate(prepare(line, parts))
         self.config, self.parts = line, parts
         self.directory = Path(directory)
         self.world = FakeWorld.from_config(line)
+        self.sensor = PresenceOnly(self.world) if presence_only else self.world
+        self.locate = None if presence_only else self.world.locate
         self.wire = Wire()
         self.events = ListSink()
         self.drivers = {cell.robot: FakeDriver.from_config(cell.robot, line.robots[cell.robot], self.world)
@@ -120,8 +142,8 @@ class FakeLine:
                                    cfg.check_alive, driver.now, self.now)
                  for role, peer in (("receiver", cfg.upstream), ("sender", cfg.downstream)) if peer is not None}
         by_role = {link.role: link for link in links.values()}
-        cell = Cell(CellSetup.from_config(self.config, name, driver, self.world, ledger, self.events,
-                                          self.world.locate, upstream=by_role.get("receiver"),
+        cell = Cell(CellSetup.from_config(self.config, name, driver, self.sensor, ledger, self.events,
+                                          self.locate, upstream=by_role.get("receiver"),
                                           downstream=by_role.get("sender"), work_order=self.parts, wall=self.now))
         if not ledger.was_clean():
             cell.reconcile()
