@@ -41,16 +41,19 @@ check: $(STAMP)
 	CELLCTL_NO_PROCESSES=1 $(VENV)/bin/python -m pytest -m "not process" -p no:cacheprovider \
 		--cov=cellctl --cov-report=term:skip-covered
 
-# everything, in parallel (pytest-xdist, a test file per worker at a time): the evidence lines the
-# tests write (campaign figures, chaos summaries) are printed after the run
+# everything: in parallel (pytest-xdist, a test file per worker at a time), then the `serial` tests
+# alone (they run parallel workers of their own); the evidence lines the tests write (campaign
+# figures, chaos summaries) are printed after the run
 TEST_WORKERS ?= 3
 EVIDENCE := .cache/ci-evidence.log
 
 test: $(STAMP) $(JS_STAMP) $(ROSLIBPY_SUITE)
 	$(MAKE) lint
 	mkdir -p .cache && rm -f $(EVIDENCE)
-	CELLCTL_CI_LOG=$(CURDIR)/$(EVIDENCE) $(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadfile; \
-		status=$$?; echo "== evidence =="; cat $(EVIDENCE) 2>/dev/null; exit $$status
+	CELLCTL_CI_LOG=$(CURDIR)/$(EVIDENCE) $(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadfile \
+		-m "not serial"; status=$$?; \
+	CELLCTL_CI_LOG=$(CURDIR)/$(EVIDENCE) $(VENV)/bin/python -m pytest -m serial -p no:cacheprovider \
+		|| status=1; echo "== evidence =="; cat $(EVIDENCE) 2>/dev/null; exit $$status
 	$(MAKE) partner
 
 wheel: $(STAMP)

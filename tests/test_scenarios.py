@@ -231,6 +231,7 @@ def ray_cluster():
 
 
 @pytest.mark.slow
+@pytest.mark.serial
 @pytest.mark.timeout(1500)
 def test_a_campaign_gives_the_same_verdicts_on_1_and_2_workers_and_on_ray(tmp_path, ray_cluster, pytestconfig):
     paths = [_scenario(tmp_path, name, body) for name, body in CAMPAIGN.items()]
