@@ -105,6 +105,7 @@ class FakeLine:
             line = LineConfig.model_validate(prepare(line, parts))
         self.config, self.parts = line, parts
         self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
         self.world = FakeWorld.from_config(line)
         self.sensor = PresenceOnly(self.world) if presence_only else self.world
         self.locate = None if presence_only else self.world.locate
