@@ -33,9 +33,12 @@ def resolve(target: str, cell: str | None) -> tuple[list[CellAddress], RunDir | 
             raise TargetError(f"{target}: no cells found (expected a run directory of `cellctl run` or `cell run`)")
         return [_announced(run, n) for n in _pick(names, cell, target)], run
     if path.is_file():
-        from cellctl.config.loader import load_config
+        from cellctl.config.loader import ConfigError, load_config
 
-        config = load_config(path)
+        try:
+            config = load_config(path)
+        except ConfigError as exc:
+            raise TargetError(str(exc)) from None
         addresses = []
         for name in _pick(list(config.cells), cell, target):
             c = config.cells[name]

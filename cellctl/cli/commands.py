@@ -289,11 +289,10 @@ def cmd_keys_generate(args: argparse.Namespace) -> int:
 def _cells(args: argparse.Namespace, command: str):
     """(addresses, run directory) of TARGET and --cell, or None after saying why."""
     from cellctl.cli.cells import TargetError, resolve
-    from cellctl.config.loader import ConfigError
 
     try:
         return resolve(args.target, args.cell or None)
-    except (TargetError, ConfigError) as exc:
+    except TargetError as exc:
         log.error(f"cellctl {command}: {exc}")
         return None
 
