@@ -162,6 +162,14 @@ class Reconciled(CellEvent):
     in_transit: list[str]
 
 
+class RobotLink(CellEvent):
+    """A real robot's lost link answers again (the cell was Held for it: an operator's Unhold works now)."""
+
+    kind: Literal["robot_link"]
+    state: Literal["up"]
+    reason: str
+
+
 class CommandGiven(CellEvent):
     """A command from outside the cell was applied (at the tick after it was queued)."""
 
@@ -279,7 +287,7 @@ class ChaosFault(LauncherEvent):
 
 
 KINDS = (Packml, Skill, Step, PartStart, PartDone, Custody, Handoff, HandoffRejected, HandoffLinkChange, Waiting,
-         Fault, Replan, Reconciled, CommandGiven, CommandRefusedLater, AlarmCleared, Process, Unhold, ReconciledWorld,
+         Fault, Replan, Reconciled, RobotLink, CommandGiven, CommandRefusedLater, AlarmCleared, Process, Unhold, ReconciledWorld,
          Stalled, OperatorWait, Resumed, Interrupted, ScenarioFault, ChaosFault)
 AnyEvent = Annotated[Union[KINDS], Field(discriminator="kind")]  # noqa: UP007 - a tuple of classes
 _ADAPTER: TypeAdapter[Any] = TypeAdapter(AnyEvent)

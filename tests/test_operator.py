@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from cellctl.cell.packml import Command, CommandRefused, State
+from cellctl.faults import FaultKind
 from cellctl.testkit.harness import FakeCell
 from tests.conftest import CONFIGS
 
@@ -116,3 +117,41 @@ def test_a_late_feed_suspends_the_cell_starved_and_it_comes_back_by_itself(tmp_p
     starved = [e for e in _events(fake, "fault") if e["fault_kind"] == "starved"]
     assert [e["reason"] for e in starved] == ["starved: infeed empty"] * 2
     assert [e["cleared_by"] for e in _events(fake, "alarm_cleared")] == ["Unsuspend by cell"] * 2
+
+
+def test_a_real_robots_lost_link_shows_in_status_and_unhold_works_once_it_is_back(tmp_path):
+    fake = FakeCell(ONE_CELL, "press", tmp_path / "ledger.sqlite", simulated=False)  # a real robot's cell
+    fake.run_until("Execute")
+    _tick(fake, 20)  # into its first part
+    fake.driver.break_link()
+    fake.run_until("Held", start=False)
+    status = fake.cell.status()
+    assert status["fault_kind"] == "robot_link_lost"
+    assert status["links"]["robot"] == {"peer": "press", "state": "lost", "connected": False}
+    _tick(fake, 200)
+    assert fake.cell.status()["links"]["robot"]["state"] == "lost"  # still looked at, still gone
+    fake.driver.restore_link()
+    for _ in range(500):
+        _tick(fake)
+        if fake.cell.status()["links"]["robot"]["state"] == "up":
+            break
+    assert fake.cell.state == State.HELD  # a real robot moves again only on an operator's Unhold
+    assert _events(fake, "robot_link")[-1]["state"] == "up"
+    fake.cell.queue(Command.UNHOLD, "cli")
+    fake.run_until("Complete", start=False)
+    [entry] = fake.cell.status()["alarm_history"]
+    assert (entry["fault_kind"], entry["cleared_by"]) == ("robot_link_lost", "Unhold by cli")
+    assert fake.cell.status()["fault"] is None
+
+
+def test_a_simulated_cells_lost_robot_link_resumes_by_itself_once_it_is_back(tmp_path):
+    """A cell driving the twin's rosbridge endpoint (simulated, reached like a ROS robot)."""
+    fake = FakeCell(ONE_CELL, "press", tmp_path / "ledger.sqlite")
+    fake.run_until("Execute")
+    _tick(fake, 20)
+    fake.driver.break_link()
+    fake.cell.world_lost(FaultKind.ROBOT_LINK_LOST, "the bridge went away")
+    fake.run_until("Held", start=False)
+    fake.driver.restore_link()
+    fake.run_until("Complete", start=False)
+    assert fake.cell.parts_done == 5

@@ -52,6 +52,7 @@ CELL, LAUNCHER = "cell", "launcher"  # who gives a command besides operators (cl
 MAX_ALARMS = 100  # the alarm history kept in memory (the run's events keep every one)
 STATUS_ALARMS = 10  # the newest cleared alarms a status reply carries
 LOST_TEXT = {FaultKind.TWIN_LOST: ("twin lost", "twin"), FaultKind.ROBOT_LINK_LOST: ("robot link lost", "robot")}
+LINK_PROBE_EVERY_S = 1.0  # wall s between looks at a real robot's lost link while Held
 STARVED_AFTER = 30.0  # driver s a cell waits for a part (starved) or for its downstream (blocked) before Suspended
 WAIT_HORIZON = 1.0  # s of driver time a waiting cell sleeps at most (lockstep next-event advance)
 ANNOUNCE_EVERY = 1.0  # wall s between re-announcements of a part in transit that no exchange settles
@@ -128,6 +129,8 @@ class Cell:
         self._announced_at = 0.0  # monotonic wall time of the last re-announcement of a part in transit
         self._neighbour: HandoffLink | None = None  # the gone neighbour we are Suspended / Held for
         self._twin_back = False  # Held for a lost twin, and the same twin answers again
+        self._link_back = False  # Held for a lost robot link, and the robot answers again
+        self._link_probed = 0.0  # wall time of the last look at a lost robot link
         # The robot is known to be clear of the give station (home after placing, or homed). Until it
         # is, a part IN_TRANSIT there is not announced: the receiver would reach into our arm.
         self.clear_of_give = False
@@ -161,8 +164,9 @@ class Cell:
                 "fault_since": self._raised[1] if self.fault else None,
                 "alarm_history": self.alarm_history[-STATUS_ALARMS:],
                 "waiting_for": waiting.peer if waiting else None,
-                "links": {link.role: {"peer": link.peer, "state": link.fsm.state, "connected": link.connected}
-                          for link in (self.upstream, self.downstream) if link is not None}}
+                "links": {"robot": self._robot_link(),
+                          **{link.role: {"peer": link.peer, "state": link.fsm.state, "connected": link.connected}
+                             for link in (self.upstream, self.downstream) if link is not None}}}
 
     def emit(self, kind: str, **fields: object) -> None:
         try:
@@ -323,9 +327,12 @@ class Cell:
                 self._resetting()
             elif state == State.SUSPENDED:
                 self._suspended()
-            elif state == State.HELD and self.simulated and self._gone_is_back():
-                self.command(Command.UNHOLD)  # held only because the twin or the neighbour was gone: it is back (a real
-                # robot moves again only on an operator's Unhold: automatic resumption is from Suspended only)
+            elif state == State.HELD:
+                self._probe_robot_link()
+                if self.simulated and self._gone_is_back():
+                    self.command(Command.UNHOLD)  # held only because the twin, link or neighbour was gone: it is
+                    # back (a real robot moves again only on an operator's Unhold: automatic resumption is from
+                    # Suspended only)
             elif self.packml.acting:
                 if state in (State.STOPPING, State.ABORTING) or (state == State.HOLDING and not self.world_gone):
                     self._halt()  # (held for a world that is gone: nothing to send it, world_lost dropped it all)
@@ -356,7 +363,7 @@ class Cell:
             return  # said already (a link retried every second stays one fault)
         text, source = LOST_TEXT[kind]
         self._raise_fault(Fault(kind, f"{text}: {detail}", source))
-        self._twin_back = False
+        self._twin_back = self._link_back = False
         self.sequence, self.phase, self._action = None, None, None
         self.clear_of_give = False
         if Command.HOLD in self.packml.allowed():
@@ -371,9 +378,32 @@ class Cell:
         """A simulated cell Held for a lost twin, not yet told that it is back."""
         return self.simulated and self.world_gone and not self._twin_back
 
+    def _robot_link(self) -> dict:
+        """The link to the robot (its bridge, or the twin) as status shows it: lost from the moment
+        a request failed until the cell has seen it answer again."""
+        lost = self.world_gone and not self._twin_back and not self._link_back
+        return {"peer": self.cfg.robot, "state": "lost" if lost else "up", "connected": not lost}
+
+    def _probe_robot_link(self) -> None:
+        """Held for a real robot's lost link: ask the robot (its joint state) once a second, so
+        status shows when it is back and an operator's Unhold works from then on."""
+        if self._link_back or not self._fault_is(FaultKind.ROBOT_LINK_LOST) or \
+                self._wall() - self._link_probed < LINK_PROBE_EVERY_S:
+            return
+        self._link_probed = self._wall()
+        try:
+            self.driver.joint_state()
+        except DriverError:
+            return
+        self._link_back = True
+        self.emit("robot_link", state="up", reason="the robot answers again")
+
     def _gone_is_back(self) -> bool:
-        """Held only because the twin or the neighbour was gone, and it is back."""
+        """Held only because the twin, the robot's link (simulated) or the neighbour was gone, and
+        it is back."""
         if self._twin_back and self._fault_is(FaultKind.TWIN_LOST):
+            return True
+        if self.simulated and self._link_back and self._fault_is(FaultKind.ROBOT_LINK_LOST):
             return True
         return self._neighbour is not None and self._neighbour.connected
 

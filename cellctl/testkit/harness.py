@@ -223,14 +223,16 @@ class FakeCell:
     config: no process, no socket, virtual time, so a whole work order takes milliseconds. Its
     neighbours are not simulated: a cell that hands off is tested with ``cellctl_line``."""
 
-    def __init__(self, config: str | Path, name: str, ledger: Path, parts: int | None = None) -> None:
+    def __init__(self, config: str | Path, name: str, ledger: Path, parts: int | None = None,
+                 simulated: bool = True) -> None:
         line = load_config(config)
         robot = line.cells[name].robot
         self.world = FakeWorld.from_config(line)
         self.driver = FakeDriver.from_config(robot, line.robots[robot], self.world)
         self.events = ListSink()
         self.cell = Cell(CellSetup.from_config(line, name, self.driver, self.world, Ledger(ledger), self.events,
-                                               self.world.locate, work_order=parts))
+                                               self.world.locate, work_order=parts, simulated=simulated,
+                                               wall=self.world.clock.now))
 
     def run_until(self, state: str, start: bool = True, max_ticks: int = 100_000) -> None:
         """Tick (sending Reset, then Start at Idle, with ``start``) until the cell is in ``state``."""
