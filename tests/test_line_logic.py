@@ -312,3 +312,37 @@ def test_a_cell_held_past_its_upstreams_exit_completes_its_order_after_unhold(tm
     assert line.delivered() == EVERY
     assert not [e for e in line.events.events if e["kind"] == "fault" and e["cell"] == "weld"
                 and e["fault_kind"] != "operator"]
+
+
+def test_a_part_the_ledger_holds_that_is_nowhere_is_marked_missing_with_a_fault(tmp_path):
+    """press dies having placed part-1 on the handoff station, before it committed IN_TRANSIT; while
+    it is down the part is taken off the station by hand: its reconcile marks the part MISSING and
+    says so (fault kind part_missing)."""
+    line = FakeLine(DEMO, tmp_path, parts=PARTS)
+    crash.arm("sender_after_place_before_commit")
+    line.run_until(lambda l: l.crashes, check=_check)
+    assert line.world.occupant("handoff") == "part-1"
+    del line.world.parts["part-1"]
+    line.start("press")
+    missing = [e for e in line.events.events if e["kind"] == "fault" and e["cell"] == "press"]
+    assert [(e["fault_kind"], e["reason"]) for e in missing] == [
+        ("part_missing", "part part-1 is in the ledger but nowhere to be found")]
+    assert line.custody()["part-1"] == {"press": "MISSING"}
+
+
+def test_the_diagnosis_names_state_phase_part_skill_fault_and_the_awaited_link():
+    lines = diagnose({
+        "press": {"state": "Execute", "phase": "deliver", "part": "part-2", "skill": "place", "fault": None,
+                  "waiting_for": "pack", "links": {"sender": {"peer": "pack", "state": "BoardAvailable",
+                                                              "connected": True}}},
+        "pack": {"state": "Held", "phase": None, "part": None, "skill": None, "fault": "Hold by the operator (cli)",
+                 "waiting_for": None, "links": {}},
+        "weld": {"state": "Execute", "phase": None, "part": None, "skill": None, "fault": None, "waiting_for": None},
+        "ship": None,
+    })
+    assert lines == [
+        "press: Execute, phase deliver, part part-2, skill place; waits for pack (link BoardAvailable, connected)",
+        "pack: Held, fault: Hold by the operator (cli)",
+        "weld: Execute; waits for a part on its take station",
+        "ship: not answering on its control socket (dead, paused or restarting)",
+    ]
