@@ -178,3 +178,33 @@ def test_link_protocol_error_notifies_and_disconnects():
     assert note["type"] == "Notification" and note["code"] == "ProtocolError" and note["severity"] == "Fatal"
     pump()
     assert sender.fsm.state == "Disconnected"  # the peer's Fatal notification disconnects it too
+
+
+def test_malformed_messages_are_dropped_answered_and_a_flood_is_reported_once_with_its_count():
+    sender, receiver, wires, pump = _pair()
+    pump()
+    wires["pack"].clear()
+    for _ in range(5):
+        receiver.handle({"type": "BoardAvailable", "session": receiver.session, "part": 7})  # part: not a str
+    notes = [m for m in wires["press"] if m["type"] == "Notification"]
+    assert len(notes) == 1 and notes[0]["code"] == "MalformedMessage" and notes[0]["severity"] == "Warning"
+    assert receiver.connected and receiver.fsm.state == "NotAvailableNotReady"
+
+
+def test_a_service_description_of_another_protocol_version_is_refused():
+    from cellctl.handoff.link import HandoffLink
+
+    out = []
+    sender = HandoffLink("sender", "press", "pack", lambda peer, m, live=False: out.append(m), 1, lambda kind, **f: None)
+    sender.handle({"type": "ServiceDescription", "session": "pack-1-1", "name": "pack", "version": "hermes/9"})
+    assert not sender.connected
+    assert out[-1]["type"] == "Notification" and out[-1]["code"] == "ProtocolError" and "hermes/9" in out[-1]["text"]
+
+
+def test_an_illegal_send_is_a_software_error_that_disconnects_and_tells_the_peer():
+    sender, receiver, wires, pump = _pair()
+    pump()
+    with pytest.raises(SoftwareError, match="sender may not send TransportFinished in state NotAvailableNotReady"):
+        sender.send("TransportFinished", part="p1")
+    assert sender.fsm.state == "Disconnected"
+    assert wires["pack"][-1]["code"] == "SoftwareError" and wires["pack"][-1]["severity"] == "Fatal"
