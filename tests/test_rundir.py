@@ -57,3 +57,16 @@ def test_the_event_tail_reads_what_was_appended_and_waits_for_a_line_being_writt
     with run.events.open("a") as f:
         f.write(', "sim_time": 2.0}\n')
     assert tail.read() == [{"kind": "b", "sim_time": 2.0}] and tail.last_sim_time == 2.0
+
+
+def test_handoff_inboxes_are_announced_whole_and_a_missing_neighbour_is_named(tmp_path):
+    import pytest
+
+    from cellctl.handoff import rendezvous
+
+    assert rendezvous.announced(tmp_path, "pack") is None
+    rendezvous.announce(tmp_path, "pack", "tcp://127.0.0.1:5001")
+    assert rendezvous.wait_for(tmp_path, "pack", timeout=1.0) == "tcp://127.0.0.1:5001"
+    (tmp_path / "handoff-press.json").write_text('{"cell": "press", "endp')  # torn: not announced yet
+    with pytest.raises(rendezvous.NeighbourNotFound, match="neighbour press announced no handoff inbox"):
+        rendezvous.wait_for(tmp_path, "press", timeout=0.2)
