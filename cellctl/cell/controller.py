@@ -449,9 +449,10 @@ class Cell:
             return
         status = self._action.status
         if status.done:
-            self._action = None
-            if status.value != "succeeded":
-                self._fail(Fault(FaultKind.CONTROLLER_STOPPED, f"homing {status.value}", "robot"))
+            reason, self._action = self._action.reason, None
+            if status.value != "succeeded":  # the driver's reason (the controller's words) goes with it
+                self._fail(Fault(FaultKind.CONTROLLER_STOPPED,
+                                 f"homing {status.value}" + (f": {reason}" if reason else ""), "robot"))
             else:
                 self.clear_of_give = True
                 self.packml.complete()
