@@ -49,6 +49,8 @@ def test_a_line_delivers_every_part_once(config, tmp_path):
     _finish(line)
     states = [e["dest"] for e in line.events.events if e["kind"] == "packml" and e["cell"] == "press"]
     assert states[-1] == State.COMPLETE
+    line.close()
+    assert line.delivered() == EVERY  # the ledger files stay
 
 
 @pytest.mark.parametrize("sensors", ["ids", "presence"])

@@ -29,7 +29,7 @@ from cellctl.drivers.fake import FakeDriver
 from cellctl.drivers.fake_world import FakeWorld
 from cellctl.handoff.link import HandoffLink
 from cellctl.line.launcher import prepare
-from cellctl.line.summary import PartCounts, count_parts
+from cellctl.line.summary import PartCounts, count_parts, custody_states
 from cellctl.processes.crash import Crash
 from cellctl.rundir import RunDir
 from cellctl.skills.events import ListSink, make_event
@@ -90,7 +90,6 @@ class Member:
     name: str
     cell: Cell
     links: dict[str, HandoffLink] = field(default_factory=dict)  # by peer
-    boot: int = 1
 
 
 class FakeLine:
@@ -149,7 +148,7 @@ class FakeLine:
         if not ledger.was_clean():
             cell.reconcile()
         ledger.clean_shutdown(False)
-        self.members[name] = Member(name, cell, links, boot)
+        self.members[name] = Member(name, cell, links)
         if command:
             cell.command(Command.RESET)
             self.starting.add(name)
@@ -214,12 +213,8 @@ class FakeLine:
             path = self.ledger_path(name)
             if not path.exists():
                 continue
-            ledger = self.members[name].cell.ledger if name in self.members else Ledger(path)
-            for state in CustodyState:
-                for c in ledger.with_state(state):
-                    parts[c.part][name] = state.value
-            if name not in self.members:
-                ledger.close()
+            for part, state in custody_states(path).items():  # read-only, as the summary reads it
+                parts[part][name] = state
         return dict(parts)
 
     def check_custody(self) -> None:
@@ -246,6 +241,7 @@ class FakeLine:
         return sorted(p for p, by_cell in self.custody().items() if CustodyState.DELIVERED in by_cell.values())
 
     def close(self) -> None:
+        """Close the live cells' ledgers (their files stay)."""
         for member in self.members.values():
             member.cell.ledger.close()
 
