@@ -502,8 +502,7 @@ class Cell:
             self._idle_since = now
         elif now - self._idle_since >= STARVED_AFTER:
             self._idle_since = None
-            self._raise_fault(reason)
-            self.emit("waiting", neighbour=reason.source, reason=reason.reason)
+            self._raise_fault(reason)  # its fault event says why (``waiting`` is for a gone neighbour)
             self.command(Command.SUSPEND)
 
     def _idle_reason(self) -> Fault | None:
