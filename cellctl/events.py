@@ -176,6 +176,7 @@ class CommandGiven(CellEvent):
     kind: Literal["command"]
     command: str = Field(description="the PackML command")
     by: str = Field(description="who sent it: cli, page, opcua, launcher, scenario, ...")
+    user: str | None = Field(None, description="the logged-in user behind a page's (or OPC UA) command")
 
 
 class CommandRefusedLater(CellEvent):
@@ -184,6 +185,7 @@ class CommandRefusedLater(CellEvent):
     kind: Literal["command_refused"]
     command: str
     by: str
+    user: str | None = None
     reason: str = Field(description="the PackML reason")
 
 
@@ -212,12 +214,13 @@ class OperatorWait(LauncherEvent):
 
 
 class Process(LauncherEvent):
-    """A cell process or the twin started or exited."""
+    """A cell process, the twin or the operator's page started or exited."""
 
     kind: Literal["process"]
     event: Literal["started", "exited"]
     cell: str | None = Field(None, description="the cell, for a cell process")
-    component: Literal["twin"] | None = Field(None, description="twin, for the twin")
+    component: Literal["twin", "dashboard"] | None = Field(None, description="twin, for the twin; dashboard, for "
+                                                                                "the operator's page")
     pid: int | None = Field(None, description="started: its pid")
     code: int | None = Field(None, description="exited: its exit status (negative: the signal)")
     restored: bool | None = Field(None, description="a twin start: restored from its checkpoint")

@@ -30,6 +30,25 @@ class FaultKind(StrEnum):
     INTERNAL = "internal"  # a bug or a ledger error: the cell's log has the traceback
 
 
+# What a technician does about each kind: the operator's page shows it beside an active alarm, and
+# docs/deploy.md's table carries the same words (a test keeps them equal).
+ADVICE: dict[FaultKind, str] = {
+    FaultKind.OPERATOR: "intended: press Unhold (after a Hold) or Reset then Start (after a Stop or Abort) when ready",
+    FaultKind.TWIN_LOST: "wait: a simulated cell resumes by itself when the twin is back; check the twin's log",
+    FaultKind.ROBOT_LINK_LOST: "check the robot's bridge and network; press Unhold once the robot answers again",
+    FaultKind.STARVED: "check the upstream cell or the feed; the cell goes on by itself when a part comes",
+    FaultKind.BLOCKED: "check the downstream cell; the cell goes on by itself once its part is taken",
+    FaultKind.DRY_FEED: "refill the feed or end the work order: the feed will give no more parts",
+    FaultKind.NEIGHBOUR_LOST: "check the neighbour's PC, process and network; the cell resumes when it answers",
+    FaultKind.CONTROLLER_STOPPED: "check the robot controller (protective stop, mode); then Reset and Start",
+    FaultKind.SKILL_FAILED: "look at the station and the part named in the reason; clear it, then Reset and Start",
+    FaultKind.WRONG_PART: "take the wrong part out of the line; check the upstream cell's recipe",
+    FaultKind.LIMIT: "fix the config or recipe (a target outside the robot's limits or reach); then Reset",
+    FaultKind.DRIVER: "read the reason and the cell's log; check the robot's driver, then Reset and Start",
+    FaultKind.PART_MISSING: "find the part named in the reason (floor, gripper, station); the cell goes on",
+    FaultKind.INTERNAL: "send the cell's log to the developers; Abort, Clear and Reset to go on",
+}
+
 LOST_WORLD = frozenset({FaultKind.TWIN_LOST, FaultKind.ROBOT_LINK_LOST})
 
 

@@ -90,6 +90,20 @@ class RunDir:
         return self.path / "pids.json"
 
     @property
+    def dashboard(self) -> Path:
+        """Where the operator's page serves (``{"url", "login"}``), while it runs."""
+        return self.path / "dashboard.json"
+
+    @property
+    def dashboard_log(self) -> Path:
+        return self.path / "dashboard.log"
+
+    @property
+    def screenshots(self) -> Path:
+        """Pictures of the operator's page (the tests save theirs here, a CI artefact)."""
+        return self.path / "screenshots"
+
+    @property
     def summary(self) -> Path:
         return self.path / "summary.json"
 

@@ -70,5 +70,10 @@ def test_fault_kinds_round_trip_through_status_and_events(tmp_path):
 def test_every_fault_kind_is_explained_to_operators():
     from cellctl.faults import FaultKind
 
+    from cellctl.faults import ADVICE
+
     deploy = (DOC.parent / "deploy.md").read_text()
     assert [k.value for k in FaultKind if f"| `{k.value}` |" not in deploy] == []
+    rows = [line for line in deploy.splitlines() if line.startswith("| `")]
+    assert [k.value for k in FaultKind if not any(r.startswith(f"| `{k.value}` |") and r.endswith(f"| {ADVICE[k]} |")
+                                                   for r in rows)] == []

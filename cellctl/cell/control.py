@@ -5,13 +5,14 @@ which answers the status query only.
     op "status"                      → the cell's status: state, PackTags number, skill, phase, parts
                                        done and work order, part, fault, the neighbour it waits for
                                        and each link's peer, Hermes state and liveness
-    op "command", args {"command", "by"?}
+    op "command", args {"command", "by"?, "user"?}
                                      → {"cell", "queued": the command, "state": the state now}: a
                                        command the state allows is queued and applied at the cell's
                                        next tick (even while it waits for its lockstep grant: never
                                        "busy"); one it forbids is refused at once, error "refused"
                                        with the PackML reason (on the status socket: "read_only").
-                                       ``by`` names who sends it (cli, page, opcua, launcher, ...)
+                                       ``by`` names who sends it (cli, page, opcua, launcher, ...),
+                                       ``user`` the logged-in person behind a page's command
     op "cut_link", args {"peer", "seconds"}
                                      → an injected fault (scenarios, ``cellctl test``): the handoff
                                        link to ``peer`` is down for ``seconds`` of sim time; error
@@ -38,6 +39,7 @@ REFUSED = "refused"
 READ_ONLY = "read_only"
 ACTING_OPS = ("command", "cut_link")  # refused on the status socket
 SENDER = re.compile(r"[a-z][a-z0-9_-]{0,31}")  # a command's ``by``
+USER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}")  # a command's ``user`` (``cellctl.users``' names)
 MAX_CUT_S = 3600.0
 MAX_REQUESTS_PER_TICK = 100
 
@@ -88,13 +90,15 @@ class ControlServer:
         if op != "command":
             return P.error(req_id, P.UNKNOWN_OP, f"unknown op {op[:P.MAX_NAME]!r}; ops: status"
                                                  + ("" if read_only else ", " + ", ".join(ACTING_OPS)))
-        ok = isinstance(args, dict) and set(args) <= {"command", "by"} and args.get("command") in COMMANDS \
-            and isinstance(args.get("by", "cli"), str) and SENDER.fullmatch(args.get("by", "cli"))
+        ok = isinstance(args, dict) and set(args) <= {"command", "by", "user"} and args.get("command") in COMMANDS \
+            and isinstance(args.get("by", "cli"), str) and SENDER.fullmatch(args.get("by", "cli")) \
+            and isinstance(args.get("user", "u"), str) and USER.fullmatch(args.get("user", "u"))
         if not ok:
             return P.error(req_id, P.BAD_ARGS, f"command: args {{\"command\": one of {', '.join(COMMANDS)}, "
-                                               f"\"by\": who sends it (cli, page, opcua, ...)}}")
+                                               f"\"by\": who sends it (cli, page, opcua, ...), \"user\"?: who is "
+                                               f"logged in}}")
         try:
-            self.cell.queue(args["command"], args.get("by", "cli"))
+            self.cell.queue(args["command"], args.get("by", "cli"), args.get("user"))
         except CommandRefused as exc:
             return P.error(req_id, REFUSED, str(exc))
         return P.ok(req_id, {"cell": self.cell.name, "queued": args["command"], "state": self.cell.state})

@@ -121,7 +121,8 @@ class Cell:
         self.fault: Fault | None = None  # the active alarm
         self._raised: tuple[float, str] = (0.0, "")  # when it was raised: sim s, ISO wall time
         self.alarm_history: list[dict] = []  # cleared alarms, oldest first (at most MAX_ALARMS)
-        self._queued: list[tuple[str, str]] = []  # commands from outside, applied at the next tick
+        self._queued: list[tuple[str, str, str | None]] = []  # commands from outside (command, by, user), applied
+        # at the next tick
         self.offered: tuple[str, str] | None = None  # (part, type) the upstream neighbour offers
         self._action: Motion | None = None
         self._suspended_at: float | None = None  # monotonic wall time
@@ -160,7 +161,7 @@ class Cell:
         waiting = self._waiting_on() if self.state in (State.EXECUTE, State.SUSPENDED, State.HELD) else None
         return {"cell": self.name, "state": self.state, "state_number": self.packml.state_number, "skill": skill,
                 "phase": self.phase, "parts_done": self.parts_done, "work_order": self.work_order,
-                "part": self.part, **(self.fault.fields() if self.fault else NO_FAULT),
+                "part": self.part, "sim_time": round(self._last_time, 3), **(self.fault.fields() if self.fault else NO_FAULT),
                 "fault_since": self._raised[1] if self.fault else None,
                 "alarm_history": self.alarm_history[-STATUS_ALARMS:],
                 "waiting_for": waiting.peer if waiting else None,
@@ -179,40 +180,43 @@ class Cell:
         self.emit("packml", source=source, dest=dest, event=event, state_number=self.packml.state_number)
 
     # -- commands ----------------------------------------------------------------------------------
-    def command(self, command: str, by: str = CELL) -> None:
+    def command(self, command: str, by: str = CELL, user: str | None = None) -> None:
         """A PackML command, applied now (CommandRefused if the state forbids it). ``by``: who asked
-        — the cell itself, the launcher, or an operator through cli, page, opcua... An operator's
-        Hold, Stop or Abort is the stop's reason (fault kind ``operator``); the commands that resume
-        or restart clear the active fault into the alarm history."""
+        — the cell itself, the launcher, or an operator through cli, page, opcua...; ``user``: the
+        logged-in person behind a page or OPC UA command. An operator's Hold, Stop or Abort is the
+        stop's reason (fault kind ``operator``); the commands that resume or restart clear the
+        active fault into the alarm history."""
         new_order = command == Command.RESET and self.state == State.COMPLETE
         self.packml.command(command)
         if by != CELL:
-            self.emit("command", command=str(command), by=by)
+            self.emit("command", command=str(command), by=by, **({"user": user} if user else {}))
+        who = f"{user} via {by}" if user else by
         if new_order:
             self.ledger.start_order(self.custody.finished())
         if command in (Command.UNHOLD, Command.UNSUSPEND, Command.RESET, Command.CLEAR, Command.START):
-            self._clear_fault(f"{command} by {by}")
+            self._clear_fault(f"{command} by {who}")
         if command in (Command.STOP, Command.ABORT, Command.HOLD):
             if by not in (CELL, LAUNCHER):
-                self._raise_fault(Fault(FaultKind.OPERATOR, f"{command} by the operator ({by})", f"operator {by}"))
+                self._raise_fault(Fault(FaultKind.OPERATOR, f"{command} by the operator ({who})", f"operator {who}"))
             self._halt()
         if command in (Command.UNHOLD, Command.UNSUSPEND, Command.STOP, Command.ABORT):
             self._neighbour, self._twin_back = None, False
 
-    def queue(self, command: str, by: str) -> None:
+    def queue(self, command: str, by: str, user: str | None = None) -> None:
         """A command from outside (an operator, the launcher): refused now if the state forbids it,
         else applied at the start of the next tick — never "busy". If the state changed by then and
         forbids it, a ``command_refused`` event says why."""
         self.packml.check(command)
-        self._queued.append((command, by))
+        self._queued.append((command, by, user))
 
     def _apply_queued(self) -> None:
         queued, self._queued = self._queued, []
-        for command, by in queued:
+        for command, by, user in queued:
             try:
-                self.command(command, by)
+                self.command(command, by, user)
             except CommandRefused as exc:
-                self.emit("command_refused", command=str(command), by=by, reason=str(exc))
+                self.emit("command_refused", command=str(command), by=by, reason=str(exc),
+                          **({"user": user} if user else {}))
 
     def _halt(self) -> None:
         """Stop whatever moves; the part stays where it is (in the gripper, if held)."""

@@ -156,7 +156,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             log.error(f"cellctl run: --resume {args.resume}: launcher pid {pid} still supervises this run")
             return EXIT_USAGE
         return run_line(None, run_dir=args.resume, as_json=args.json, timeout=args.timeout,
-                        watchdog_s=args.watchdog, resume=True)
+                        watchdog_s=args.watchdog, resume=True, dashboard=args.dashboard)
     if args.config is None:
         log.error("cellctl run: give a CONFIG (or --resume RUN_DIR)")
         return EXIT_USAGE
@@ -164,7 +164,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     crash = dict(c.split(":", 1) for c in args.crash)
     return run_line(args.config, args.parts, args.run_dir, args.json, args.timeout, crash, args.driver, args.rate,
-                    args.watchdog)
+                    args.watchdog, dashboard=args.dashboard)
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
@@ -384,4 +384,90 @@ def cmd_report(args: argparse.Namespace) -> int:
         log.error(f"cellctl report: {args.run_dir}: no events.jsonl here (expected a run directory of cellctl run)")
         return EXIT_USAGE
     print(write_report(args.run_dir))
+    return 0
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    from cellctl.certs import CertError
+    from cellctl.dashboard.serve import DashboardRefused, Serving, serve
+    from cellctl.line.addresses import TargetError
+    from cellctl.processes.signals import stop_on_sigterm
+    from cellctl.users import UsersFileError
+
+    stop_on_sigterm()
+    try:
+        return serve(Serving(args.target, args.host, args.port, args.users, args.cert, args.key,
+                             _operator_keys(args)))
+    except (DashboardRefused, TargetError, UsersFileError, CertError) as exc:
+        log.error(f"cellctl dashboard: {exc}")
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 0
+
+
+def _password(args: argparse.Namespace) -> str | None:
+    import getpass
+
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    first = getpass.getpass(f"password for {args.name}: ")
+    if getpass.getpass("again: ") != first:
+        log.error("cellctl users add: the two passwords differ: nothing changed")
+        return None
+    return first
+
+
+def cmd_users_add(args: argparse.Namespace) -> int:
+    from cellctl.users import Role, Users, UsersFileError
+
+    try:
+        users = Users.load(args.file, missing_ok=True)
+        password = _password(args)
+        if password is None:
+            return EXIT_USAGE
+        known = args.name in users.entries
+        users.with_user(args.name, Role(args.role), password).save()
+    except UsersFileError as exc:
+        log.error(f"cellctl users add: {exc}")
+        return EXIT_USAGE
+    print(f"{args.file}: {'updated' if known else 'added'} {args.name} ({args.role})")
+    return 0
+
+
+def cmd_users_remove(args: argparse.Namespace) -> int:
+    from cellctl.users import Users, UsersFileError
+
+    try:
+        Users.load(args.file).without(args.name).save()
+    except UsersFileError as exc:
+        log.error(f"cellctl users remove: {exc}")
+        return EXIT_USAGE
+    print(f"{args.file}: removed {args.name}")
+    return 0
+
+
+def cmd_users_list(args: argparse.Namespace) -> int:
+    from cellctl.users import Users, UsersFileError
+
+    try:
+        users = Users.load(args.file)
+    except UsersFileError as exc:
+        log.error(f"cellctl users list: {exc}")
+        return EXIT_USAGE
+    for user in users.users():
+        print(f"{user.name}: {user.role}")
+    return 0
+
+
+def cmd_certs_generate(args: argparse.Namespace) -> int:
+    from cellctl.certs import CertError, generate
+
+    try:
+        crt, key = generate(args.dir, args.host)
+    except CertError as exc:
+        log.error(f"cellctl certs generate: {exc}")
+        return EXIT_USAGE
+    print(f"{crt}: the certificate (for {', '.join([*args.host, 'localhost', '127.0.0.1'])}; browsers ask once to "
+          f"trust it)")
+    print(f"{key}: its private key (stays on the page's PC, mode 600)")
     return 0

@@ -103,6 +103,46 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Reset, Start, Stop, Hold, Unhold, Suspend, Unsuspend, Abort, Clear")
     curve_client_arguments(p)
     p.set_defaults(func=C.cmd_cmd)
+    p = sub.add_parser("dashboard", help="the operator's page: the line live in a browser, with PackML buttons, "
+                                         "for a run directory or a line config of cells started one per PC")
+    p.add_argument("target", help="RUN_DIR, or a CONFIG whose cells have fixed control_port and status_port")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to serve on (default 127.0.0.1; any other needs --users and --cert/--key)")
+    p.add_argument("--port", type=port, default=8080, help="0 = ephemeral (default 8080)")
+    p.add_argument("--users", default=None, metavar="FILE", help="users who log in (`cellctl users add`); "
+                                                                 "without it the page is open (loopback only)")
+    p.add_argument("--cert", default=None, help="TLS certificate (PEM; `cellctl certs generate`)")
+    p.add_argument("--key", default=None, help="its private key (PEM)")
+    p.add_argument("--keys", default=None, metavar="DIR", help="the line's keys directory, for cells behind CURVE")
+    p.add_argument("--as", default="operator", metavar="NAME",
+                   help="whose key pair to use (default operator; an observer's key sees but cannot command)")
+    p.set_defaults(func=C.cmd_dashboard)
+
+    users = sub.add_parser("users", help="who may log in to the page (and OPC UA): a file of names, roles and "
+                                         "hashed passwords").add_subparsers(dest="users_command", required=True)
+    p = users.add_parser("add", help="add a user, or set a user's role and password (asked twice, or from stdin)")
+    p.add_argument("name")
+    p.add_argument("--role", choices=("operator", "observer"), required=True,
+                   help="operator: sees and commands; observer: sees only")
+    p.add_argument("--file", default="users.txt", help="the users file (default users.txt)")
+    p.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
+    p.set_defaults(func=C.cmd_users_add)
+    p = users.add_parser("remove", help="remove a user")
+    p.add_argument("name")
+    p.add_argument("--file", default="users.txt", help="the users file (default users.txt)")
+    p.set_defaults(func=C.cmd_users_remove)
+    p = users.add_parser("list", help="the users and their roles")
+    p.add_argument("--file", default="users.txt", help="the users file (default users.txt)")
+    p.set_defaults(func=C.cmd_users_list)
+
+    certs = sub.add_parser("certs", help="TLS certificates for the page off loopback").add_subparsers(
+        dest="certs_command", required=True)
+    p = certs.add_parser("generate", help="a self-signed certificate and key for the names the server is reached by")
+    p.add_argument("--host", action="append", default=[], metavar="NAME|IP",
+                   help="a host name or address the page is reached by (repeatable; localhost always)")
+    p.add_argument("--dir", default="certs", help="where to write cellctl.crt and cellctl.key (default certs/)")
+    p.set_defaults(func=C.cmd_certs_generate)
+
     p = sub.add_parser("where", help="where a part is: its ledgers, its last custody change, its place in the world")
     p.add_argument("part")
     p.add_argument("run_dir")
@@ -132,6 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--driver", choices=("twin", "ros"), default="twin",
                        help="ros: every cell drives its robot through the twin's rosbridge endpoint (realtime)")
         p.add_argument("--rate", type=rate, default=4.0, help="with --driver ros: sim seconds per wall second")
+        p.add_argument("--dashboard", type=port, nargs="?", const=8080, default=None, metavar="PORT",
+                       help="serve the operator's page on 127.0.0.1:PORT (default 8080; 0 = ephemeral) while the "
+                            "line runs (its URL goes to the console and dashboard.json)")
         watchdog_arg(p)
         p.set_defaults(func=C.cmd_run)
 

@@ -48,7 +48,7 @@ from cellctl.line.restart import RestartPolicy
 from cellctl.line.summary import count_parts, custody_states, ok, say
 from cellctl.line.twin_keeper import TwinKeeper
 from cellctl.line.watchdog import Watchdog, diagnose
-from cellctl.processes.children import AnnouncedProcess, ProcessFailed, RosbridgeProcess, TwinProcess
+from cellctl.processes.children import AnnouncedProcess, DashboardProcess, ProcessFailed, RosbridgeProcess, TwinProcess
 from cellctl.processes.crash import ENV as CRASH_ENV
 from cellctl.processes.signals import stop_on_sigterm
 from cellctl.rundir import EventTail, RunDir
@@ -61,6 +61,7 @@ STATUS_TIMEOUT_S = 0.5
 STATUS_EVERY_S = 1.0  # wall s between looks for cells Held because the twin was lost
 STOP_WAIT_S = 15.0
 TWIN = "twin"  # the twin's name in the restart policy
+DASHBOARD = "dashboard"  # the operator's page's
 
 
 def prepare(config: LineConfig, parts: int | None, driver: str = "twin", rate: float = 4.0,
@@ -94,7 +95,7 @@ class Outcome:
 class Line:
     def __init__(self, run_dir: Path, console: Console, crash: dict[str, str] | None = None,
                  watchdog_s: float = WATCHDOG_S, resume: bool = False,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, dashboard: int | None = None) -> None:
         self.run_dir = Path(run_dir)
         self.rundir = RunDir(self.run_dir)
         self.effective = self.rundir.line_config
@@ -115,6 +116,8 @@ class Line:
         self.procs: dict[str, subprocess.Popen] = {}
         self.due: dict[str, float] = {}  # process name → when the restart policy lets it start again
         self.bridge: RosbridgeProcess | None = None
+        self.dashboard_port = dashboard  # serve the operator's page on this port (None: no page)
+        self.page: DashboardProcess | None = None
         self._statuses_at = -STATUS_EVERY_S  # clock: when the cells' statuses were last looked at
         self._delivered = 0
 
@@ -131,14 +134,14 @@ class Line:
     def create(cls, config_path: str, run_dir: Path, parts: int | None, console: Console,
                crash: dict[str, str] | None = None, driver: str = "twin", rate: float = 4.0,
                watchdog_s: float = WATCHDOG_S, participants: Sequence[str] = (),
-               clock: Callable[[], float] = time.monotonic) -> Line:
+               clock: Callable[[], float] = time.monotonic, dashboard: int | None = None) -> Line:
         """A new run directory for ``config_path``."""
         run = RunDir(run_dir)
         run.path.mkdir(parents=True, exist_ok=True)
         effective = prepare(load_config(config_path), parts, driver, rate, participants)
         run.line_config.write_text(yaml.safe_dump(effective, sort_keys=False))
         run.launch.write_text(json.dumps({"driver": driver, "rate": rate, "parts": parts, "config": str(config_path)}))
-        return cls(run.path, console, crash, watchdog_s, clock=clock)
+        return cls(run.path, console, crash, watchdog_s, clock=clock, dashboard=dashboard)
 
     def _emit(self, kind: str, **fields: object) -> None:
         self.events.emit(make_event(kind, None, source="launcher", **fields))
@@ -147,7 +150,8 @@ class Line:
     def _save_pids(self) -> None:
         self.rundir.write_json(self.rundir.pids, {
             "launcher": os.getpid(), "cells": {n: p.pid for n, p in self.procs.items()}, "twin": self.keeper.pid,
-            "bridge": self.bridge.pid if self.bridge and self.bridge.proc else None})
+            "bridge": self.bridge.pid if self.bridge and self.bridge.proc else None,
+            "dashboard": self.page.pid if self.page and self.page.proc else None})
 
     def _start_twin(self, restore: bool) -> None:
         self.keeper.start(restore, self.tail.last_sim_time)
@@ -166,6 +170,25 @@ class Line:
         log.close()
         self._emit("process", cell=name, event="started", pid=self.procs[name].pid)
         self._save_pids()
+
+    def _start_page(self) -> None:
+        """The operator's page, a process of its own: it reads the run directory and the cells'
+        status sockets like any outside client, and a page that dies takes nothing else with it."""
+        self.page = DashboardProcess(self.run_dir, self.dashboard_port, log=self.rundir.dashboard_log)
+        self.page.start()
+        self._save_pids()
+        self._emit("process", event="started", pid=self.page.pid, component=DASHBOARD)
+        self.console.print(f"the operator's page: {self.page.url}")
+
+    def _keep_page(self) -> None:
+        if self.page is None or self.page.alive():
+            return
+        if DASHBOARD not in self.due:
+            self._emit("process", event="exited", code=self.page.proc.returncode, component=DASHBOARD)
+            self._schedule_restart(DASHBOARD, self.rundir.dashboard_log, "the operator's page")
+        if self.due[DASHBOARD] <= self.clock():
+            del self.due[DASHBOARD]
+            self._start_page()
 
     def _schedule_restart(self, name: str, log: Path, what: str) -> None:
         """Ask the restart policy when ``name`` may start again; give up on it past its limit."""
@@ -191,6 +214,8 @@ class Line:
                 self.bridge.start()
             for name in self.config.cells:
                 self._start_cell(name, first=not self.resume)
+            if self.dashboard_port is not None:
+                self._start_page()
             outcome = self._supervise(started, timeout)
         except KeyboardInterrupt:
             self.console.print("stopping the line (Ctrl-C)")
@@ -214,7 +239,7 @@ class Line:
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=self.console, transient=True) as progress:
             task = progress.add_task("parts out", total=total)
-            while self.procs or any(name != TWIN for name in self.due):
+            while self.procs or any(name not in (TWIN, DASHBOARD) for name in self.due):
                 outcome = self.step(started, timeout)
                 progress.update(task, completed=self._delivered)
                 if outcome is not None:
@@ -230,6 +255,7 @@ class Line:
         self._delivered += sum(1 for e in events if e.get("kind") == "custody" and e.get("state") == "DELIVERED")
         self._reap_cells()
         self._keep_twin()
+        self._keep_page()
         self._start_due_cells()
         if (ended := self._look_at_cells()) is not None:
             return ended
@@ -269,7 +295,7 @@ class Line:
         if not self.keeper.alive():
             return  # a cell starts against a live twin
         for name, due in list(self.due.items()):
-            if name != TWIN and due <= self.clock():
+            if name not in (TWIN, DASHBOARD) and due <= self.clock():
                 del self.due[name]
                 self._start_cell(name, first=False)
 
@@ -346,7 +372,7 @@ class Line:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-        for child in (self.bridge, self.keeper.twin):
+        for child in (self.page, self.bridge, self.keeper.twin):
             if isinstance(child, AnnouncedProcess):
                 child.stop(STOP_WAIT_S)
 
@@ -376,16 +402,18 @@ class Line:
 
 def run_line(config_path: str | None, parts: int | None = None, run_dir: str | None = None, as_json: bool = False,
              timeout: float = 900.0, crash: dict[str, str] | None = None, driver: str = "twin",
-             rate: float = 4.0, watchdog_s: float = WATCHDOG_S, resume: bool = False) -> int:
+             rate: float = 4.0, watchdog_s: float = WATCHDOG_S, resume: bool = False,
+             dashboard: int | None = None) -> int:
     """``cellctl run`` (and ``demo``); with ``resume`` the line of ``run_dir`` goes on."""
     console = Console(stderr=True, highlight=False)
     stop_on_sigterm()
     directory = Path(run_dir) if run_dir else Path("runs") / time.strftime("%Y%m%d-%H%M%S")
     if resume:
-        line = Line(directory, console, watchdog_s=watchdog_s, resume=True)
+        line = Line(directory, console, watchdog_s=watchdog_s, resume=True, dashboard=dashboard)
         console.print(f"line {line.effective}: resuming, {len(line.config.cells)} cells")
     else:
-        line = Line.create(config_path, directory, parts, console, crash, driver, rate, watchdog_s)
+        line = Line.create(config_path, directory, parts, console, crash, driver, rate, watchdog_s,
+                           dashboard=dashboard)
         console.print(f"line {config_path}: {len(line.config.cells)} cells, run directory {directory}")
     s = line.run(timeout)
     say(console, s)

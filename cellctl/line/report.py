@@ -63,27 +63,37 @@ class CellKpis:
         return dict(spans)
 
 
+@dataclass
+class LineKpis:
+    """Every cell's KPIs, event by event: the report reads a finished run's events into it, the
+    operator's page a live run's as they come."""
+
+    cells: dict[str, CellKpis] = field(default_factory=lambda: defaultdict(CellKpis))
+    end: float = 0.0  # the latest sim time seen
+
+    def add(self, e: dict) -> None:
+        if e.get("kind") == "process" and e.get("cell") and e.get("event") == "exited" and e.get("code") != 0:
+            self.cells[e["cell"]].restarts += 1  # a cell the launcher restarts (a resumed run's too)
+        cell, t = e.get("cell"), e.get("sim_time")
+        if cell is None or not isinstance(t, (int, float)):
+            return
+        self.end = max(self.end, t)
+        if e["kind"] == "packml":
+            self.cells[cell].states.append((t, e["dest"]))
+        elif e["kind"] == "part_done":
+            self.cells[cell].parts.append(t)
+        elif e["kind"] == "fault":
+            self.cells[cell].faults.append(e)
+        elif e["kind"] == "command":
+            self.cells[cell].commands.append(e)
+
+
 def _load(run_dir: Path) -> tuple[dict[str, CellKpis], float, dict]:
-    cells: dict[str, CellKpis] = defaultdict(CellKpis)
-    end = 0.0
+    kpis = LineKpis()
     run = RunDir(run_dir)
     for e in read_events(run.events, strict=False):
-        if e["kind"] == "process" and e.get("cell") and e["event"] == "exited" and e.get("code") != 0:
-            cells[e["cell"]].restarts += 1  # a cell the launcher restarts (a resumed run's too)
-        cell, t = e.get("cell"), e.get("sim_time")
-        if cell is None or t is None:
-            continue
-        end = max(end, t)
-        if e["kind"] == "packml":
-            cells[cell].states.append((t, e["dest"]))
-        elif e["kind"] == "part_done":
-            cells[cell].parts.append(t)
-        elif e["kind"] == "fault":
-            cells[cell].faults.append(e)
-        elif e["kind"] == "command":
-            cells[cell].commands.append(e)
-    summary = run.read_json(run.summary)
-    return dict(cells), end, summary
+        kpis.add(e)
+    return dict(kpis.cells), kpis.end, run.read_json(run.summary)
 
 
 def _timeline(cells: dict[str, CellKpis], end: float, path: Path, title: str) -> None:

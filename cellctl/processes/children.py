@@ -118,6 +118,23 @@ class AnnouncedProcess:
             self.kill()
 
 
+DASHBOARD_READY = "CELLCTL-DASHBOARD-READY "  # + {"url", "login"}: the operator's page serves
+
+
+class DashboardProcess(AnnouncedProcess):
+    """``cellctl dashboard RUN_DIR`` beside a line (``cellctl run --dashboard PORT``)."""
+
+    prefix = DASHBOARD_READY
+
+    def __init__(self, run_dir: Path, port: int = 0, log: Path | None = None) -> None:
+        super().__init__([sys.executable, "-m", "cellctl", "dashboard", str(run_dir), "--port", str(port)],
+                         log=log)
+
+    @property
+    def url(self) -> str:
+        return self.info["url"]
+
+
 class TwinProcess(AnnouncedProcess):
     """A twin server in its own process, on ephemeral loopback ports unless told otherwise.
 

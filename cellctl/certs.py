@@ -1,0 +1,76 @@
+"""A TLS certificate for a server a technician's tablet reaches over the network — the operator's
+page off loopback (and the OPC UA server after it): ``cellctl certs generate --host NAME|IP``.
+
+Self-signed, for the names and addresses the server is reached by (subject alternative names), an
+ECDSA P-256 key written with mode 600. A site with its own certificate authority gives its own
+files instead (``--cert``/``--key``); this one is for a pilot cell with none: the browser asks once
+to trust it. Built with ``cryptography`` (pyca), not by hand.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import os
+from pathlib import Path
+
+VALID_DAYS = 825  # the longest browsers accept for a server certificate
+
+
+class CertError(ValueError):
+    """A certificate or key file missing or unreadable, or a bad host name: one line naming it."""
+
+
+def _name(host: str):
+    from cryptography import x509
+
+    try:
+        return x509.IPAddress(ipaddress.ip_address(host))
+    except ValueError:
+        if not host or len(host) > 253 or not all(part and len(part) <= 63 and part.replace("-", "").isalnum()
+                                                  for part in host.split(".")):
+            raise CertError(f"{host!r}: expected a host name or an IP address") from None
+        return x509.DNSName(host)
+
+
+def generate(directory: str | Path, hosts: list[str], name: str = "cellctl") -> tuple[Path, Path]:
+    """``DIRECTORY/NAME.crt`` and ``NAME.key`` for ``hosts`` (localhost and 127.0.0.1 always)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    names = [_name(h) for h in dict.fromkeys([*hosts, "localhost", "127.0.0.1"])]
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0] if hosts else "localhost"),
+                         x509.NameAttribute(NameOID.ORGANIZATION_NAME, "cellctl")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=VALID_DAYS))
+            .add_extension(x509.SubjectAlternativeName(names), critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .sign(key, hashes.SHA256()))
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    crt, pem = directory / f"{name}.crt", directory / f"{name}.key"
+    crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    fd = os.open(pem, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                  serialization.NoEncryption()))
+    return crt, pem
+
+
+def check_pair(cert: str | Path, key: str | Path) -> None:
+    """Load the pair as the server will, so a wrong file fails at start with its name."""
+    import ssl
+
+    for path in (cert, key):
+        if not Path(path).is_file():
+            raise CertError(f"{path}: no such file (make a pair with `cellctl certs generate --host HOST`)")
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(str(cert), str(key))
+    except (ssl.SSLError, OSError) as exc:
+        raise CertError(f"{cert} / {key}: not a matching PEM certificate and key ({exc})") from None
