@@ -69,7 +69,8 @@ def prepare(s: Serving) -> tuple[Page, socket.socket]:
     addresses, run = resolve(s.target, None)
     config_path = run.line_config if run is not None else Path(s.target)
     config = load_config(config_path)
-    view = LineView(config, Path(s.target).name if run is not None else config_path.name, derive_events=run is None)
+    title = f"{config_path.name} (run {run.path.name})" if run is not None else config_path.name
+    view = LineView(config, title, derive_events=run is None)
     feeds = Feeds(s.target, view, s.keys)
     page = Page(view, feeds, Access(users), https=bool(s.cert))
     sock = socket.socket(socket.AF_INET6 if ":" in s.host else socket.AF_INET, socket.SOCK_STREAM)

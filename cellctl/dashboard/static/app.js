@@ -44,23 +44,43 @@ async function command(cell, name) {
   if (own) { own.textContent = data.message; own.className = `reply ${reply.ok ? "ok" : "refused"}`; }
 }
 
-function renderCell(c) {
-  const links = el("ul", {class: "links"}, ...c.links.map((l) =>
-    el("li", {class: l.up === false ? "down" : l.up ? "up" : "unknown", "data-link": l.role},
-       `${l.role === "robot" ? "robot" : l.role} ${l.role === "robot" ? "" : l.peer}: ${l.up === false ? "down" : l.up ? "up" : "?"}${l.state ? " (" + l.state + ")" : ""}`)));
-  const buttons = el("div", {class: "buttons"}, ...(user ? user.commands : []).map((name) =>
-    el("button", {"data-command": name, text: name, onclick: () => command(c.name, name)})));
-  return el("article", {class: `cell ${stateClass(c.state)} ${c.reachable ? "" : "silent"}`, "data-cell": c.name,
-                        "data-state": c.state || ""},
-    el("h3", {}, c.name, el("small", {}, ` robot ${c.robot}`)),
-    el("div", {class: "state"}, c.state || "?", el("small", {}, c.state_number !== null && c.state_number !== undefined ? ` (${c.state_number})` : "")),
-    el("div", {class: "reason"}, c.reachable ? (c.reason || "") : c.silent),
-    el("dl", {},
-       el("dt", {}, "part"), el("dd", {"data-field": "part"}, c.part || "–"),
-       el("dt", {}, "skill"), el("dd", {}, c.skill ? `${c.skill}${c.phase ? " (" + c.phase + ")" : ""}` : "–"),
-       el("dt", {}, "parts done"), el("dd", {"data-field": "parts_done"}, `${fmt(c.parts_done)} / ${fmt(c.work_order)}`),
-       el("dt", {}, "waiting for"), el("dd", {}, c.waiting_for || "–")),
-    links, buttons, el("div", {class: "reply"}));
+// The line's cells and stations are built once (buttons stay put under a finger: a press is never
+// lost to a redraw); each snapshot then updates their text and attributes in place.
+let drawn = "";
+function buildLine(s) {
+  const key = JSON.stringify([s.line, user ? user.commands : []]);
+  if (key === drawn) return;
+  drawn = key;
+  document.getElementById("line").replaceChildren(...s.line.map((item) => item.cell ? buildCell(item.cell, item.robot)
+    : el("div", {class: `station ${item.role}`, "data-station": item.station}, item.station, el("small", {}, item.role))));
+}
+function buildCell(name, robot) {
+  const field = (f) => el("dd", {"data-field": f});
+  return el("article", {class: "cell", "data-cell": name},
+    el("h3", {}, name, el("small", {}, ` robot ${robot}`)),
+    el("div", {class: "state", "data-field": "state"}), el("div", {class: "reason", "data-field": "reason"}),
+    el("dl", {}, el("dt", {}, "part"), field("part"), el("dt", {}, "skill"), field("skill"),
+       el("dt", {}, "parts done"), field("parts_done"), el("dt", {}, "waiting for"), field("waiting_for")),
+    el("ul", {class: "links", "data-field": "links"}),
+    el("div", {class: "buttons"}, ...(user ? user.commands : []).map((command_) =>
+      el("button", {"data-command": command_, text: command_, onclick: () => command(name, command_)}))),
+    el("div", {class: "reply"}));
+}
+function updateCell(c) {
+  const node = document.querySelector(`[data-cell="${CSS.escape(c.name)}"]`);
+  const set = (f, text) => { const x = node.querySelector(`[data-field="${f}"]`); if (x.textContent !== text) x.textContent = text; };
+  node.className = `cell ${stateClass(c.state)} ${c.reachable ? "" : "silent"}`;
+  node.setAttribute("data-state", c.state || "");
+  set("state", `${c.state || "?"}${c.state_number !== null && c.state_number !== undefined ? ` (${c.state_number})` : ""}`);
+  set("reason", c.reachable ? (c.reason || "") : c.silent);
+  set("part", c.part || "–");
+  set("skill", c.skill ? `${c.skill}${c.phase ? " (" + c.phase + ")" : ""}` : "–");
+  set("parts_done", `${fmt(c.parts_done)} / ${fmt(c.work_order)}`);
+  set("waiting_for", c.waiting_for || "–");
+  const links = c.links.map((l) => el("li", {class: l.up === false ? "down" : l.up ? "up" : "unknown", "data-link": l.role},
+    `${l.role}${l.role === "robot" ? "" : " " + l.peer}: ${l.up === false ? "down" : l.up ? "up" : "?"}${l.state && !["up", "down"].includes(l.state) ? " (" + l.state + ")" : ""}`));
+  const list = node.querySelector('[data-field="links"]');
+  if (list.textContent !== links.map((l) => l.textContent).join("")) list.replaceChildren(...links);
 }
 
 function render() {
@@ -70,9 +90,8 @@ function render() {
   const who = document.getElementById("who");
   who.textContent = user ? `${user.name} (${user.role}${user.may_command ? "" : ": sees only"})` : "";
   document.getElementById("logout").hidden = !(user && user.login);
-  document.getElementById("line").replaceChildren(...s.line.map((item) => item.cell
-    ? renderCell(s.cells[item.cell])
-    : el("div", {class: `station ${item.role}`, "data-station": item.station}, item.station, el("small", {}, item.role))));
+  buildLine(s);
+  for (const c of Object.values(s.cells)) updateCell(c);
   const k = s.kpis, n = s.counters;
   document.getElementById("kpis").replaceChildren(
     el("p", {}, `parts out ${n.parts_out} · in work ${n.in_work} · faults ${n.faults} · commands ${n.commands} · ` +
