@@ -69,7 +69,8 @@ def prepare(s: Serving) -> tuple[Page, socket.socket]:
     addresses, run = resolve(s.target, None)
     config_path = run.line_config if run is not None else Path(s.target)
     config = load_config(config_path)
-    title = f"{config_path.name} (run {run.path.name})" if run is not None else config_path.name
+    launched = Path(run.read_json(run.launch).get("config") or config_path).name if run is not None else ""
+    title = f"{launched} (run {run.path.name})" if run is not None else config_path.name
     view = LineView(config, title, derive_events=run is None)
     feeds = Feeds(s.target, view, s.keys)
     page = Page(view, feeds, Access(users), https=bool(s.cert))
