@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sqlite3
 import subprocess
 import sys
-import textwrap
 import time
 import uuid
 from pathlib import Path
@@ -19,28 +17,17 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.ci_log import to_ci_log
+from tests.helpers.netns import TWIN_PORT, generate_keys as _keys, in_ns as _in, ip as _ip, line_config
+from tests.helpers.netns import need_root_and_netns as _need_root_and_netns
 
 ROOT = Path(__file__).parents[1]
 HOST_A, HOST_B = "10.77.0.1", "10.77.0.2"
-TWIN_PORT = 5555
+
+
+def _line(tmp_path: Path, keys: Path, **options) -> Path:
+    return line_config(tmp_path, keys, (HOST_A, HOST_B), **options)
 
 pytestmark = [pytest.mark.process, pytest.mark.netns, pytest.mark.slow, pytest.mark.timeout(400)]
-
-
-def _need_root_and_netns() -> None:
-    why = None
-    if not shutil.which("ip"):
-        why = "needs iproute2 (ip netns)"
-    elif os.geteuid() != 0:
-        why = "needs root (ip netns add)"
-    if why is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{why}; under CI=true this test must run")
-        pytest.skip(why)
-
-
-def _ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True, text=True)
 
 
 @pytest.fixture
@@ -63,49 +50,6 @@ def two_pcs():
     finally:
         for ns in (a, b):
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
-
-
-def _line(tmp_path: Path, keys: Path, security: bool = True, mode: str = "lockstep", handoff_timeout: float = 5.0,
-          check_alive: float = 1.0, hold_after: float = 10.0) -> Path:
-    (keys.parent / "observers").mkdir(parents=True, exist_ok=True)
-    config = tmp_path / "line.yaml"
-    config.write_text(textwrap.dedent(f"""\
-        version: 1
-        twin: {{mode: {mode}, physics_hz: 240, period_steps: 5, silence_timeout: 3.0,
-               expect: {"[press, pack]" if mode == "lockstep" else "[]"},
-               host: {HOST_A}, port: {TWIN_PORT}}}
-        {"security: {keys: " + str(keys) + ", observers: " + str(keys.parent / "observers") + "}" if security else ""}
-        robots:
-          press: {{model: kuka_iiwa, base: {{position: [0.0, 0.0, 0.0]}}}}
-          pack:  {{model: franka_panda, base: {{position: [0.0, 0.9, 0.0]}}}}
-        stations:
-          infeed:  {{position: [0.55, -0.35, 0.3], feed: {{part_type: box, every: 3.0, count: 3, prefix: part}}}}
-          handoff: {{position: [0.45, 0.45, 0.3]}}
-          outfeed: {{position: [0.45, 1.35, 0.3], sink: true}}
-        cells:
-          press: {{robot: press, take: infeed, give: handoff, downstream: pack, parts: 3,
-                  host: {HOST_A}, handoff_port: 6001, control_port: 6101, status_port: 6201,
-                  handoff_timeout: {handoff_timeout}, check_alive: {check_alive}, hold_after: {hold_after},
-                  recipe: [{{skill: wait, params: {{seconds: 0.5}}}}]}}
-          pack:  {{robot: pack, take: handoff, give: outfeed, upstream: press, parts: 3,
-                  host: {HOST_B}, handoff_port: 6002, control_port: 6102, status_port: 6202,
-                  handoff_timeout: {handoff_timeout}, check_alive: {check_alive}, hold_after: {hold_after},
-                  recipe: [{{skill: wait, params: {{seconds: 0.3}}}}]}}
-        """))
-    return config
-
-
-def _keys(directory: Path, *names: str) -> Path:
-    for name in names:
-        subprocess.run([sys.executable, "-m", "cellctl", "keys", "generate", name, "--dir", str(directory)],
-                       check=True, capture_output=True)
-    return directory
-
-
-def _in(ns: str, *cmd: str, log: Path | None = None) -> subprocess.Popen:
-    out = open(log, "w") if log else subprocess.PIPE
-    return subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-m", "cellctl", *cmd],
-                            stdout=out, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
 
 
 def _states(ledger: Path) -> dict[str, str]:
