@@ -1,5 +1,6 @@
 # Two commands do all set-up: `make demo` and `make test`. Each creates .venv (Python 3.11+)
-# and installs the project there first if needed; `make test` also installs roslibjs (npm) for the
+# and installs the project there first if needed; `make test` also installs Debian's chromium and
+# chromium-driver when missing (as root: .ci/system-packages), roslibjs (npm) for the
 # independent rosbridge-client test and fetches roslibpy's own test suite (its sdist) to run against
 # the twin's rosbridge endpoint. `make test` checks the import contracts (pyproject.toml) first.
 PYTHON ?= python3
@@ -48,6 +49,7 @@ TEST_WORKERS ?= 3
 EVIDENCE := .cache/ci-evidence.log
 
 test: $(STAMP) $(JS_STAMP) $(ROSLIBPY_SUITE)
+	.ci/system-packages
 	$(MAKE) lint
 	mkdir -p .cache && rm -f $(EVIDENCE)
 	CELLCTL_CI_LOG=$(CURDIR)/$(EVIDENCE) $(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadfile \
