@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -82,9 +83,14 @@ MODELS: dict[str, RobotModel] = {
 }
 
 
+def _per_joint(value: float | Sequence[float], n: int) -> tuple[float, ...]:
+    """A limit given once for every joint, or per joint."""
+    return (float(value),) * n if isinstance(value, (int, float)) else tuple(value)
+
+
 @functools.lru_cache(maxsize=64)
 def _urdf_model(urdf: str, tcp_link: str, tcp_offset: Vec3, joints: tuple[str, ...],
-                acceleration: tuple[float, ...]) -> RobotModel:
+                acceleration: float | tuple[float, ...]) -> RobotModel:
     arm = read_arm(urdf, tcp_link)
     chain = {j.name: j for j in arm.chain}
     if joints:
@@ -96,7 +102,7 @@ def _urdf_model(urdf: str, tcp_link: str, tcp_offset: Vec3, joints: tuple[str, .
     home = tuple(0.0 if chain[n].lower <= 0.0 <= chain[n].upper else (chain[n].lower + chain[n].upper) / 2
                  for n in names)
     velocity = tuple(chain[n].velocity if chain[n].velocity > 0 else 1.0 for n in names)
-    return RobotModel(urdf, names, tcp_link, tcp_offset, velocity, acceleration, home)
+    return RobotModel(urdf, names, tcp_link, tcp_offset, velocity, _per_joint(acceleration, len(names)), home)
 
 
 class Strict(BaseModel):
@@ -104,18 +110,19 @@ class Strict(BaseModel):
 
 
 class PoseConfig(Strict):
-    position: Vec3
-    orientation: Quat = (0.0, 0.0, 0.0, 1.0)
+    position: Vec3 = Field(description="m, world frame", examples=[[0.0, 0.0, 0.0]])
+    orientation: Quat = Field((0.0, 0.0, 0.0, 1.0), description="quaternion x, y, z, w")
 
 
 class TcpConfig(Strict):
-    link: str
-    offset: Vec3 = (0.0, 0.0, 0.0)
+    link: str = Field(description="the URDF link the tool is mounted on (the flange)", examples=["tool0"])
+    offset: Vec3 = Field((0.0, 0.0, 0.0), description="m, in that link's frame: the tool's tip (the suction cup's "
+                                                      "face); find it with `cellctl probe --pose`", examples=[[0.0, 0.0, 0.12]])
 
 
 class BoxConfig(Strict):
-    min: Vec3
-    max: Vec3
+    min: Vec3 = Field(description="m, world frame: the lowest corner")
+    max: Vec3 = Field(description="m, world frame: the highest corner")
 
     @model_validator(mode="after")
     def _ordered(self) -> BoxConfig:
@@ -124,29 +131,57 @@ class BoxConfig(Strict):
         return self
 
 
-class RosNamesConfig(Strict):
-    """ROS names of one robot: a preset's, with any of them replaced."""
+Preset = Literal["twin", "ur", "franka", "kuka_lbr"]
 
-    preset: Literal["twin", "ur", "franka", "kuka_lbr"] = "twin"
-    joint_states: str | None = None
-    trajectory_action: str | None = None
-    gripper_action: str | None = None
-    part_present: str | None = None
-    stop_service: str | None = None
+
+class RosNamesConfig(Strict):
+    """ROS names of one robot: a preset's, with any of them replaced. A name left out keeps the
+    preset's; a topic or service set to ``null`` is switched off (the driver neither reads nor
+    probes it): e.g. ``robot_mode: null`` on a UR whose dashboard topics are not bridged."""
+
+    preset: Preset = Field(
+        "twin", description="the names a common ROS 2 driver serves (docs/ros.md has the table)")
+    joint_states: str | None = Field(None, description="sensor_msgs/msg/JointState topic (cannot be switched off)",
+                                     examples=["/joint_states"])
+    trajectory_action: str | None = Field(
+        None, description="control_msgs/action/FollowJointTrajectory action (cannot be switched off)",
+        examples=["/scaled_joint_trajectory_controller/follow_joint_trajectory"])
+    gripper_action: str | None = Field(None, description="control_msgs/action/GripperCommand action; null: no gripper "
+                                                         "action (a suction gripper on IO)")
+    part_present: str | None = Field(None, description="std_msgs/msg/Bool topic: a part is in the gripper")
+    stop_service: str | None = Field(None, description="std_srvs/srv/Trigger service that halts the arm; null: halt "
+                                                       "with a holding goal")
     ready: str | None = Field(None, description="std_msgs/msg/Bool: the controller accepts goals")
-    robot_mode: str | None = Field(None, description="ur_dashboard_msgs/msg/RobotMode topic")
-    safety_mode: str | None = Field(None, description="ur_dashboard_msgs/msg/SafetyMode topic")
+    robot_mode: str | None = Field(None, description="ur_dashboard_msgs/msg/RobotMode topic; null: not read")
+    safety_mode: str | None = Field(None, description="ur_dashboard_msgs/msg/SafetyMode topic; null: not read")
     io: dict[str, tuple[str, str]] | None = Field(None, description="IO name -> [state topic, set topic]")
     ur_io: dict[str, tuple[Literal["in", "out"], int]] | None = Field(
         None, description="UR IO: name -> [in|out, pin], read from ur_io_states (ur_msgs/msg/IOStates), outputs "
                           "set through ur_set_io (ur_msgs/srv/SetIO)")
-    ur_io_states: str | None = None
-    ur_set_io: str | None = None
+    ur_io_states: str | None = Field(None, description="ur_msgs/msg/IOStates topic")
+    ur_set_io: str | None = Field(None, description="ur_msgs/srv/SetIO service")
     gripper_open: float | None = Field(None, description="GripperCommand position that opens (Franka: 0.04, half "
                                                          "the finger width; Robotiq 2F: 0.0)")
     gripper_closed: float | None = Field(None, description="GripperCommand position that closes (Robotiq 2F-85: 0.8)")
     joint_states_throttle: int | None = Field(None, ge=0, le=1000, description="ms between joint states asked of "
                                                                                "the bridge (UR publishes at 500 Hz)")
+
+    @model_validator(mode="after")
+    def _required_names(self) -> RosNamesConfig:
+        off = [k for k in ("joint_states", "trajectory_action") if k in self.model_fields_set and getattr(self, k) is None]
+        if off:
+            raise ValueError(f"a topic name for {' and '.join(off)}: a robot cannot run without it (null switches "
+                             f"off optional names only)")
+        return self
+
+    def switched_off(self) -> set[str]:
+        """The optional names this config sets to null: off, whatever the preset says."""
+        return {k for k in SWITCHABLE if k in self.model_fields_set and getattr(self, k) is None}
+
+
+# the names a config may switch off with null (the others keep the preset's when null or left out)
+SWITCHABLE = ("gripper_action", "part_present", "stop_service", "ready", "robot_mode", "safety_mode",
+              "ur_io_states", "ur_set_io")
 
 
 class RosDriverConfig(Strict):
@@ -154,7 +189,9 @@ class RosDriverConfig(Strict):
     (a preset or a map), its clock, and the bridge's joint names where they differ from the URDF's."""
 
     url: str = Field(description="ws://HOST:PORT or wss://HOST:PORT")
-    names: RosNamesConfig = Field(RosNamesConfig(), description="a preset's name, or a map of names (with preset:)")
+    # a preset's name alone is read as {preset: NAME}: at run time ``names`` is always a RosNamesConfig
+    names: RosNamesConfig | Preset = Field(RosNamesConfig(), description="a preset's name, or a map of names (with "
+                                                                          "preset:)")
     clock: Literal["wall", "sim"] = Field("wall", description="sim: the robot's time is /clock")
     joints: dict[str, str] = Field(default_factory=dict, description="URDF joint name -> the bridge's joint name")
     ca: str | None = Field(None, description="wss only: a CA file to check the bridge's certificate with")
@@ -177,7 +214,8 @@ class RosDriverConfig(Strict):
 class DriverConfig(Strict):
     """How the robot is reached: the twin (default, no keys) or ``ros``."""
 
-    ros: RosDriverConfig | None = None
+    ros: RosDriverConfig | None = Field(None, description="a real robot (or the twin's) behind a rosbridge server; "
+                                                             "left out: the twin's own API")
 
 
 class RobotConfig(Strict):
@@ -187,16 +225,23 @@ class RobotConfig(Strict):
     ``max_velocity`` (default: the URDF's limits) and ``home`` (default: every joint at 0, or
     mid-range where 0 is outside its limits)."""
 
-    model: Literal["kuka_iiwa", "franka_panda", "xarm"] | None = None
-    urdf: str | None = None
+    model: Literal["kuka_iiwa", "franka_panda", "xarm"] | None = Field(None, description="a known arm (or give urdf)")
+    urdf: str | None = Field(None, description="any serial arm: a URDF file, relative to the config or in "
+                                               "pybullet_data (needs tcp and max_acceleration)", examples=["ur5e.urdf"])
     joints: list[str] | None = Field(None, description="urdf robots: the arm's joints, base to tip")
-    driver: DriverConfig = DriverConfig()
-    base: PoseConfig
-    tcp: TcpConfig | None = None
-    max_velocity: list[PositiveFloat] | None = Field(None, description="rad/s per joint; default from the model")
-    max_acceleration: list[PositiveFloat] | None = Field(None, description="rad/s² per joint; default from the model")
-    workspace: BoxConfig | None = None
-    home: list[float] | None = None
+    driver: DriverConfig = Field(DriverConfig(), description="how the robot is reached: the twin (default) or ros")
+    base: PoseConfig = Field(description="where its base stands in the world")
+    tcp: TcpConfig | None = Field(None, description="the tool: its link and offset; default: the model's")
+    max_velocity: PositiveFloat | list[PositiveFloat] | None = Field(
+        None, description="rad/s: one value for every joint, or a list with one per joint; default: the model's "
+                          "(the URDF's limits)", examples=[2.0, [2.0, 2.0, 3.0, 3.0, 3.0, 3.0]])
+    max_acceleration: PositiveFloat | list[PositiveFloat] | None = Field(
+        None, description="rad/s²: one value for every joint, or a list with one per joint; default: the model's "
+                          "(required with urdf: URDFs carry no acceleration limits)", examples=[5.0])
+    workspace: BoxConfig | None = Field(None, description="the safety envelope the TCP must stay in; default: 1.5 m "
+                                                          "around the base, 5 cm below to 2 m above it")
+    home: list[float] | None = Field(None, description="rad per joint: where Reset sends the arm; default: 0, or "
+                                                       "mid-range")
     io: dict[str, bool] = Field(default_factory=dict, description="named digital IO and initial values")
 
     @model_validator(mode="before")
@@ -228,7 +273,7 @@ class RobotConfig(Strict):
         found = [
             Problem(("robots", name, key), f"{n} values (one per joint of {what})", len(value))
             for key in ("max_velocity", "max_acceleration", "home")
-            if (value := getattr(self, key)) is not None and len(value) != n
+            if isinstance(value := getattr(self, key), list) and len(value) != n
         ]
         if self.urdf is not None and not spec.joints:
             found.append(Problem(("robots", name, "tcp", "link"), "a link with movable joints between it and the root",
@@ -248,8 +293,9 @@ class RobotConfig(Strict):
         """The model's data, or the same read from the URDF (UrdfError if it cannot be)."""
         if self.model is not None:
             return MODELS[self.model]
+        acceleration = self.max_acceleration
         return _urdf_model(self.urdf, self.tcp.link, tuple(self.tcp.offset), tuple(self.joints or ()),
-                           tuple(self.max_acceleration))
+                           tuple(acceleration) if isinstance(acceleration, list) else acceleration)
 
     @property
     def kind(self) -> str:
@@ -266,11 +312,13 @@ class RobotConfig(Strict):
 
     @property
     def velocity_limits(self) -> tuple[float, ...]:
-        return tuple(self.max_velocity) if self.max_velocity else self.spec.max_velocity
+        spec = self.spec
+        return _per_joint(self.max_velocity, len(spec.joints)) if self.max_velocity else spec.max_velocity
 
     @property
     def acceleration_limits(self) -> tuple[float, ...]:
-        return tuple(self.max_acceleration) if self.max_acceleration else self.spec.max_acceleration
+        spec = self.spec
+        return _per_joint(self.max_acceleration, len(spec.joints)) if self.max_acceleration else spec.max_acceleration
 
     @property
     def home_position(self) -> tuple[float, ...]:

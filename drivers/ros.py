@@ -93,6 +93,7 @@ class RosNames:
         names = cfg.names
         base = cls.for_twin(robot, io_names) if names.preset == "twin" else ROS2_DEFAULTS[names.preset]
         given = {k: v for k, v in names.model_dump(exclude={"preset"}).items() if v is not None}
+        given.update(dict.fromkeys(names.switched_off()))  # null: off, whatever the preset says
         for key in ("io", "ur_io"):
             if key in given:
                 given[key] = {n: tuple(t) for n, t in given[key].items()}

@@ -5,8 +5,11 @@ checks ``gripper_state()`` that a part is held, and which one where the backend 
 
 from __future__ import annotations
 
+import math
+
 from pydantic import Field, model_validator
 
+from cellctl.drivers.errors import DriverError
 from cellctl.drivers.types import GripperCommand, Vec3
 from cellctl.skills.base import Params, Skill
 from cellctl.skills.registry import register
@@ -61,10 +64,26 @@ class Pick(Skill):
     def check_grip(self) -> str | None:
         state = self.driver.gripper_state()
         if not state.part_present:
-            return "suction on, but no part attached"
+            return f"suction on, but no part attached: {self._where_the_tcp_was()}"
         if self.params.part is not None and state.part_id not in (None, self.params.part):
             return f"holding {state.part_id!r}, not {self.params.part!r}"
         return None
+
+    def _where_the_tcp_was(self) -> str:
+        """The TCP (forward kinematics of the robot's own joint state, with the configured TCP
+        offset) against the part's top as the config puts it (the station's top plus the part's
+        height): what a real cell knows. A wrong ``tcp.offset`` shows as the distance here."""
+        try:
+            tcp = self.driver.kinematics.fk(self.driver.joint_state().positions).position
+        except DriverError as exc:
+            return f"the TCP's position is unknown ({exc})"
+        x, y, z = self.target
+        dz, beside = tcp[2] - (z + self.ctx.part_height), math.hypot(tcp[0] - x, tcp[1] - y)
+        where = f"at {self.params.station}" if self.params.station else f"of part {self.params.part}"
+        text = f"TCP {abs(dz) * 100:.1f} cm {'above' if dz >= 0 else 'below'} the part's top {where}"
+        if beside >= 0.005:
+            text += f", {beside * 100:.1f} cm beside its centre"
+        return f"{text}: check robots.{self.ctx.robot or '?'}.tcp.offset"
 
     def on_enter_lift(self) -> None:
         self.motion = self.driver.move_pose([self.ctx.above(self.target, self._grip_height() + self.params.hover)],

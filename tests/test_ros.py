@@ -474,3 +474,38 @@ def test_presence_only_sensors_deliver_every_part_once(tmp_path, crash):
     with sqlite3.connect(tmp_path / "run" / "ledger-press.sqlite") as db:
         minted = db.execute("SELECT value FROM meta WHERE key='minted:part'").fetchone()
     assert minted is not None and int(minted[0]) >= 4  # the press named them
+
+
+@pytest.mark.timeout(180)
+def test_probe_pose_and_teach_find_a_station_under_the_tcp(bridge, tmp_path):
+    """Jog the arm until its tool touches the top of a part on infeed (here: a motion through the
+    bridge), then `probe --teach infeed` prints infeed's position back, and `probe --pose` shows
+    the TCP on that part's top; nothing moves while probing."""
+    b = bridge()
+    config_path = _ros_config(tmp_path, f"{{ros: {{url: '{b.url}'}}}}")
+    config = load_config(config_path)
+    height = max(t.size[2] for t in config.part_types.values())
+    driver = _driver(b.port)
+    driver.connect()
+    try:
+        ctx = SkillContext.create(driver)
+        wait(driver.move_pose([ctx.above(config.stations["infeed"].position, height)], speed=0.5), timeout=60)
+    finally:
+        driver.close()
+    taught = subprocess.run([sys.executable, "-m", "cellctl", "probe", str(config_path), "--cell", "press", "--teach",
+                             "infeed"], capture_output=True, text=True, timeout=60)
+    assert taught.returncode == 0, taught.stderr
+    import yaml
+
+    position = yaml.safe_load(taught.stdout)["stations"]["infeed"]["position"]
+    assert max(abs(a - b) for a, b in zip(position, config.stations["infeed"].position)) < 0.003, taught.stdout
+    pose = subprocess.run([sys.executable, "-m", "cellctl", "probe", str(config_path), "--cell", "press", "--pose"],
+                          capture_output=True, text=True, timeout=60)
+    assert pose.returncode == 0, pose.stderr
+    infeed = next(line for line in pose.stdout.splitlines() if line.startswith("infeed "))
+    dz = float(infeed.rsplit("z ", 1)[1])
+    assert abs(dz) < 0.3, pose.stdout  # cm from the part's top
+    assert pose.stdout.startswith("robot press: joints [")
+    unknown = subprocess.run([sys.executable, "-m", "cellctl", "probe", str(config_path), "--cell", "press", "--teach",
+                              "infed"], capture_output=True, text=True, timeout=60)
+    assert unknown.returncode == 2 and "--teach infed: expected one of the stations ['infeed', 'outfeed']" in unknown.stderr

@@ -23,9 +23,9 @@ REST_CLEARANCE = 0.05  # m above a station's top surface within which a part res
 class FeedConfig(Strict):
     """Parts appear on the station on a schedule of sim time (a conveyor's end, in the twin)."""
 
-    part_type: str = "box"
+    part_type: str = Field("box", description="the part type it gives (a key of part_types)")
     every: float = Field(5.0, gt=0, description="s of sim time between parts")
-    first_at: float = Field(0.0, ge=0)
+    first_at: float = Field(0.0, ge=0, description="s of sim time before the first part")
     count: int | None = Field(None, ge=0, description="how many parts in all; None = no limit")
     prefix: str | None = Field(None, description="part ids are PREFIX-1, PREFIX-2, ...; default: the station name")
 
@@ -42,7 +42,7 @@ class SensorConfig(Strict):
     reads it through its own robot's driver, the twin sets the input from the station's
     occupancy). Exactly one of the two."""
 
-    ros: RosSensorConfig | None = None
+    ros: RosSensorConfig | None = Field(None, description="ROS topics of the sensor: presence and part id")
     io: dict[str, str] | None = Field(None, min_length=1, description="robot -> the digital input the sensor is wired to")
 
     @model_validator(mode="after")
@@ -63,11 +63,13 @@ class StationConfig(Strict):
     """A table-like box whose top surface centre is ``position``; parts rest on it. A ``feed``
     station produces parts; a ``sink`` station consumes every part that comes to rest on it."""
 
-    position: Vec3
-    size: tuple[float, float] = (0.3, 0.3)
-    feed: FeedConfig | None = None
-    sink: bool = False
-    sensor: SensorConfig | None = None
+    position: Vec3 = Field(description="m, world frame: the centre of its top surface, where parts rest "
+                                       "(`cellctl probe --teach` prints it)", examples=[[0.55, -0.35, 0.3]])
+    size: tuple[float, float] = Field((0.3, 0.3), description="m: its top surface, x and y")
+    feed: FeedConfig | None = Field(None, description="the twin puts parts here (a simulated feeder)")
+    sink: bool = Field(False, description="the twin takes away parts placed here (a simulated outfeed)")
+    sensor: SensorConfig | None = Field(None, description="how a cell sees a part here; default: the twin's "
+                                                           "presence and part id (simulation)")
 
     def holds(self, point: Vec3, clearance: float = REST_CLEARANCE) -> bool:
         """The one station-occupancy rule: a part whose bottom-face centre is over the top surface
@@ -79,15 +81,15 @@ class StationConfig(Strict):
 
 
 class PartTypeConfig(Strict):
-    size: Vec3 = (0.04, 0.04, 0.04)
-    mass: float = Field(0.1, gt=0)
-    color: tuple[float, float, float, float] = (0.9, 0.4, 0.1, 1.0)
+    size: Vec3 = Field((0.04, 0.04, 0.04), description="m: a box's x, y and height (the height sets the grip pose)")
+    mass: float = Field(0.1, gt=0, description="kg (twin only)")
+    color: tuple[float, float, float, float] = Field((0.9, 0.4, 0.1, 1.0), description="RGBA in 0..1 (twin only)")
 
 
 class PartConfig(Strict):
-    id: str
-    type: str = "box"
-    station: str
+    id: str = Field(description="the part's id (the ledgers' name for it)")
+    type: str = Field("box", description="a key of part_types")
+    station: str = Field(description="the station it rests on at the start")
 
 
 class GripperConfig(Strict):
@@ -142,12 +144,14 @@ class TwinConfig(Strict):
     """``seed`` is gone (it was read nowhere: the twin's physics makes no random choice); a config
     that still sets it is told so, not silently accepted."""
 
-    mode: Literal["realtime", "lockstep"] = "realtime"
+    mode: Literal["realtime", "lockstep"] = Field("realtime", description="lockstep: the twin steps when every "
+                                                  "expected controller has asked (deterministic tests); realtime: "
+                                                  "it runs at `rate` (needed with driver.ros robots)")
     host: str = Field("127.0.0.1", description="address the twin binds (and cells reach it at); not loopback "
                                                "only with security.keys")
     port: int = Field(0, ge=0, le=65535, description="its request port; 0 = chosen at start (given to cells "
                                                      "by the launcher, or with --twin)")
-    physics_hz: int = Field(240, ge=60, le=2000)
+    physics_hz: int = Field(240, ge=60, le=2000, description="physics steps per sim second")
     rate: float = Field(1.0, gt=0, description="realtime mode: sim seconds per wall second")
     period_steps: int = Field(5, ge=1, description="lockstep: physics steps per control period")
     silence_timeout: float = Field(5.0, gt=0, description="lockstep: wall seconds before a silent controller is dropped")
@@ -156,8 +160,9 @@ class TwinConfig(Strict):
                                           "so a run does not depend on which process started first")
     orphan_grace: float = Field(30.0, ge=0, description="wall s a twin whose starting process is gone waits "
                                                          "for any client before it exits; 0 = never")
-    gripper: GripperConfig = GripperConfig()
-    rosbridge: BridgeConfig = BridgeConfig()
+    gripper: GripperConfig = Field(GripperConfig(), description="the simulated suction gripper")
+    rosbridge: BridgeConfig = Field(BridgeConfig(), description="how the twin's rosbridge endpoint behaves (as a "
+                                                                "real bridge and controller would)")
     goal_tolerance: float = Field(0.01, gt=0, description="rad; a motion succeeds within it of its goal")
     settle_time: float = Field(1.0, gt=0, description="s after a trajectory's end to reach the goal")
 
@@ -171,13 +176,16 @@ class TwinConfig(Strict):
 
 
 class SceneConfig(Strict):
-    version: Literal[1]
-    twin: TwinConfig = TwinConfig()
-    robots: dict[str, RobotConfig] = Field(min_length=1)
-    stations: dict[str, StationConfig] = Field(default_factory=dict)
-    part_types: dict[str, PartTypeConfig] = Field(default_factory=lambda: {"box": PartTypeConfig()})
-    parts: list[PartConfig] = Field(default_factory=list)
-    security: SecurityConfig | None = None
+    version: Literal[1] = Field(description="the config format's version: 1")
+    twin: TwinConfig = Field(TwinConfig(), description="the simulated world (also the time source of simulated cells)")
+    robots: dict[str, RobotConfig] = Field(min_length=1, description="robot name -> robot")
+    stations: dict[str, StationConfig] = Field(default_factory=dict, description="station name -> station: where "
+                                                                                 "parts rest")
+    part_types: dict[str, PartTypeConfig] = Field(default_factory=lambda: {"box": PartTypeConfig()},
+                                                  description="part type name -> its size (default: box, 4 cm)")
+    parts: list[PartConfig] = Field(default_factory=list, description="parts in the world at the start (twin only)")
+    security: SecurityConfig | None = Field(None, description="CURVE keys: needed for any address that is not "
+                                                              "loopback")
 
     def keys(self, name: str) -> Keys | None:
         """This process's CURVE keys (``name``: twin, launcher, a cell), or None without security."""

@@ -34,22 +34,34 @@ def _cell_config(args: argparse.Namespace, command: str):
     return config
 
 
-def _checked(path: str, reach: bool = True):
+def _checked(path: str, reach: bool = True, report: bool = False):
     """The config after every check ``cellctl check`` makes (the file, then reach), or None after
-    logging one line per problem: a line is never started on a config ``check`` refuses."""
+    logging one line per problem: a line is never started on a config ``check`` refuses. With
+    ``report``, each station's reach verdict is printed too."""
     config = _load(path)
     if config is None or not reach:
         return config
-    from cellctl.config.reach import reach_problems  # loads URDFs: only once the file itself is valid
+    from cellctl.config.reach import check_reach  # loads URDFs: only once the file itself is valid
 
-    problems = reach_problems(config)
-    for p in problems:
+    found = check_reach(config)
+    for line in found.lines if report else []:
+        print(f"{path}: reach: {line}")
+    for p in found.problems:
         log.error(f"{path}: {p.path()}: expected {p.expected}, found {p.found}")
-    return None if problems else config
+    return None if found.problems else config
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    import json
+
+    from cellctl.config.reference import json_schema
+
+    print(json.dumps(json_schema(), indent=2))
+    return 0
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    config = _checked(args.config, reach=not args.no_reach)
+    config = _checked(args.config, reach=not args.no_reach, report=True)
     if config is None:
         return EXIT_USAGE
     print(f"{args.config}: ok ({len(config.robots)} robots, {len(config.stations)} stations, "
@@ -58,8 +70,10 @@ def cmd_check(args: argparse.Namespace) -> int:
         if (cell.upstream or cell.downstream) and not cell.handoff_port:
             print(f"{args.config}: note: cells.{name}.handoff_port is 0: `cellctl run` assigns one on this machine; "
                   f"run cell by cell (`cellctl cell run`), each cell with neighbours needs a port and its host")
-    if config.cells and not config.twin.port:
-        print(f"{args.config}: note: twin.port is 0: cells run on their own need --twin, or twin.host and twin.port")
+    on_twin = [n for n, c in config.cells.items() if c.robot in config.robots and config.robots[c.robot].driver.ros is None]
+    if on_twin and not config.twin.port:  # a cell whose robot is behind rosbridge never talks to the twin
+        print(f"{args.config}: note: twin.port is 0: cells run on their own ({', '.join(on_twin)}) need --twin, or "
+              f"twin.host and twin.port")
     return 0
 
 
@@ -180,6 +194,8 @@ def cmd_probe(args: argparse.Namespace) -> int:
         log.error(f"cellctl probe: {args.config}: robots.{robot}: expected a driver.ros entry (the robot is the twin's; "
               f"nothing to probe)")
         return EXIT_USAGE
+    if args.pose or args.teach:
+        return _probe_tcp(args, config, backend)
     print(f"probing {backend.url} for cell {args.cell} (robot {robot})")
     try:
         checks = probe(config, args.cell, backend)
@@ -191,6 +207,30 @@ def cmd_probe(args: argparse.Namespace) -> int:
     bad = [c for c in checks if not c.ok]
     print(f"{len(checks) - len(bad)}/{len(checks)} found" + (f"; {len(bad)} missing or wrong" if bad else ""))
     return 1 if bad else 0
+
+
+def _probe_tcp(args: argparse.Namespace, config, backend) -> int:
+    """``probe --pose`` and ``probe --teach STATION``: reads the joint states, moves nothing."""
+    from cellctl.devices.probe import ProbeError, read_tcp
+
+    if args.teach and args.teach not in config.stations:
+        log.error(f"cellctl probe: --teach {args.teach}: expected one of the stations {sorted(config.stations)}")
+        return EXIT_USAGE
+    try:
+        reading = read_tcp(config, args.cell, backend)
+    except ProbeError as exc:
+        log.error(f"cellctl probe: {exc}")
+        return EXIT_USAGE
+    if args.teach:
+        print(reading.teach(args.teach))
+        return 0
+    robot = config.cells[args.cell].robot
+    print(f"robot {robot}: joints [{', '.join(f'{q:.3f}' for q in reading.joints)}] rad; TCP at "
+          f"[{', '.join(f'{c:.4f}' for c in reading.tcp)}] m (world; tcp.offset "
+          f"{list(config.robots[robot].tcp_offset)})")
+    for line in reading.against(config):
+        print(line)
+    return 0
 
 
 def cmd_test(args: argparse.Namespace) -> int:

@@ -36,6 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="check the file alone, not whether every robot reaches its stations (no URDF loaded)")
     p.set_defaults(func=C.cmd_check)
 
+    p = sub.add_parser("schema", help="print the line config's JSON Schema (for editors; docs/config.md is its "
+                                      "reference)")
+    p.set_defaults(func=C.cmd_schema)
+
     twin = sub.add_parser("twin", help="the PyBullet twin server").add_subparsers(dest="twin_command", required=True)
     p = twin.add_parser("serve", help="serve a scene over ZeroMQ (loopback, or any address with CURVE keys)")
     p.add_argument("config")
@@ -182,6 +186,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config")
     p.add_argument("--cell", required=True)
     p.add_argument("--rosbridge", default=None, metavar="URL", help="probe this bridge with the twin's names instead")
+    found = p.add_mutually_exclusive_group()
+    found.add_argument("--pose", action="store_true",
+                       help="print the TCP's position now (the config's URDF and tcp.offset on the bridge's joint "
+                            "states) beside every station's configured part top")
+    found.add_argument("--teach", default=None, metavar="STATION",
+                       help="print STATION's position under the TCP, jogged to touch the top of a part resting there")
     p.set_defaults(func=C.cmd_probe)
 
     p = sub.add_parser("chaos", help="run a line under seeded faults from outside: SIGKILLs and SIGSTOP pauses "

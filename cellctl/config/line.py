@@ -14,7 +14,7 @@ class CellConfig(Strict):
     """One cell: its robot, where it takes parts from, the recipe it runs on each, where it gives
     them to. Take and give name stations (a feed and a sink, or shared handoff stations)."""
 
-    robot: str
+    robot: str = Field(description="the robot it drives (a key of robots)")
     take: str = Field(description="station the cell picks each part from")
     give: str = Field(description="station the cell places each finished part on")
     recipe: list[dict] = Field(default_factory=list, description="skill steps between take and give")
@@ -38,7 +38,8 @@ class CellConfig(Strict):
 
 
 class LineConfig(SceneConfig):
-    cells: dict[str, CellConfig] = Field(default_factory=dict)
+    cells: dict[str, CellConfig] = Field(default_factory=dict, description="cell name -> cell: a robot that takes, "
+                                                                         "works on and gives parts")
 
     def problems(self) -> list[Problem]:
         found = super().problems()
@@ -64,6 +65,7 @@ class LineConfig(SceneConfig):
                                          f"twin's API reports the twin's ids; reach it through driver.ros)", "io"))
             for i, message in step_problems(cell.recipe):
                 found.append(Problem(("cells", name, "recipe", i), f"a valid skill step ({message})", cell.recipe[i]))
+            found += self._named_in_params(name, cell.recipe)
         found += self._neighbour_problems()
         ros = sorted(r for r, robot in self.robots.items() if robot.driver.ros is not None)
         if ros and self.twin.mode == "lockstep":
@@ -74,6 +76,23 @@ class LineConfig(SceneConfig):
         for name, cell in self.cells.items():
             if robots.count(cell.robot) > 1:
                 found.append(Problem(("cells", name, "robot"), "a robot no other cell drives", cell.robot))
+        return found
+
+    def _named_in_params(self, cell: str, recipe: list[dict]) -> list[Problem]:
+        """A station or robot a skill's params name must exist: a typo (``station: infed``) would
+        otherwise pass every schema and fail only when the cell runs the step."""
+        found = []
+        for i, step in enumerate(recipe):
+            if not isinstance(step, dict):
+                continue
+            recover = step.get("on_failure", {}).get("recover") if isinstance(step.get("on_failure"), dict) else None
+            for where, call in ((("params",), step), (("on_failure", "recover", "params"), recover)):
+                params = call.get("params") if isinstance(call, dict) else None
+                for key, known, what in (("station", self.stations, "stations"), ("robot", self.robots, "robots")):
+                    value = params.get(key) if isinstance(params, dict) else None
+                    if isinstance(value, str) and value not in known:
+                        found.append(Problem(("cells", cell, "recipe", i, *where, key),
+                                             f"one of the {what} {sorted(known)}", value))
         return found
 
     def _address_problems(self) -> list[Problem]:

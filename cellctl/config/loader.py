@@ -3,6 +3,7 @@ the key path, what was expected and what was found. Never a traceback for a user
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import yaml
@@ -46,6 +47,44 @@ def _expected(err: dict) -> tuple[str, str]:
     return msg[0].lower() + msg[1:], _found(err["input"])
 
 
+# pydantic puts the member of a union that failed into an error's location ("constrained-float",
+# "list[constrained-float]"): not a key of the file
+_UNION_TAG = re.compile(r"(constrained-\w+|(list|tuple|dict|set|function-\w+|nullable|lax-or-strict|json-or-python|literal)"
+                        r"\[.*\]|float|int|str|bool|none)")
+
+
+def _schema_lines(path: Path, exc: ValidationError) -> list[str]:
+    """One line per key. Where a value fits no member of a union (a scalar or a list; a preset's
+    name or a mapping), a member whose type does not match at all is left out when another member
+    got further (a list with one bad value says which), and the rest are joined with "or"."""
+    errors = exc.errors()
+    union = [_union_at(e["loc"]) for e in errors]
+    mismatch = [u is not None and len(e["loc"]) == len(u) + 1 and _wrong_type(e) for e, u in zip(errors, union)]
+    further = {u for u, m in zip(union, mismatch) if u is not None and not m}
+    by_key: dict[tuple, tuple[list[str], str]] = {}
+    for e, u, m in zip(errors, union, mismatch):
+        if m and u in further:
+            continue
+        loc = tuple(k for i, k in enumerate(e["loc"]) if i < 2 or not (isinstance(k, str) and _UNION_TAG.fullmatch(k)))
+        expected, found = _expected(e)
+        wanted, _ = by_key.setdefault(loc, ([], found))
+        if expected not in wanted:
+            wanted.append(expected)
+    return [_line(path, loc, " or ".join(wanted), found) for loc, (wanted, found) in by_key.items()]
+
+
+def _union_at(loc: tuple) -> tuple | None:
+    """The key a union's member tag follows in ``loc``, if any."""
+    for i, k in enumerate(loc):
+        if i >= 2 and isinstance(k, str) and _UNION_TAG.fullmatch(k):
+            return loc[:i]
+    return None
+
+
+def _wrong_type(e: dict) -> bool:
+    return e["type"].endswith("_type") or e["type"] in ("literal_error", "model_attributes_type")
+
+
 def _line(path: Path, loc: tuple, expected: str, found: str) -> str:
     key = ".".join(str(k) for k in loc) or "(top level)"
     return f"{path}: {key}: expected {expected}, found {found}"
@@ -77,11 +116,34 @@ def load_model(path: str | Path, model: type[BaseModel], what: str, version: str
         raise ConfigError([_line(path, (), what, _found(data))])
     if "version" not in data:
         raise ConfigError([_line(path, ("version",), version, "nothing")])
+    context = {"base_dir": str(Path(path).resolve().parent)}
     try:
-        config = model.model_validate(data, context={"base_dir": str(Path(path).resolve().parent)})
+        config = model.model_validate(data, context=context)
     except ValidationError as exc:
-        raise ConfigError([_line(path, e["loc"], *_expected(e)) for e in exc.errors()]) from None
+        raise ConfigError(_schema_lines(path, exc) + _beside(path, data, exc, model, context)) from None
     problems: list[Problem] = config.problems() if hasattr(config, "problems") else []
     if problems:
         raise ConfigError([_line(path, p.loc, p.expected, _found(p.found)) for p in problems])
     return config
+
+
+def _beside(path: Path, data: dict, exc: ValidationError, model: type[BaseModel], context: dict) -> list[str]:
+    """The cross-reference problems of the rest of a file whose schema check failed: the entries
+    with schema errors (``robots.ur``, ``cells.pack``...) left out, the others checked as usual, so
+    one ``check`` reports every problem at once. Problems that name a left-out entry are not
+    repeated (they would only say it is missing)."""
+    left_out: set[tuple] = {tuple(e["loc"][:2]) for e in exc.errors() if len(e["loc"]) >= 2}
+    if any(len(e["loc"]) < 2 for e in exc.errors()) or not left_out:
+        return []
+    rest = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
+    for section, name in left_out:
+        if isinstance(rest.get(section), dict):
+            rest[section].pop(name, None)
+    try:
+        config = model.model_validate(rest, context=context)
+    except ValidationError:
+        return []
+    names = {name for _, name in left_out}
+    problems = config.problems() if hasattr(config, "problems") else []
+    return [_line(path, p.loc, p.expected, _found(p.found)) for p in problems
+            if tuple(p.loc[:2]) not in left_out and p.found not in names]

@@ -23,6 +23,7 @@ from cellctl.drivers.ros import RosNames
 from cellctl.twin.config import station_sensor
 
 TIMEOUT_S = 5.0
+TEACH_GAP = 0.0  # --teach: the tool touches the part's top
 
 
 class ProbeError(RuntimeError):
@@ -144,3 +145,54 @@ def _joints_check(config: LineConfig, cell: str, backend: RosBackend, ros: rosli
     else:
         verdict = "found"
     return Check("joint names", ", ".join(wanted), "the URDF's joints", verdict)
+
+
+@dataclass(frozen=True)
+class TcpReading:
+    """Where the robot's TCP is now: forward kinematics of the bridge's joint state with the
+    config's URDF and ``tcp.offset`` (what the cell itself will compute)."""
+
+    joints: tuple[float, ...]
+    tcp: tuple[float, float, float]
+    part_height: float
+
+    def against(self, config: LineConfig) -> list[str]:
+        """A line per station: its configured top, the part's top on it, and the TCP from there."""
+        lines = [f"{'station':<14} {'configured top (m)':<28} {'part top z':>10}   TCP from the part's top (cm)"]
+        for name, station in config.stations.items():
+            x, y, z = station.position
+            top = z + self.part_height
+            d = (self.tcp[0] - x, self.tcp[1] - y, self.tcp[2] - top)
+            lines.append(f"{name:<14} {_xyz(station.position):<28} {top:>10.3f}   "
+                         f"x {d[0] * 100:+.1f}, y {d[1] * 100:+.1f}, z {d[2] * 100:+.1f}")
+        return lines
+
+    def teach(self, station: str) -> str:
+        """The YAML for ``station``'s position under the TCP, the tool touching the top of a part
+        resting on it (jogged there on the real robot, as it would grip it)."""
+        x, y, z = self.tcp
+        return (f"# the tool touches the top of a part on {station} (part height {self.part_height:.3f} m):\n"
+                f"stations:\n  {station}:\n    position: [{x:.4f}, {y:.4f}, {z - self.part_height - TEACH_GAP:.4f}]")
+
+
+def _xyz(v) -> str:
+    return "[" + ", ".join(f"{c:.3f}" for c in v) + "]"
+
+
+def read_tcp(config: LineConfig, cell: str, backend: RosBackend) -> TcpReading:
+    """The TCP now (ProbeError when the bridge does not serve the joint states)."""
+    from cellctl.devices.robot_backend import ros_driver
+    from cellctl.drivers.errors import DriverError
+
+    robot = config.cells[cell].robot
+    driver = ros_driver(backend, robot, config)
+    try:
+        driver.connect()
+        joints = tuple(driver.joint_state().positions)
+        tcp = driver.kinematics.fk(joints).position
+    except DriverError as exc:
+        raise ProbeError(f"{backend.url}: cannot read robot {robot}'s joint states: {exc}") from None
+    finally:
+        driver.close()
+    height = max((t.size[2] for t in config.part_types.values()), default=0.0)
+    return TcpReading(joints, tuple(tcp), height)

@@ -38,16 +38,20 @@ def ros_backend(config: LineConfig, robot: str, rosbridge: str | None = None) ->
     return RosBackend(ros.url, ros) if ros is not None else None
 
 
-def connect_ros(backend: RosBackend, robot: str, config: LineConfig, console: Console | None = None) -> RosDriver:
-    """The robot through rosbridge, retrying (with a progress line) while the bridge comes up;
-    ConnectionLost naming the URL and what was missing after BRIDGE_WAIT."""
+def ros_driver(backend: RosBackend, robot: str, config: LineConfig) -> RosDriver:
+    """The robot's driver through rosbridge, not yet connected."""
     desc = describe_from_config(robot, config.robots[robot])
     where = urlparse(backend.url)
     if backend.cfg.ca:
         os.environ["SSL_CERT_FILE"] = backend.cfg.ca  # roslibpy's TLS context reads the default verify paths
-    driver = RosDriver(where.hostname, where.port, desc, RosNames.from_config(robot, backend.cfg, desc.io_names),
-                       joint_map=backend.cfg.joints, secure=where.scheme == "wss",
-                       accept_timeout=backend.cfg.accept_timeout)
+    return RosDriver(where.hostname, where.port, desc, RosNames.from_config(robot, backend.cfg, desc.io_names),
+                     joint_map=backend.cfg.joints, secure=where.scheme == "wss", accept_timeout=backend.cfg.accept_timeout)
+
+
+def connect_ros(backend: RosBackend, robot: str, config: LineConfig, console: Console | None = None) -> RosDriver:
+    """The robot through rosbridge, retrying (with a progress line) while the bridge comes up;
+    ConnectionLost naming the URL and what was missing after BRIDGE_WAIT."""
+    driver = ros_driver(backend, robot, config)
     started = said = time.monotonic()
     while True:
         try:
