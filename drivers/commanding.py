@@ -7,7 +7,7 @@ envelope raises ``LimitViolation`` (or ``Unreachable``) before a byte reaches th
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from cellctl.drivers.contract import Motion
 from cellctl.drivers.kinematics import Kinematics
@@ -39,13 +39,17 @@ class CommandingMixin:
             self._kin = None
 
     def move_joints(self, waypoints: Sequence[Sequence[float]], speed: float = 1.0) -> Motion:
-        traj = joint_motion(self.describe(), self.kinematics, self.joint_state().positions, waypoints, speed)
-        return self._send(traj)
+        def plan() -> Trajectory:
+            return joint_motion(self.describe(), self.kinematics, self.joint_state().positions, waypoints, speed)
+        return self._send(plan(), plan)
 
     def move_pose(self, poses: Sequence[Pose], speed: float = 1.0) -> Motion:
-        traj = pose_motion(self.describe(), self.kinematics, self.joint_state().positions, poses, speed)
-        return self._send(traj)
+        def plan() -> Trajectory:
+            return pose_motion(self.describe(), self.kinematics, self.joint_state().positions, poses, speed)
+        return self._send(plan(), plan)
 
-    def _send(self, traj: Trajectory) -> Motion:
+    def _send(self, traj: Trajectory, replan: Callable[[], Trajectory] | None = None) -> Motion:
+        """``replan`` plans the same motion again from where the arm is then: a driver that holds a
+        goal before sending it (the ROS driver, behind a stop) plans it again when it lets it go."""
         self.commands_sent += 1
         return self.execute(traj)

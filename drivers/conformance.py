@@ -30,6 +30,15 @@ class ConformanceError(AssertionError):
     pass
 
 
+def _reads_back(driver: RobotDriver, name: str, value: bool, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if driver.read_io(name) is value:
+            return True
+        sleep(driver, 0.02, timeout)
+    return False
+
+
 def _require(cond: bool, check: str, detail: str) -> None:
     if not cond:
         raise ConformanceError(f"{check}: {detail}")
@@ -103,8 +112,9 @@ def check_driver(driver: RobotDriver, break_link: Callable[[], None] | None = No
 
     for name in desc.io_names:
         for value in (True, False):
-            driver.write_io(name, value)
-            _require(driver.read_io(name) is value, "io", f"{name} did not read back {value}")
+            driver.write_io(name, value)  # a real output takes a moment to report its new state
+            _require(_reads_back(driver, name, value, timeout), "io", f"{name} did not read back {value} within "
+                                                                       f"{timeout}s")
     if desc.io_names:
         passed.append("io")
 

@@ -13,8 +13,11 @@ ConnectionLost until the driver has reconnected, which it tries with exponential
 fresh connection, restoring its subscriptions (roslibpy's own reconnection is left off: see its
 issues #29, #44, #70, #108). ROS 1 (actionlib) is not supported.
 
-Cancelling a running goal on a real robot needs rosbridge_suite >= 2.0 with its
-``send_action_goals_in_new_thread`` parameter set (rosbridge_suite #909).
+Stops and goals (rosbridge_suite >= 2.0, either ``send_action_goals_in_new_thread`` setting): cancels
+and halts go out on a second connection; after ``stop()`` the next goal is held in the driver until
+the stop is acknowledged, and at most one goal per action is ever on the wire (``RosMotion``), so no
+motion races a stop however the bridge orders goals of two connections. Nothing here waits inside
+a caller's tick: readings are the last the bridge sent, reconnection runs in a thread beside it.
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ from cellctl.drivers import ros_names as N
 
 BACKOFF_START, BACKOFF_MAX = 0.2, 5.0  # s
 HOLD_S = 0.2  # s: a halting goal's one point, the current position, this far ahead
+REST_VELOCITY = 0.02  # rad/s: after a stop, the next trajectory goes out once every joint is slower than this
+START_TOLERANCE = 0.01  # rad: a given trajectory that waited goes out only if the arm is this close to its start
 UR_RUNNING = 7  # ur_dashboard_msgs/msg/RobotMode
 UR_SAFE = (1, 2)  # ur_dashboard_msgs/msg/SafetyMode NORMAL, REDUCED
 UR_SAFETY_NAMES = {1: "NORMAL", 2: "REDUCED", 3: "PROTECTIVE_STOP", 4: "RECOVERY", 5: "SAFEGUARD_STOP",
@@ -145,26 +150,43 @@ class RosMotion:
     rosbridge 2.0–2.1 never answers a rejected goal, nor one to an action nobody serves, and (by
     default) handles none of that client's later messages while topics keep flowing: a goal that
     brings neither feedback nor a result within the driver's ``accept_timeout`` fails with that
-    reason, and the driver opens a fresh connection."""
+    reason, and the driver opens a fresh connection.
 
-    def __init__(self, driver: RosDriver, client: roslibpy.ActionClient | None) -> None:
+    A goal may be *held* in the driver before it is sent (``waiting``): while a stop is not yet
+    acknowledged, or while another goal of the same action is in flight. Polling its status
+    releases it once that is over (never inside roslibpy's thread, never by sleeping); cancelling
+    it then only drops it — rosbridge never saw it, so no cancel can get lost on the way. A goal
+    that ended reports its end once the bridge has sent a joint state (and a part-presence reading)
+    from after it, so what the cell reads next is never from before the motion's end."""
+
+    def __init__(self, driver: RosDriver, client: roslibpy.ActionClient | None, goal: _Held | None = None) -> None:
         self._driver, self._client = driver, client
         self.goal_id: str | None = None
         self.sent_at = time.monotonic()
+        self.waiting: _Held | None = goal  # held in the driver, not yet sent
         self.heard = False  # feedback or a result came: the goal was accepted
         self.grasping = False  # a gripper close: stalling on the part is the grasp
         self._status, self._reason = MotionStatus.RUNNING, None
+        self.ended_at: float | None = None  # monotonic time its end came
         self.link_lost = False  # failed because the bridge went away (not the controller's verdict)
         self._lock = threading.Lock()
         self.clock = driver.clock
         self.on_succeeded: Callable[[], None] | None = None  # e.g. the gripper's state, once it is so
+        self.on_end: list[Callable[[], None]] = []  # e.g. a stop waiting for the stopped goal's end
+
+    @property
+    def action(self) -> str | None:
+        return self._client.name if self._client is not None else None
 
     def _finish(self, status: MotionStatus, reason: str | None) -> None:
         with self._lock:
-            if not self._status.done:
-                self._status, self._reason = status, reason
-        self._driver._active.discard(self)
-        self._driver._ended_at = time.monotonic()
+            first = not self._status.done
+            if first:
+                self._status, self._reason, self.ended_at = status, reason, time.monotonic()
+        self._driver._forget(self)
+        if first:
+            for callback in self.on_end:
+                callback()
 
     def on_feedback(self, feedback: Callable[[dict], None] | None, message: dict) -> None:
         self.heard = True
@@ -182,8 +204,9 @@ class RosMotion:
             self._finish(MotionStatus.SUCCEEDED, None)
             if self.on_succeeded is not None:
                 self.on_succeeded()
-        elif code == 5:
-            self._finish(MotionStatus.CANCELLED, "cancelled")
+        elif code == 5:  # cancelled; Humble's JTC also ends a preempted goal so, with its code and text
+            coded = isinstance(values, dict) and values.get("error_code") not in (None, 0)
+            self._finish(MotionStatus.CANCELLED, f"cancelled: {_controller_said(code, values)}" if coded else "cancelled")
         else:
             self._finish(MotionStatus.FAILED, _controller_said(code, result.get("values")))
 
@@ -207,8 +230,17 @@ class RosMotion:
 
     @property
     def status(self) -> MotionStatus:
+        if self.waiting is not None:
+            self._driver._release(self)
         if not self._status.done:
-            self._driver.check_link()
+            if self.waiting is not None:
+                return self._status
+            try:
+                self._driver.check_link()
+            except ConnectionLost:
+                if not self._status.done:  # (a link found lost just now has failed this motion)
+                    raise
+                return self._status
             waited = time.monotonic() - self.sent_at
             if not self.heard and waited > self._driver.accept_timeout and self._client is not None:
                 self._finish(MotionStatus.FAILED, f"no answer from {self._driver.url} to the goal on "
@@ -216,6 +248,8 @@ class RosMotion:
                              f"served or the goal was rejected (rosbridge 2.0-2.1 answers neither)")
                 self._driver.reconnect("a goal was never answered: the bridge may handle nothing more "
                                        "from this connection")
+        elif self.goal_id is not None and not self.link_lost and not self._driver._heard_since(self.ended_at):
+            return MotionStatus.RUNNING  # its end came; the state after it not yet
         return self._status
 
     @property
@@ -223,8 +257,36 @@ class RosMotion:
         return self._reason
 
     def cancel(self) -> None:
-        if not self._status.done and self._client is not None and self.goal_id is not None:
+        if self._status.done:
+            return
+        if self.waiting is not None:  # never sent: nothing to cancel on the bridge
+            self.waiting = None
+            self._finish(MotionStatus.CANCELLED, "cancelled before it was sent")
+        elif self._client is not None and self.goal_id is not None:
             self._driver.cancel_goal(self._client.name, self.goal_id)
+
+
+@dataclass
+class _Held:
+    """A goal the driver has not sent yet: the message, the caller's feedback callback, and how to
+    plan it again from where the arm is when it goes out after waiting (None: a given trajectory)."""
+
+    goal: dict
+    feedback: Callable[[dict], None] | None = None
+    replan: Callable[[], dict] | None = None
+    waited: bool = False  # it could not go out at once
+
+
+@dataclass
+class _Stop:
+    """A stop not yet acknowledged: the stop service's reply or the holding goal's result where a
+    halt went out (rosbridge 2.x sends no goal-accepted op), else the stopped goals' results. Goals
+    asked for meanwhile are held, then go out once the arm is at rest; past ``deadline`` they fail
+    with the reason."""
+
+    deadline: float
+    how: str  # what was sent to stop the arm, for the reason
+    acked: threading.Event = field(default_factory=threading.Event)
 
 
 class RosDriver(CommandingMixin):
@@ -245,14 +307,17 @@ class RosDriver(CommandingMixin):
         self._clock_time: float | None = None
         self._part_present = False
         self._io: dict[str, bool] = {}
+        self._io_errors: dict[str, str] = {}  # IO name -> a failed SetIO, raised by the next read
         self._controller: dict[str, object] = {}  # controller state topic -> last value
         self._gripper_state = self._gripper_target = "open"
-        self._active: set[RosMotion] = set()
+        self._active: set[RosMotion] = set()  # goals in flight or held; roslibpy's thread removes ended ones
+        self._active_lock = threading.Lock()
+        self._stop: _Stop | None = None  # the last stop, until it is acknowledged
+        self._reconnecting: threading.Thread | None = None
         self._actions: dict[str, roslibpy.ActionClient] = {}
         self._backoff, self._next_try = BACKOFF_START, 0.0
         self._feedback = None
         self._lost_in_flight = False
-        self._ended_at = 0.0  # wall time the last goal ended
         self._part_at = 0.0
         self.clock = WallClock(self.now)  # ROS clients never take part in lockstep
 
@@ -301,10 +366,17 @@ class RosDriver(CommandingMixin):
                 raise ConnectionLost(f"connected to {self.url}, but no {self.names.joint_states} "
                                      f"within {self.timeout}s")
             time.sleep(0.01)
+        # the controller's state and the IO: their first readings, so that later reads never wait
+        # (one that does not come stays "unknown", and a read of it says so)
+        wanted = [t for t in (self.names.ready, self.names.robot_mode, self.names.safety_mode) if t]
+        while time.monotonic() < deadline and (any(t not in self._controller for t in wanted)
+                                               or any(n not in self._io for n in [*self.names.io, *self.names.ur_io])):
+            time.sleep(0.01)
         self._backoff = BACKOFF_START
+        self._second_link()  # cancels and halts go out at once, without opening a connection first
         if self._lost_in_flight:  # goals we lost track of may still run on the robot: halt it first
             self._lost_in_flight = False
-            self._halt()
+            self._stopping([])
 
     @property
     def url(self) -> str:
@@ -326,22 +398,52 @@ class RosDriver(CommandingMixin):
         self._second_link().send_on_ready(roslibpy.Message({"op": "cancel_action_goal", "id": goal_id,
                                                              "action": action}))
 
-    def _halt(self) -> None:
+    def _halt(self, acknowledged: Callable[[], None]) -> str | None:
         """Halt the arm the preset's way: its stop service where it has one (the twin's), else a
         goal that holds the current position — ros2_controllers' trajectory controller ends the
-        running goal for it (UR's only stop service, the dashboard's, would stop the robot program)."""
+        running goal for it (UR's only stop service, the dashboard's, would stop the robot program).
+        Both go out on the second connection (with rosbridge's threading off, a holding goal on the
+        goal's own connection would wait behind the goal) and do not wait: ``acknowledged`` is
+        called on the service's reply, or on the holding goal's result.
+        Returns what was sent, for a person, or None when nothing was."""
         if self.names.stop_service:
             roslibpy.Service(self._second_link(), self.names.stop_service, N.TRIGGER).call(
-                roslibpy.ServiceRequest({}), timeout=self.timeout)
-            return
+                roslibpy.ServiceRequest({}), lambda _: acknowledged(), lambda _: acknowledged())
+            return f"the stop service {self.names.stop_service}"
         if self._joints is None:
-            return
-        here = self.joint_state().positions
+            return None
+        here = self._bridge_positions()
         goal = {"trajectory": {"joint_names": list(self._bridge_joints),
                                "points": [{"positions": list(here), "velocities": [0.0] * len(here),
                                            "time_from_start": N.stamp(HOLD_S)}]}}
+        # acknowledged by its result, not its first feedback: the arm overshoots the held position
+        # while it decelerates and comes back to it; the next goal starts from there, at rest
         UniqueGoals(self._second_link(), self.names.trajectory_action, N.FOLLOW_JOINT_TRAJECTORY).send_goal(
-            roslibpy.Goal(goal), lambda _: None, lambda _: None, lambda _: None)
+            roslibpy.Goal(goal), lambda _: acknowledged(), lambda _: None, lambda _: acknowledged())
+        return f"a holding goal on {self.names.trajectory_action}"
+
+    def _stopping(self, stopped: list[RosMotion]) -> None:
+        """Halt; hold every later goal until the halt is acknowledged — or, with nothing to halt
+        with, until every goal in ``stopped`` has ended. The stopped goals' ends alone do not do
+        where a halt went out: the holding goal, reaching the server late, would preempt the next."""
+        stop = _Stop(time.monotonic() + self.timeout, "")
+        how = self._halt(stop.acked.set)
+        if how is None:
+            remaining = set(stopped)
+
+            def ended(motion: RosMotion) -> None:
+                remaining.discard(motion)
+                if not remaining:
+                    stop.acked.set()
+
+            for motion in stopped:
+                motion.on_end.append(lambda m=motion: ended(m))
+                if motion._status.done:  # it ended before we listened
+                    ended(motion)
+            if not stopped:
+                stop.acked.set()
+        stop.how = how or "cancels of the goals in flight"
+        self._stop = stop
 
     def reconnect(self, why: str) -> None:
         """Drop the connection (the next call opens a fresh one)."""
@@ -373,29 +475,52 @@ class RosDriver(CommandingMixin):
     def _on_lost(self) -> None:
         with self._lock:
             ros, self._ros = self._ros, None
-        self._lost_in_flight = self._lost_in_flight or bool(self._active)
-        for motion in list(self._active):
+        motions = self._motions()
+        self._lost_in_flight = self._lost_in_flight or any(m.waiting is None for m in motions)
+        for motion in motions:
             motion.lost()
         if ros is not None:
             threading.Thread(target=self._drop_ros, args=(ros,), daemon=True).start()
 
     def check_link(self) -> None:
-        """Raise ConnectionLost unless the link is up; reconnect (with backoff) when it is down."""
+        """Raise ConnectionLost unless the link is up. A link that is down is reconnected beside
+        the caller (a thread, with backoff and a fresh connection), never inside its tick."""
         if self._ros is not None and time.monotonic() - self._joints_at > self.stale_after:
             self._on_lost()  # a silent bridge is a dropped bridge
-        if self._ros is None:
-            if time.monotonic() < self._next_try:
-                raise ConnectionLost(f"rosbridge at {self.url} lost; next reconnect in "
-                                     f"{self._next_try - time.monotonic():.1f}s")
-            try:
-                self.connect()
-            except ConnectionLost:
-                self._next_try = time.monotonic() + self._backoff
-                self._backoff = min(BACKOFF_MAX, self._backoff * 2)
-                raise
+        if self._ros is not None:
+            return
+        if self._reconnecting is None or not self._reconnecting.is_alive():
+            if time.monotonic() >= self._next_try:
+                self._reconnecting = threading.Thread(target=self._reconnect, daemon=True, name="rosbridge-reconnect")
+                self._reconnecting.start()
+        raise ConnectionLost(f"rosbridge at {self.url} lost; reconnecting"
+                             + (f" (next try in {self._next_try - time.monotonic():.1f}s)"
+                                if self._next_try > time.monotonic() else ""))
+
+    def _reconnect(self) -> None:
+        try:
+            self.connect()
+        except ConnectionLost:
+            self._next_try = time.monotonic() + self._backoff
+            self._backoff = min(BACKOFF_MAX, self._backoff * 2)
+
+    def _motions(self) -> list[RosMotion]:
+        with self._active_lock:
+            return list(self._active)
+
+    def _forget(self, motion: RosMotion) -> None:
+        with self._active_lock:
+            self._active.discard(motion)
+
+    def _heard_since(self, t: float | None) -> bool:
+        """A joint state (and a part-presence reading, where there is one) came after ``t``, or
+        ``stale_after`` passed: what is read now is not from before ``t``."""
+        if t is None or time.monotonic() - t > self.stale_after:
+            return True
+        return self._joints_at >= t and (not self.names.part_present or self._part_at >= t)
 
     def close(self) -> None:
-        for motion in list(self._active):
+        for motion in self._motions():
             try:
                 motion.cancel()
             except ConnectionLost:
@@ -410,16 +535,8 @@ class RosDriver(CommandingMixin):
     def describe(self) -> RobotDescription:
         return self._desc
 
-    def _fresh(self, stamp_attr: str) -> None:
-        """Wait (at most ``stale_after``) for a message newer than the end of the last motion: a
-        state read from before it ended (a plan's start, a suction check) would be out of date."""
-        deadline = time.monotonic() + self.stale_after
-        while getattr(self, stamp_attr) < self._ended_at and time.monotonic() < deadline:
-            time.sleep(0.001)
-
     def joint_state(self) -> JointState:
         self.check_link()
-        self._fresh("_joints_at")
         msg = self._joints
         index = {n: i for i, n in enumerate(msg["name"])}
         missing = [n for n in self._bridge_joints if n not in index]
@@ -445,27 +562,90 @@ class RosDriver(CommandingMixin):
         for topic, fine, what in checks:
             if not topic:
                 continue
-            deadline = time.monotonic() + self.timeout
-            while topic not in self._controller:
-                if time.monotonic() > deadline:
-                    return f"no message on {topic} from {self.url} within {self.timeout}s: the controller's state is unknown"
-                time.sleep(0.01)
+            if topic not in self._controller:
+                return f"no message on {topic} from {self.url} yet: the controller's state is unknown"
             value = self._controller[topic]
             if not fine(value):
                 said = what.format(value, UR_SAFETY_NAMES.get(value, "?"))
                 return f"the robot's controller does not accept goals: {topic} says {said}"
         return None
 
-    def _send_goal(self, name: str, action_type: str, goal: dict, feedback=None) -> RosMotion:
+    def _send_goal(self, name: str, action_type: str, goal: dict, feedback=None,
+                   replan: Callable[[], dict] | None = None) -> RosMotion:
         self.check_link()
         if (refused := self.controller_refuses()) is not None:
             raise DriverError(refused)
-        client = self._action(name, action_type)
-        motion = RosMotion(self, client)
-        self._active.add(motion)
-        motion.goal_id = client.send_goal(roslibpy.Goal(goal), motion.on_result,
-                                          lambda m: motion.on_feedback(feedback, m), motion.on_error)
+        motion = RosMotion(self, self._action(name, action_type), _Held(goal, feedback, replan))
+        with self._active_lock:
+            self._active.add(motion)
+        self._release(motion)
+        if motion.waiting is not None:
+            motion.waiting.waited = True
         return motion
+
+    def _release(self, motion: RosMotion) -> None:
+        """Send a held goal once nothing stands in its way: a stop not yet acknowledged (past its
+        deadline the goal fails with the reason), or another goal of its action in flight (the
+        driver never has two goals of one action out unless it means to preempt, which it does by
+        stopping first)."""
+        why = None
+        with self._active_lock:
+            if motion.waiting is None or motion._status.done:
+                return
+            stop = self._stop
+            if stop is not None and not stop.acked.is_set():
+                if time.monotonic() <= stop.deadline:
+                    return
+                why = (f"the stop before it ({stop.how}) was not acknowledged within {self.timeout:g}s by "
+                       f"{self.url}: the goal was not sent")
+            elif any(m is not motion and m.waiting is None and m.action == motion.action for m in self._active):
+                return
+            elif stop is not None and motion.action == self.names.trajectory_action and not self._at_rest():
+                if time.monotonic() <= stop.deadline:
+                    return  # acknowledged, and the arm still settles under the halt
+                why = f"the arm did not come to rest within {self.timeout:g}s of the stop: the goal was not sent"
+            held = motion.waiting
+            motion.waiting = None
+        goal = held.goal
+        if why is None and held.waited:
+            goal, why = self._after_waiting(held)
+        if why is not None:
+            motion._finish(MotionStatus.FAILED, why)
+            return
+        motion.sent_at = time.monotonic()
+        motion.goal_id = motion._client.send_goal(roslibpy.Goal(goal), motion.on_result,
+                                                  lambda m: motion.on_feedback(held.feedback, m), motion.on_error)
+
+    def _after_waiting(self, held: _Held) -> tuple[dict, str | None]:
+        """A goal that waited goes out planned again from where the arm is now (it was planned from
+        where the arm was when it was asked for, maybe still moving); a given trajectory goes out
+        only if the arm is still at its start."""
+        if held.replan is not None:
+            try:
+                return held.replan(), None
+            except DriverError as exc:
+                return held.goal, f"planned again once the stop was acknowledged: {exc}"
+        points = held.goal.get("trajectory", {}).get("points")
+        if not points or self._joints is None:
+            return held.goal, None
+        here = self._bridge_positions(held.goal["trajectory"]["joint_names"])
+        off = max(abs(a - b) for a, b in zip(here, points[0]["positions"]))
+        if off > START_TOLERANCE:
+            return held.goal, (f"the arm is {off:.3f} rad from this trajectory's start (it moved while the goal waited "
+                               f"for a stop to be acknowledged): not sent")
+        return held.goal, None
+
+    def _at_rest(self) -> bool:
+        """The last joint state says no joint moves faster than REST_VELOCITY (a state without
+        velocities says nothing, and counts as at rest)."""
+        velocities = (self._joints or {}).get("velocity") or []
+        return all(abs(v) < REST_VELOCITY for v in velocities)
+
+    def _bridge_positions(self, names: Sequence[str] | None = None) -> list[float]:
+        """The last joint state's positions, in the bridge's joint names (``names``' order)."""
+        msg = self._joints
+        index = {n: i for i, n in enumerate(msg["name"])}
+        return [msg["position"][index[n]] for n in (names or self._bridge_joints)]
 
     def move_joints(self, waypoints, speed: float = 1.0, feedback=None) -> RosMotion:
         """As the contract's, plus ``feedback``: called with each FollowJointTrajectory feedback."""
@@ -476,11 +656,20 @@ class RosDriver(CommandingMixin):
             self._feedback = None
 
     def execute(self, trajectory: Trajectory) -> RosMotion:
+        return self._send_goal(self.names.trajectory_action, N.FOLLOW_JOINT_TRAJECTORY, self._goal_of(trajectory),
+                               self._feedback)
+
+    def _send(self, trajectory: Trajectory, replan: Callable[[], Trajectory] | None = None) -> RosMotion:
+        self.commands_sent += 1
+        again = (lambda: self._goal_of(replan())) if replan is not None else None
+        return self._send_goal(self.names.trajectory_action, N.FOLLOW_JOINT_TRAJECTORY, self._goal_of(trajectory),
+                               self._feedback, again)
+
+    def _goal_of(self, trajectory: Trajectory) -> dict:
         points = [{"positions": p.tolist(), "velocities": v.tolist(), "time_from_start": N.stamp(float(t))}
                   for t, p, v in zip(trajectory.times, trajectory.positions, trajectory.velocities)]
         bridge = dict(zip(self._desc.joint_names, self._bridge_joints))
-        goal = {"trajectory": {"joint_names": [bridge.get(n, n) for n in trajectory.joint_names], "points": points}}
-        return self._send_goal(self.names.trajectory_action, N.FOLLOW_JOINT_TRAJECTORY, goal, self._feedback)
+        return {"trajectory": {"joint_names": [bridge.get(n, n) for n in trajectory.joint_names], "points": points}}
 
     def gripper(self, command: GripperCommand | str) -> RosMotion:
         if self.names.gripper_action is None:
@@ -499,9 +688,7 @@ class RosDriver(CommandingMixin):
 
     def gripper_state(self) -> GripperState:
         self.check_link()
-        if self.names.part_present:
-            self._fresh("_part_at")
-        moving = any(m for m in self._active if m._client is self._actions.get(self.names.gripper_action))
+        moving = any(m.action == self.names.gripper_action for m in self._motions())
         state = {"closed": "closing", "open": "opening"}[self._gripper_target] if moving else self._gripper_state
         return GripperState(state, self._part_present, None)
 
@@ -516,30 +703,32 @@ class RosDriver(CommandingMixin):
     def read_io(self, name: str) -> bool:
         self.check_link()
         source = self._io_source(name)
-        deadline = time.monotonic() + self.timeout
-        while name not in self._io:
-            if time.monotonic() > deadline:  # never a silent False: the IO's state is not known
-                raise DriverError(f"no message on {source} from {self.url} within {self.timeout}s (IO {name!r})")
-            time.sleep(0.01)
+        if name in self._io_errors:
+            raise DriverError(self._io_errors.pop(name))
+        if name not in self._io:  # never a silent False: the IO's state is not known
+            raise DriverError(f"no message on {source} from {self.url} yet (IO {name!r}): its state is unknown")
         return self._io[name]
 
     def write_io(self, name: str, value: bool) -> None:
+        """Publish (or, for UR IO, call SetIO on the second connection) and return: the state topic
+        reports the output once it is set; a SetIO that fails is raised by the next ``read_io``."""
         self.check_link()
         self._io_source(name)
         if name in self.names.io:
             roslibpy.Topic(self._ros, self.names.io[name][1], N.BOOL).publish(roslibpy.Message({"data": bool(value)}))
-        else:
-            kind, pin = self.names.ur_io[name]
-            if kind != "out" or not self.names.ur_set_io:
-                raise Unsupported(f"IO {name!r} is UR digital {kind}put pin {pin}: only outputs are set")
-            reply = roslibpy.Service(self._second_link(), self.names.ur_set_io, N.UR_SET_IO).call(
-                roslibpy.ServiceRequest({"fun": N.UR_SET_DIGITAL_OUT, "pin": pin, "state": float(value)}),
-                timeout=self.timeout)
+            return
+        kind, pin = self.names.ur_io[name]
+        if kind != "out" or not self.names.ur_set_io:
+            raise Unsupported(f"IO {name!r} is UR digital {kind}put pin {pin}: only outputs are set")
+        failed = f"{self.names.ur_set_io} at {self.url} did not set pin {pin} (IO {name!r})"
+
+        def answered(reply: dict) -> None:
             if not reply.get("success", False):
-                raise DriverError(f"{self.names.ur_set_io} at {self.url} did not set pin {pin} (IO {name!r}): {reply}")
-        deadline = time.monotonic() + self.timeout  # read-your-write: wait for the state topic to agree
-        while self._io.get(name) is not bool(value) and time.monotonic() < deadline:
-            time.sleep(0.01)
+                self._io_errors[name] = f"{failed}: {reply}"
+
+        roslibpy.Service(self._second_link(), self.names.ur_set_io, N.UR_SET_IO).call(
+            roslibpy.ServiceRequest({"fun": N.UR_SET_DIGITAL_OUT, "pin": pin, "state": float(value)}),
+            answered, lambda error: self._io_errors.__setitem__(name, f"{failed}: {error}"))
 
     def now(self) -> float:
         if self.names.clock:
@@ -548,8 +737,10 @@ class RosDriver(CommandingMixin):
         return time.time()
 
     def stop(self) -> None:
-        """Cancel the running goals and, where configured, halt the controller."""
-        for motion in list(self._active):
+        """Cancel the goals in flight, drop the held ones, halt the controller, and hold every goal
+        asked for next until the stop is acknowledged (``_Stop``): no motion races a stop."""
+        motions = self._motions()
+        for motion in motions:
             motion.cancel()
         self.check_link()
-        self._halt()
+        self._stopping([m for m in motions if not m._status.done])

@@ -30,6 +30,7 @@ from cellctl.skills.context import SkillContext
 from cellctl.skills.registry import create
 from cellctl.skills.runner import run
 from tests.conftest import CONFIGS
+from tests.helpers.ros import until_linked
 
 pytestmark = pytest.mark.process  # starts twins, cells, launchers or bridges
 
@@ -106,8 +107,9 @@ def test_bridge_drop_mid_motion(bridge):
         assert motion.status is MotionStatus.FAILED  # the motion failed, never succeeded
         assert motion.reason.startswith("ConnectionLost")
         bridge(b.port)  # the bridge comes back on the same port
+        until_linked(driver)  # the driver reconnects beside its caller
         ctx = SkillContext.create(driver)
-        result = run(create("move_joints", ctx, {"positions": HOME}), timeout=60)  # reconnects, then moves
+        result = run(create("move_joints", ctx, {"positions": HOME}), timeout=60)
         assert result.ok, result.reason
     finally:
         driver.close()

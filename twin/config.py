@@ -117,6 +117,18 @@ class BridgeConfig(Strict):
                                                           "running (rosbridge does not cancel them)")
     gripper_allow_stalling: bool = Field(False, description="GripperActionController's allow_stalling; false: a "
                                                             "close that stalls on a part ends ABORTED, stalled true")
+    goal_setup: tuple[float, float] = Field(
+        (0.0, 0.0), description="s, [min, max]: each goal reaches the action server after a time drawn from this "
+                                "range (rosbridge 2.x creates an action client per goal and waits for the server), "
+                                "so goals sent close together on two connections, or on one with "
+                                "goals_in_new_thread, may arrive out of send order; drawn from a seeded generator")
+
+    @field_validator("goal_setup")
+    @classmethod
+    def _range(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if not 0 <= value[0] <= value[1] <= 10:
+            raise ValueError("[min, max] seconds with 0 <= min <= max <= 10")
+        return value
 
 
 class SecurityConfig(Strict):

@@ -17,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import math
+import random
 import sys
 import time
 from collections.abc import Awaitable
@@ -43,6 +45,8 @@ LEVELS = ("error", "warning", "info")
 SUCCEEDED, CANCELED, ABORTED = 4, 5, 6
 INVALID_GOAL, INVALID_JOINTS = -1, -2
 PREEMPTED = "Current goal cancelled due to new incoming action."  # JTC's words for a preempted goal
+HALTED = "halted by the stop service"
+SETUP_SEED = 1  # goal_setup's delays: the same sequence every run
 
 
 class BadRequest(Exception):
@@ -83,6 +87,10 @@ class Goal:
     motion: int
     command: float = 0.0
     cancelled: bool = False
+    halted: bool = False  # ended by the stop service, not by its client
+    feedback: bool = False  # the client asked for feedback ("feedback": true)
+    started: float = 0.0  # sim time the trajectory started
+    trajectory: dict | None = None  # the twin's form of it: times, positions, velocities (for desired and error)
     ended: asyncio.Event = field(default_factory=asyncio.Event)  # its result was sent (or it was dropped)
 
 
@@ -120,6 +128,8 @@ class Endpoint:
                 self.topics[sensor.part_id] = N.STRING
         self._sensor_tick = 0
         self._ids = itertools.count(1)
+        self._setup = random.Random(SETUP_SEED)
+        self._tasks: set[asyncio.Task] = set()  # goals being set up beside the client's later messages
 
     # -- connections ---------------------------------------------------------------------------
     async def handle(self, ws) -> None:
@@ -127,6 +137,12 @@ class Endpoint:
         self.clients.add(client)
         try:
             async for text in ws:
+                if self.bridge.goals_in_new_thread and _is_goal(text):
+                    # rosbridge handles each goal in a thread of its own: later messages overtake it
+                    task = asyncio.create_task(self.dispatch(client, text))
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
+                    continue
                 await self.dispatch(client, text)
         except websockets.ConnectionClosed:
             pass
@@ -286,6 +302,9 @@ class Endpoint:
             values = self._set_io(self.set_io_services[service], msg.get("args") or {})
         elif service in self.stop_services:
             robot = self.stop_services[service]
+            for goal in self.goals.values():
+                if goal.robot == robot and goal.kind == "trajectory":
+                    goal.halted = True
             cancelled = self.twin.request("stop", robot=robot)["cancelled"]
             values = {"success": True, "message": f"{robot} halted" + (f" (motion {cancelled})" if cancelled else "")}
         else:
@@ -317,6 +336,9 @@ class Endpoint:
         robot, action_type = self.actions[action]
         if not N.same_type(msg.get("action_type"), action_type):
             raise BadRequest(f"action {action} has type {action_type}, not {msg['action_type']}")
+        low, high = self.bridge.goal_setup
+        if high > 0:  # rosbridge creates an action client for this goal and waits for the server
+            await asyncio.sleep(self._setup.uniform(low, high))
         if action_type == N.GRIPPER_COMMAND:
             position = float(args["command"]["position"])
             command = "close" if position < N.GRIPPER_CLOSED_BELOW else "open"
@@ -332,7 +354,9 @@ class Endpoint:
                                    "values": {"error_code": INVALID_JOINTS if "joint names" in str(exc) else INVALID_GOAL,
                                               "error_string": str(exc)}, "result": True})
                 return
-            goal = Goal(client, goal_id, action, robot, "trajectory", motion)
+            goal = Goal(client, goal_id, action, robot, "trajectory", motion, started=self.twin.request("time")["time"],
+                        trajectory=trajectory)
+        goal.feedback = msg.get("feedback") is True
         self.goals[(id(client), goal_id)] = goal
         if goal.kind == "trajectory":
             await self._feedback(goal)  # the first feedback at once: the goal is accepted and moving
@@ -476,11 +500,21 @@ class Endpoint:
             goal.ended.set()
 
     async def _feedback(self, goal: Goal) -> None:
+        """FollowJointTrajectory feedback as ros2_controllers' JTC sends it, to a client that asked
+        for it: ``actual`` the joint state, ``desired`` the trajectory sampled now, ``error`` their
+        difference (desired minus actual, the shortest way round for positions)."""
+        if not goal.feedback:
+            return
         js = self.twin.request("joint_state", robot=goal.robot)
-        actual = {"positions": js["positions"], "velocities": js["velocities"], "time_from_start": N.stamp(0)}
+        desired = _sample(goal.trajectory, js["stamp"] - goal.started) if goal.trajectory else None
+        desired = desired or {"positions": js["positions"], "velocities": js["velocities"]}
+        error = {"positions": [math.remainder(d - a, math.tau) for d, a in zip(desired["positions"], js["positions"])],
+                 "velocities": [d - a for d, a in zip(desired["velocities"], js["velocities"])]}
+        stamp = N.stamp(max(0.0, js["stamp"] - goal.started))
         await goal.client.send({"op": "action_feedback", "action": goal.action, "id": goal.goal_id, "values": {
             "header": {"stamp": N.stamp(js["stamp"]), "frame_id": ""}, "joint_names": js["names"],
-            "actual": actual, "desired": actual, "error": {"positions": [], "velocities": []}}})
+            "actual": {"positions": js["positions"], "velocities": js["velocities"], "time_from_start": stamp},
+            "desired": {**desired, "time_from_start": stamp}, "error": {**error, "time_from_start": stamp}}})
 
     def _result(self, goal: Goal, info: dict) -> dict:
         status = {"succeeded": SUCCEEDED, "cancelled": CANCELED}.get(info["status"], ABORTED)
@@ -493,11 +527,38 @@ class Endpoint:
                 status = ABORTED
             values = {"position": goal.command, "effort": 0.0, "stalled": stalled,
                       "reached_goal": status == SUCCEEDED}
-        else:  # JTC: SUCCESSFUL 0, also for a cancelled goal; an aborted one GOAL_TOLERANCE_VIOLATED -5
+        elif goal.halted:  # the arm was halted under it (the twin's stop service): the goal did not end its way
+            status, values = ABORTED, {"error_code": INVALID_GOAL, "error_string": HALTED}
+        elif status == CANCELED:  # JTC's cancel_callback: setCanceled with a default result (SUCCESSFUL, no text)
+            values = {"error_code": 0, "error_string": ""}
+        else:  # JTC: SUCCESSFUL 0; an aborted one GOAL_TOLERANCE_VIOLATED -5
             values = {"error_code": -5 if status == ABORTED else 0, "error_string": info["reason"] or ""}
         # rosbridge: ``result`` is true for every goal that ran, whatever its end (status 6 too)
         return {"op": "action_result", "action": goal.action, "id": goal.goal_id, "values": values,
                 "status": status, "result": True}
+
+
+def _is_goal(text: str | bytes) -> bool:
+    try:
+        msg = json.loads(text)
+    except ValueError:
+        return False
+    return isinstance(msg, dict) and msg.get("op") == "send_action_goal"
+
+
+def _sample(trajectory: dict, t: float) -> dict | None:
+    """Positions and velocities of a trajectory at ``t`` s from its start (linear between points,
+    held at the last): what the JTC calls ``desired``."""
+    times, positions = trajectory["times"], trajectory["positions"]
+    velocities = trajectory.get("velocities") or [[0.0] * len(positions[0])] * len(times)
+    if t <= times[0]:
+        return {"positions": list(positions[0]), "velocities": list(velocities[0])}
+    for i in range(1, len(times)):
+        if t <= times[i]:
+            f = (t - times[i - 1]) / max(times[i] - times[i - 1], 1e-9)
+            mix = lambda a, b: [x + f * (y - x) for x, y in zip(a, b)]  # noqa: E731
+            return {"positions": mix(positions[i - 1], positions[i]), "velocities": mix(velocities[i - 1], velocities[i])}
+    return {"positions": list(positions[-1]), "velocities": [0.0] * len(positions[-1])}
 
 
 async def _closed(client: Client) -> None:

@@ -72,6 +72,8 @@ class RosPartSensor:
         self._values: dict[str, object] = {}  # topic -> last value
         self._lock = threading.Lock()
         self._ros: roslibpy.Ros | None = None
+        self._connected_once = False
+        self._reconnecting: threading.Thread | None = None
 
     def connect(self) -> None:
         ros = roslibpy.Ros(self._host, self._port, is_secure=self._secure, transport="asyncio")
@@ -88,7 +90,11 @@ class RosPartSensor:
             if sensor.part_id:
                 roslibpy.Topic(ros, sensor.part_id, N.STRING).subscribe(
                     lambda m, t=sensor.part_id: self._values.__setitem__(t, str(m["data"])))
-        self._ros = ros
+        topics = [t for sensor in self._topics.values() for t in (sensor.presence, sensor.part_id) if t]
+        deadline = time.monotonic() + self.timeout  # the first readings here, so a read never waits
+        while any(t not in self._values for t in topics) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        self._ros, self._connected_once = ros, True
 
     def _lost(self) -> None:
         with self._lock:
@@ -103,14 +109,25 @@ class RosPartSensor:
                 pass
 
     def _value(self, topic: str) -> object:
+        """The last reading, never waited for inside a tick: the first connection is made once
+        (at the cell's start), a lost one is made again beside the cell."""
         if self._ros is None:
-            self.connect()
-        deadline = time.monotonic() + self.timeout
-        while topic not in self._values:
-            if time.monotonic() > deadline:
-                raise DriverError(f"no message on {topic} from {self.url} within {self.timeout}s (a station sensor)")
-            time.sleep(0.01)
+            if not self._connected_once:
+                self.connect()
+            else:
+                if self._reconnecting is None or not self._reconnecting.is_alive():
+                    self._reconnecting = threading.Thread(target=self._reconnect, daemon=True)
+                    self._reconnecting.start()
+                raise ConnectionLost(f"rosbridge at {self.url} for the station sensors lost; reconnecting")
+        if topic not in self._values:
+            raise DriverError(f"no message on {topic} from {self.url} yet (a station sensor): its state is unknown")
         return self._values[topic]
+
+    def _reconnect(self) -> None:
+        try:
+            self.connect()
+        except ConnectionLost:
+            time.sleep(1.0)  # (this thread's own pause: the next read starts another try)
 
     def present(self, station: str) -> bool:
         return bool(self._value(self._topics[station].presence))
