@@ -155,3 +155,26 @@ def test_a_simulated_cells_lost_robot_link_resumes_by_itself_once_it_is_back(tmp
     fake.driver.restore_link()
     fake.run_until("Complete", start=False)
     assert fake.cell.parts_done == 5
+
+
+def test_a_link_lost_while_homing_is_one_alarm_and_the_homing_goes_on_once_it_is_back(tmp_path):
+    """Reset on a real robot whose bridge goes away mid-homing: the alarm says the robot's link is
+    lost (not "homing failed"), stays one alarm while the link is down, and the homing the
+    operator asked for runs to Idle once the robot answers again."""
+    fake = FakeCell(ONE_CELL, "press", tmp_path / "ledger.sqlite", simulated=False)
+    fake.cell.queue(Command.RESET, "cli")
+    fake.cell.tick()  # Reset applied, the homing goal sent; no time passes
+    fake.cell.tick()
+    assert fake.cell.state == State.RESETTING
+    fake.driver.break_link()
+    _tick(fake, 5)
+    status = fake.cell.status()
+    assert (fake.cell.state, status["fault_kind"]) == (State.RESETTING, "robot_link_lost"), status
+    assert len(_events(fake, "fault")) == 1
+    fake.driver.restore_link()
+    for _ in range(200):
+        _tick(fake)
+        if fake.cell.state == State.IDLE:
+            break
+    assert fake.cell.state == State.IDLE and fake.cell.status()["fault"] is None
+    assert [a["fault_kind"] for a in fake.cell.status()["alarm_history"]] == ["robot_link_lost"]

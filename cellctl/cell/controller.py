@@ -363,8 +363,8 @@ class Cell:
         """The twin (or a ROS robot's bridge) stopped answering: Held with the reason. Nothing is
         sent to it — the skills and the homing move it was running are dropped, not cancelled — and
         the cell re-plans from the world as it is when it is Unheld."""
-        if self.state in (State.HELD, State.HOLDING) and self.fault and self.fault.kind == kind:
-            return  # said already (a link retried every second stays one fault)
+        if self.state in (State.HELD, State.HOLDING, State.RESETTING) and self.fault and self.fault.kind == kind:
+            return  # said already (a link retried every second stays one fault; a Reset homes once it is back)
         text, source = LOST_TEXT[kind]
         self._raise_fault(Fault(kind, f"{text}: {detail}", source))
         self._twin_back = self._link_back = False
@@ -447,17 +447,21 @@ class Cell:
     def _resetting(self) -> None:
         """Home the robot; Idle when it is there. Faults are cleared here, not silently earlier."""
         if self._action is None:
-            self._clear_fault("Reset")
+            if self.fault is None or self.fault.kind not in LOST_WORLD:  # (a link lost while homing stays the
+                self._clear_fault("Reset")                                 # alarm until the homing is done)
             self.driver.stop()  # whatever the robot still does (a dead predecessor's motion) ends first
             self._action = self.driver.move_joints([list(self.driver.describe().home)], speed=0.5)
             return
         status = self._action.status
         if status.done:
-            reason, self._action = self._action.reason, None
-            if status.value != "succeeded":  # the driver's reason (the controller's words) goes with it
+            ended, reason, self._action = self._action, self._action.reason, None
+            if ended.link_lost:  # the bridge went away: homing goes on once
+                self.world_lost(self.lost_kind, f"homing: {reason}")  # it is back (Reset was the operator's ask)
+            elif status.value != "succeeded":  # the driver's reason (the controller's words) goes with it
                 self._fail(Fault(FaultKind.CONTROLLER_STOPPED,
                                  f"homing {status.value}" + (f": {reason}" if reason else ""), "robot"))
             else:
+                self._clear_fault("Reset: homed")
                 self.clear_of_give = True
                 self.packml.complete()
 
