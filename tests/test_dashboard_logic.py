@@ -218,3 +218,20 @@ def test_the_websocket_pushes_state_and_answers_bad_frames(client):
         assert ws.receive_json()["type"] == "error"
         ws.send_text('{"type": "ping"}')
         assert ws.receive_json()["type"] in ("pong", "state")
+
+
+def test_cellctl_dashboard_refuses_what_cannot_work_with_one_line(tmp_path, line_config, users, capsys):
+    from cellctl.cli.main import main
+
+    zero = tmp_path / "zero.yaml"
+    zero.write_text(LINE.replace("control_port: 7102, status_port: 7202", ""))
+    assert main(["dashboard", str(zero), "--port", "0"]) == 2
+    assert main(["dashboard", str(line_config), "--host", "10.1.2.3", "--port", "0"]) == 2
+    assert main(["dashboard", str(line_config), "--users", str(tmp_path / "none.txt"), "--port", "0"]) == 2
+    assert main(["dashboard", str(line_config), "--cert", str(tmp_path / "x.crt"), "--port", "0"]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0] == (f"cellctl dashboard: {zero}: cells.pack.control_port is 0 (chosen at start): give the run "
+                        f"directory instead, or fixed ports in the config")
+    assert lines[1].startswith("cellctl dashboard: --host 10.1.2.3 is not loopback: give --users FILE")
+    assert lines[2].startswith(f"cellctl dashboard: {tmp_path / 'none.txt'}: no such users file")
+    assert lines[3] == "cellctl dashboard: give --cert and --key together"

@@ -73,6 +73,12 @@ def test_the_page_shows_the_line_live_and_its_buttons_command_the_cells(tmp_path
             alarm = driver.find_element("css selector", '[data-alarm="pack"]').text
             assert "Hold by the operator (local via page)" in alarm and "What to do: intended" in alarm
 
+            held = driver.find_element("css selector", '[data-cell="pack"] [data-field="part"]').text
+            driver.find_element("id", "search").send_keys(held)  # where is that part? (search by id)
+            rows = lambda d: [r.get_attribute("data-part") for r in d.find_elements("css selector", "#parts tr[data-part]")]  # noqa: E731
+            wait_for(driver, lambda d: held in rows(d) and all(held in r for r in rows(d)),
+                     message=f"the parts table narrowed to {held}")
+
             driver.find_element("css selector", '[data-cell="press"] button[data-command="Unhold"]').click()
             wait_for(driver, lambda d: "not allowed in state" in d.find_element("id", "reply").text,
                      message="a refused command's reason")
@@ -84,6 +90,12 @@ def test_the_page_shows_the_line_live_and_its_buttons_command_the_cells(tmp_path
             wait_for(driver, lambda d: _state_on_page(d, "pack") == "Execute", message="pack back in Execute")
             assert "pack: Execute" in _status(run_dir, "pack")
             assert driver.execute_script("return window.stillTheSamePage") is True
+            driver.set_window_size(800, 1280)  # a tablet, upright: nothing wider than the screen, buttons a finger hits
+            fits = driver.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")
+            heights = driver.execute_script(
+                "return [...document.querySelectorAll('button[data-command]')].map(b => b.getBoundingClientRect().height)")
+            assert fits and len(heights) == 14 and min(heights) >= 44, (fits, heights)
+            assert driver.save_screenshot(str(shot.with_name("line-tablet.png")))
             events = [json.loads(x) for x in (run_dir / "events.jsonl").read_text().splitlines()]
             commands = [(e["cell"], e["command"], e["by"], e.get("user")) for e in events if e["kind"] == "command"]
             assert ("pack", "Hold", "page", "local") in commands and ("pack", "Unhold", "page", "local") in commands
