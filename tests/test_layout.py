@@ -62,7 +62,9 @@ def test_no_command_prints_pybullets_banner():
                             text=True, timeout=120, cwd=REPO)
     assert result.returncode == 0, result.stderr
     assert "pybullet build time" not in result.stdout + result.stderr
-    assert result.stdout.startswith("configs/demo_line.yaml: ok")
+    lines = result.stdout.splitlines()
+    assert all(line.startswith("configs/demo_line.yaml: ") for line in lines), result.stdout  # the checker's own lines
+    assert "configs/demo_line.yaml: ok (2 robots, 3 stations, 0 parts, 2 cells)" in lines
 
 
 @pytest.mark.process
