@@ -473,13 +473,16 @@ class RosDriver(CommandingMixin):
         self._clock_time = N.seconds(msg["clock"])
 
     def _on_lost(self) -> None:
+        """Both connections go (the next ``connect`` opens both afresh, beside the caller): a
+        second connection left over from a bridge that restarted would be reopened inside a tick."""
         with self._lock:
-            ros, self._ros = self._ros, None
+            gone = [c for c in (self._ros, self._second) if c is not None]
+            self._ros = self._second = None
         motions = self._motions()
         self._lost_in_flight = self._lost_in_flight or any(m.waiting is None for m in motions)
         for motion in motions:
             motion.lost()
-        if ros is not None:
+        for ros in gone:
             threading.Thread(target=self._drop_ros, args=(ros,), daemon=True).start()
 
     def check_link(self) -> None:

@@ -279,3 +279,50 @@ def test_a_cell_answers_its_status_while_its_bridge_is_paused(endpoint, tmp_path
     finally:
         cell.terminate()
         cell.wait(30)
+
+
+@THREADING
+@pytest.mark.timeout(240)
+def test_a_cells_reset_with_the_arm_away_from_home_homes_it_and_starts(endpoint, new_thread, tmp_path, pytestconfig):
+    """The reported failure, end to end: a cell of a UR-like robot (halted by a holding goal, no
+    stop service) started with its arm away from home, goals reaching the server out of order.
+    Its Reset stops, homes and goes on to Execute — never Aborted by its own halt."""
+    b = endpoint(new_thread)
+    driver = _driver(b.port)
+    driver.connect()
+    try:
+        assert wait(driver.move_joints([AWAY]), timeout=60) is MotionStatus.SUCCEEDED
+    finally:
+        driver.close()
+    base = (Path(__file__).parents[1] / "configs" / "ros_cell.yaml").read_text()
+    config = tmp_path / "ur_like.yaml"
+    config.write_text(base.replace("press: {model: kuka_iiwa, base: {position: [0.0, 0.0, 0.0]}}",
+                                   f"press: {{model: kuka_iiwa, base: {{position: [0.0, 0.0, 0.0]}}, driver: {{ros: "
+                                   f"{{url: '{b.url}', names: {{preset: twin, stop_service: null}}}}}}}}"))
+    run_dir = tmp_path / "run"
+    cell = subprocess.Popen([sys.executable, "-m", "cellctl", "cell", "run", str(config), "--cell", "press",
+                             "--run-dir", str(run_dir), "--start"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    try:
+        from cellctl.cell.control import request
+        from cellctl.rundir import RunDir
+
+        deadline = time.monotonic() + 90
+        seen = []
+        while True:
+            control = RunDir(run_dir).read_control("press")
+            state = request(control.status, "status", timeout=2.0)["result"]["state"] if control else None
+            if state and (not seen or seen[-1] != state):
+                seen.append(state)
+            if state in ("Execute", "Suspended", "Complete"):
+                break
+            assert state not in ("Aborted", "Aborting", "Held") and cell.poll() is None, (seen, state)
+            assert time.monotonic() < deadline, seen
+            time.sleep(0.1)
+        events = [json.loads(x) for x in (run_dir / "events.jsonl").read_text().splitlines()]
+        assert [e for e in events if e["kind"] == "fault"] == []
+    finally:
+        cell.terminate()
+        cell.wait(30)
+    to_ci_log(pytestconfig, f"ros stop: a cell's Reset away from home (holding-goal halt, goals out of order), threads "
+                            f"{'on' if new_thread else 'off'}: {' -> '.join(seen)}, no fault")
