@@ -235,3 +235,18 @@ def test_cellctl_dashboard_refuses_what_cannot_work_with_one_line(tmp_path, line
     assert lines[1].startswith("cellctl dashboard: --host 10.1.2.3 is not loopback: give --users FILE")
     assert lines[2].startswith(f"cellctl dashboard: {tmp_path / 'none.txt'}: no such users file")
     assert lines[3] == "cellctl dashboard: give --cert and --key together"
+
+
+def test_an_open_loopback_page_answers_loopback_names_only(line_config):
+    """Open (no users) means: whoever sits at the PC. A page elsewhere that points its own name at
+    127.0.0.1 (DNS rebinding) gets nothing."""
+    from starlette.testclient import TestClient
+
+    view = LineView(load_config(line_config), "line.yaml", derive_events=True)
+    page = Page(view, Feeds(str(line_config), view), Access(None), https=False)
+    with TestClient(page.app(), base_url="http://127.0.0.1:8080") as local:
+        assert local.get("/api/state").json()["user"]["name"] == "local"
+    with TestClient(page.app(), base_url="http://rebound.example:8080") as foreign:
+        assert foreign.get("/api/state").status_code == 400
+        assert foreign.post("/api/cells/pack/command", json={"command": "Hold"},
+                            headers={"Origin": "http://rebound.example:8080"}).status_code == 400

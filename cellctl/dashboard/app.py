@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from importlib import resources
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
@@ -47,6 +49,7 @@ PUSH_EVERY_S = 0.25
 SEND_TIMEOUT_S = 5.0  # a client that takes longer to take a snapshot is dropped
 MAX_SOCKETS = 64
 STATIC = resources.files("cellctl.dashboard") / "static"
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1", "[::1]")
 
 
 @dataclass
@@ -228,4 +231,8 @@ class Page:
                   Route("/api/state", self.state), Route("/api/cells/{cell}/command", self.command, methods=["POST"]),
                   Route("/healthz", self.healthz), WebSocketRoute("/ws", self.socket),
                   Mount("/static", StaticFiles(directory=str(STATIC)), name="static")]
-        return Starlette(routes=routes, lifespan=lifespan)
+        middleware = []
+        if self.access.open:  # anyone at the PC may command: only by a loopback name, so that a web page
+            # elsewhere cannot reach it through a name it points at 127.0.0.1 (DNS rebinding)
+            middleware.append(Middleware(TrustedHostMiddleware, allowed_hosts=list(LOOPBACK_NAMES)))
+        return Starlette(routes=routes, lifespan=lifespan, middleware=middleware)
