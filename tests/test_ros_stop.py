@@ -326,3 +326,55 @@ def test_a_cells_reset_with_the_arm_away_from_home_homes_it_and_starts(endpoint,
         cell.wait(30)
     to_ci_log(pytestconfig, f"ros stop: a cell's Reset away from home (holding-goal halt, goals out of order), threads "
                             f"{'on' if new_thread else 'off'}: {' -> '.join(seen)}, no fault")
+
+
+@THREADING
+@pytest.mark.timeout(300)
+def test_a_cells_unhold_after_a_bridge_restart_goes_back_to_work(endpoint, new_thread, tmp_path, pytestconfig):
+    """The other reported failure, end to end: the bridge dies under a working cell of a UR-like
+    robot (Held, robot_link_lost), comes back, and the operator's Unhold — a stop, then the work
+    again — brings the cell back to Execute instead of Held at once."""
+    from cellctl.cell.control import request
+    from cellctl.rundir import RunDir
+
+    b = endpoint(new_thread)
+    base = (Path(__file__).parents[1] / "configs" / "ros_cell.yaml").read_text()
+    config = tmp_path / "ur_like.yaml"
+    config.write_text(base.replace("press: {model: kuka_iiwa, base: {position: [0.0, 0.0, 0.0]}}",
+                                   f"press: {{model: kuka_iiwa, base: {{position: [0.0, 0.0, 0.0]}}, driver: {{ros: "
+                                   f"{{url: '{b.url}', names: {{preset: twin, stop_service: null}}}}}}}}"))
+    run_dir = tmp_path / "run"
+    log = tmp_path / "cell.log"
+    with open(log, "w") as out:
+        cell = subprocess.Popen([sys.executable, "-m", "cellctl", "cell", "run", str(config), "--cell", "press",
+                                 "--run-dir", str(run_dir), "--start"], stdout=out, stderr=subprocess.STDOUT, text=True)
+
+    def status() -> dict:
+        control = RunDir(run_dir).read_control("press")
+        return request(control.status, "status", timeout=2.0)["result"] if control else {}
+
+    def until(what, timeout: float = 90.0) -> dict:
+        deadline = time.monotonic() + timeout
+        while not what(s := status()):
+            assert cell.poll() is None and time.monotonic() < deadline, (s, log.read_text()[-4000:])
+            time.sleep(0.1)
+        return s
+
+    try:
+        until(lambda s: s.get("state") == "Execute")
+        b.kill()  # the bridge dies under the working cell
+        held = until(lambda s: s.get("state") == "Held")
+        assert held["fault_kind"] == "robot_link_lost", held
+        endpoint(new_thread, b.port, b.config)  # back on the same port
+        until(lambda s: s["links"]["robot"]["connected"])  # the cell sees the robot answer again
+        control = RunDir(run_dir).read_control("press")
+        assert request(control.endpoint, "command", command="Unhold", by="cli")["ok"]
+        until(lambda s: s.get("state") == "Execute", 60)
+        time.sleep(3.0)  # and it stays there: no halt of its own preempting its next motion
+        after = status()
+        assert after["state"] in ("Execute", "Suspended", "Complete"), (after, log.read_text()[-4000:])
+    finally:
+        cell.terminate()
+        cell.wait(30)
+    to_ci_log(pytestconfig, f"ros stop: a cell's Unhold after a bridge restart (holding-goal halt), threads "
+                            f"{'on' if new_thread else 'off'}: Held robot_link_lost -> Execute, {after['state']} 3 s later")

@@ -397,10 +397,11 @@ class Cell:
         self._link_probed = self._wall()
         try:
             self.driver.joint_state()
+            self.sensor.present(self.cfg.take)  # its station sensors too (on the same bridge, or their own)
         except DriverError:
             return
         self._link_back = True
-        self.emit("robot_link", state="up", reason="the robot answers again")
+        self.emit("robot_link", state="up", reason="the robot and its sensors answer again")
 
     def _gone_is_back(self) -> bool:
         """Held only because the twin, the robot's link (simulated) or the neighbour was gone, and

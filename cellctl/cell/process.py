@@ -204,6 +204,7 @@ def open_world(config: LineConfig, name: str, twin: str, rosbridge: str | None, 
     driver = connect_ros(backend, cfg.robot, config, console)
     topics = RosPartSensor(backend.url, {s: station_sensor(s, config.stations[s]) for s in (cfg.take, cfg.give)
                                          if not _wired(config, s)})
+    topics.start()  # before the first tick: a read never waits for the bridge
     try:
         yield World(driver, _sensors(config, name, driver, topics), WallClock(driver.now, mailbox), None, None)
     finally:

@@ -28,6 +28,8 @@ from cellctl.drivers.errors import ConnectionLost, DriverError
 from cellctl.drivers.twin_client import TwinClient
 from cellctl.twin.config import RosSensorConfig, StationConfig
 
+RETRY_S = 1.0  # s between tries to reach a lost bridge again (in a thread beside the cell)
+
 
 class PartSensor(Protocol):
     def present(self, station: str) -> bool:
@@ -73,6 +75,7 @@ class RosPartSensor:
         self._lock = threading.Lock()
         self._ros: roslibpy.Ros | None = None
         self._connected_once = False
+        self._closed = False
         self._reconnecting: threading.Thread | None = None
 
     def connect(self) -> None:
@@ -96,11 +99,31 @@ class RosPartSensor:
             time.sleep(0.01)
         self._ros, self._connected_once = ros, True
 
+    def start(self) -> None:
+        """Connect now (the cell's start, before its first tick), or keep trying beside the cell."""
+        if not self._topics:
+            return
+        try:
+            self.connect()
+        except ConnectionLost:
+            self._start_reconnecting()
+
     def _lost(self) -> None:
+        """The bridge went away: reconnect beside the cell at once (not at the next read), so the
+        sensors are back when the robot is and an operator's Unhold finds them answering."""
         with self._lock:
             self._ros = None
+        self._start_reconnecting()
+
+    def _start_reconnecting(self) -> None:
+        with self._lock:
+            if self._closed or (self._reconnecting is not None and self._reconnecting.is_alive()):
+                return
+            self._reconnecting = threading.Thread(target=self._reconnect, daemon=True, name="sensors-reconnect")
+            self._reconnecting.start()
 
     def close(self) -> None:
+        self._closed = True
         ros, self._ros = self._ros, None
         if ros is not None:
             try:
@@ -109,25 +132,23 @@ class RosPartSensor:
                 pass
 
     def _value(self, topic: str) -> object:
-        """The last reading, never waited for inside a tick: the first connection is made once
-        (at the cell's start), a lost one is made again beside the cell."""
+        """The last reading, never waited for inside a tick: the connection is made at the cell's
+        start (:meth:`start`), and a lost one again beside the cell."""
         if self._ros is None:
-            if not self._connected_once:
-                self.connect()
-            else:
-                if self._reconnecting is None or not self._reconnecting.is_alive():
-                    self._reconnecting = threading.Thread(target=self._reconnect, daemon=True)
-                    self._reconnecting.start()
-                raise ConnectionLost(f"rosbridge at {self.url} for the station sensors lost; reconnecting")
+            self._start_reconnecting()
+            raise ConnectionLost(f"rosbridge at {self.url} for the station sensors "
+                                 f"{'lost' if self._connected_once else 'not reached yet'}; reconnecting")
         if topic not in self._values:
             raise DriverError(f"no message on {topic} from {self.url} yet (a station sensor): its state is unknown")
         return self._values[topic]
 
     def _reconnect(self) -> None:
-        try:
-            self.connect()
-        except ConnectionLost:
-            time.sleep(1.0)  # (this thread's own pause: the next read starts another try)
+        """Try every RETRY_S until the bridge answers again (or the sensors are closed)."""
+        while not self._closed and self._ros is None:
+            try:
+                self.connect()
+            except ConnectionLost:
+                time.sleep(RETRY_S)  # (this thread's own pause, beside the cell)
 
     def present(self, station: str) -> bool:
         return bool(self._value(self._topics[station].presence))
