@@ -39,6 +39,8 @@ UNKNOWN_ROBOT = "unknown_robot"
 UNKNOWN_PART = "unknown_part"
 UNKNOWN_STATION = "unknown_station"
 UNKNOWN_MOTION = "unknown_motion"
+UNKNOWN_MACHINE = "unknown_machine"
+MACHINE_REFUSED = "machine_refused"  # a machine cannot do it now (busy, its door open, nothing in it, offline)
 UNKNOWN_PARTICIPANT = "unknown_participant"  # lockstep: not registered (never, or dropped as silent)
 BUSY = "busy"  # the robot is already executing a motion; reset while lockstep participants are registered
 SUPERSEDED = "superseded"  # lockstep: an advance replaced by a later advance of the same participant
@@ -256,6 +258,28 @@ class Advance(Args):
         default_factory=dict, max_length=MAX_PEERS, description="messages sent to each peer this period")
 
 
+class MachineArg(Args):
+    machine: Name
+
+
+class MachineStart(Args):
+    machine: Name
+    job: Name = Field(description="the job's name: the part's id")
+
+
+class MachineDoor(Args):
+    machine: Name
+    open: bool
+
+
+class MachineFault(Args):
+    """A scenario's fault on a twin machine."""
+
+    machine: Name
+    fault: Literal["fail", "offline", "online", "pause", "resume"]
+    reason: str = Field("", max_length=MAX_TEXT)
+
+
 OPS: dict[str, type[Args]] = {
     "hello": Hello,
     "describe": RobotArg,
@@ -284,5 +308,12 @@ OPS: dict[str, type[Args]] = {
     "register": Register,
     "deregister": Deregister,
     "advance": Advance,
+    "machine_describe": MachineArg,
+    "machine_state": MachineArg,
+    "machine_start": MachineStart,
+    "machine_stop": MachineArg,
+    "machine_clear": MachineArg,
+    "machine_door": MachineDoor,
+    "machine_fault": MachineFault,
 }
 DEFERRED = object()  # a handler's result meaning "the reply comes later" (lockstep grants)

@@ -187,6 +187,21 @@ class TwinConfig(Strict):
         return data
 
 
+class MachineConfig(Strict):
+    """A machine of the line, simulated by the twin (a real one is reached through its own API):
+    a 3D printer makes a part on its bed; a CNC turns the part on its fixture into another type.
+    Its station is where the part rests: robots load and unload it there."""
+
+    kind: Literal["printer", "cnc"] = Field(description="printer: a job makes a part; cnc: a job works on the part "
+                                                        "in its fixture")
+    station: str = Field(description="its bed or fixture: a station of the line (a key of stations)")
+    job_time: float = Field(gt=0, le=86_400, description="sim s a job takes (the twin's machines)")
+    makes: str = Field("box", description="the part type a finished job leaves on the station (a key of part_types)")
+    takes: str | None = Field(None, description="cnc: the part type it works on (a blank); printer: none")
+    door: bool = Field(False, description="it has a door a robot enters through: open while loading and unloading, "
+                                          "closed for a job")
+
+
 class SceneConfig(Strict):
     version: Literal[1] = Field(description="the config format's version: 1")
     twin: TwinConfig = Field(TwinConfig(), description="the simulated world (also the time source of simulated cells)")
@@ -198,6 +213,8 @@ class SceneConfig(Strict):
     parts: list[PartConfig] = Field(default_factory=list, description="parts in the world at the start (twin only)")
     security: SecurityConfig | None = Field(None, description="CURVE keys: needed for any address that is not "
                                                               "loopback")
+    machines: dict[str, MachineConfig] = Field(default_factory=dict, description="machine name -> machine (printers, "
+                                                                                 "CNCs) at stations of the line")
 
     def keys(self, name: str) -> Keys | None:
         """This process's CURVE keys (``name``: twin, launcher, a cell), or None without security."""
@@ -225,6 +242,7 @@ class SceneConfig(Strict):
                     found.append(Problem(("robots", robot, "driver", "ros", "names", "io"),
                                          f"topics for input {io!r} (station {name}'s sensor is wired to it)",
                                          ros.names.io))
+        found += self._machine_problems()
         seen: set[str] = set()
         for i, part in enumerate(self.parts):
             if part.station not in self.stations:
@@ -234,4 +252,27 @@ class SceneConfig(Strict):
             if part.id in seen:
                 found.append(Problem(("parts", i, "id"), "a part id not used before", part.id))
             seen.add(part.id)
+        return found
+
+    def _machine_problems(self) -> list[Problem]:
+        found: list[Problem] = []
+        used: dict[str, str] = {}
+        for name, machine in self.machines.items():
+            where = ("machines", name)
+            if machine.station not in self.stations:
+                found.append(Problem((*where, "station"), f"one of the stations {sorted(self.stations)}", machine.station))
+            elif machine.station in used:
+                found.append(Problem((*where, "station"), f"a station no other machine has (machine {used[machine.station]} "
+                                                          f"has it)", machine.station))
+            elif self.stations[machine.station].feed or self.stations[machine.station].sink:
+                found.append(Problem((*where, "station"), "a station that is neither a feed nor a sink", machine.station))
+            used.setdefault(machine.station, name)
+            for key in ("makes", "takes"):
+                value = getattr(machine, key)
+                if value is not None and value not in self.part_types:
+                    found.append(Problem((*where, key), f"one of the part types {sorted(self.part_types)}", value))
+            if machine.kind == "cnc" and machine.takes is None:
+                found.append(Problem((*where, "takes"), "the part type the cnc works on (a blank)", None))
+            if machine.kind == "printer" and machine.takes is not None:
+                found.append(Problem((*where, "takes"), "nothing: a printer makes its part", machine.takes))
         return found

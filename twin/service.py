@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from cellctl.drivers.envelope import check_trajectory
 from cellctl.drivers.errors import DriverError
 from cellctl.drivers.kinematics import Kinematics
+from cellctl.drivers.machine import MachineError
 from cellctl.drivers.planning import joint_motion, kinematics_for, pose_motion
 from cellctl.drivers.types import MotionStatus, Pose, Trajectory
 from cellctl.drivers import twin_wire as P
@@ -261,6 +262,45 @@ class TwinService:
     def op_inject_fault(self, a: P.InjectFault) -> dict:
         self._robot(a.robot)
         return self.world.inject_fault(a.robot, a.reason)
+
+    # -- machines ---------------------------------------------------------------------------------
+    def _machine(self, name: str) -> None:
+        if name not in self.world.machines.by_name:
+            raise OpError(P.UNKNOWN_MACHINE, f"unknown machine {name!r}; machines: {sorted(self.world.machines.by_name)}")
+
+    def _machine_op(self, name: str, act: Callable[[], object]) -> object:
+        self._machine(name)
+        try:
+            result = act()
+        except MachineError as exc:
+            raise OpError(P.MACHINE_REFUSED, str(exc)) from None
+        if isinstance(result, dict) and result.get("topic") == "machines":
+            self.world.events.append(result)
+        return self.world.machines.get(name).state(self.world.time)
+
+    def op_machine_describe(self, a: P.MachineArg) -> dict:
+        self._machine(a.machine)
+        return self.world.machines.get(a.machine).describe()
+
+    def op_machine_state(self, a: P.MachineArg) -> dict:
+        self._machine(a.machine)
+        return self.world.machines.get(a.machine).state(self.world.time)
+
+    def op_machine_start(self, a: P.MachineStart) -> dict:
+        return self._machine_op(a.machine, lambda: self.world.machines.start(a.machine, a.job, self.world.time))
+
+    def op_machine_stop(self, a: P.MachineArg) -> dict:
+        return self._machine_op(a.machine, lambda: self.world.machines.stop(a.machine, self.world.time))
+
+    def op_machine_clear(self, a: P.MachineArg) -> dict:
+        return self._machine_op(a.machine, lambda: self.world.machines.clear(a.machine, self.world.time))
+
+    def op_machine_door(self, a: P.MachineDoor) -> dict:
+        return self._machine_op(a.machine, lambda: self.world.machines.set_door(a.machine, a.open))
+
+    def op_machine_fault(self, a: P.MachineFault) -> dict:
+        return self._machine_op(a.machine, lambda: self.world.machines.fault(a.machine, a.fault, a.reason,
+                                                                              self.world.time))
 
     def op_part_log(self, a: P.Since) -> list[dict]:
         return [e for e in self.world.feeds.log if e["seq"] > a.since]

@@ -14,6 +14,7 @@ from cellctl.drivers.types import MotionStatus
 from cellctl.twin.checkpoint import MOTION_ID_GAP, SavedPart, WorldState
 from cellctl.twin.config import SceneConfig, StationConfig
 from cellctl.twin.feeds import Feeds
+from cellctl.twin.machines import Machines
 from cellctl.twin.parts import Parts
 from cellctl.twin.robot import SimMotion, SimRobot
 
@@ -42,6 +43,7 @@ class World:
         for part in config.parts:
             self.parts.spawn(part.id, part.type, config.stations[part.station].position)
         self.feeds = Feeds(config, self.parts, self.client)
+        self.machines = Machines(config.machines, config.stations, self.parts, self.feeds.record, self.occupant)
         self.steps = 0
         self.time = 0.0
         self.motions: dict[int, SimMotion] = {}
@@ -65,9 +67,13 @@ class World:
 
     def occupied(self, station: str) -> bool:
         """What a presence switch on the station reads: a part rests on it (one in a gripper does not)."""
-        held = {r.gripper.held.id for r in self.robots.values() if r.gripper.held is not None}
-        s = self.config.stations[station]
-        return any(s.holds(self.parts.bottom_centre(p)) for pid, p in self.parts.by_id.items() if pid not in held)
+        return self.occupant(self.config.stations[station]) is not None
+
+    def occupant(self, s: StationConfig) -> str | None:
+        """The part resting on station ``s`` (not one in a gripper), if any."""
+        held = self.held_parts()
+        return next((pid for pid, p in self.parts.by_id.items() if pid not in held and s.holds(self.parts.bottom_centre(p))),
+                    None)
 
     # -- checkpoints ---------------------------------------------------------------------------
     def snapshot(self) -> WorldState:
@@ -131,6 +137,7 @@ class World:
             for ev in robot.gripper.update(self.time):
                 self.events.append({"topic": "parts", "robot": robot.name, "time": self.time, **ev})
         self.events.extend(self.feeds.update(self.steps, self.time, self.held_parts()))
+        self.events.extend(self.machines.update(self.steps, self.time))
         self._check_contacts()
 
     def held_parts(self) -> set[str]:
