@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 NASTY_NUMBERS = [0, -1, 1, 2**31, 2**63 - 1, -(2**63), 2**64 - 1, 1e5, 1e7, 1e200, 1e308, -1e308, 1e-300,
                  math.nan, math.inf, -math.inf, 0.5, 3.5]
 NASTY_STRINGS = ["", "press", "pack", "infeed", "handoff", "x" * 200, "y" * 20_000, "\x00", "💥", "Reset", "Start",
-                 "Abort", "Stop", "Hold"]
+                 "Abort", "Stop", "Hold", "printer1", "cnc1", "fail", "offline", "pause"]
 
 
 def scalars(json_safe: bool = False) -> st.SearchStrategy:

@@ -147,7 +147,7 @@ TWIN_OPS = [op for op in P.OPS if op not in ENDS_CAMPAIGN]
 
 
 def test_fuzz_twin_realtime(twin_factory):
-    twin = twin_factory(CONFIGS / "kuka.yaml")
+    twin = twin_factory(CONFIGS / "kuka_machines.yaml")  # a printer and a CNC too: the machine ops
     _campaign(twin.endpoint, twin.proc.pid, TWIN_OPS, TWIN_FIELDS, "time", TWIN_MAX_RSS_MB, TWIN_CODES)
     assert twin.proc.poll() is None
 

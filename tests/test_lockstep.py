@@ -177,7 +177,10 @@ def test_a_replaced_advance_is_answered_superseded_and_the_later_one_gets_the_gr
     ask(3, "advance", name="ctl")  # replaces it
     replies = _replies(sock, 2)
     assert replies[2]["ok"] is False and replies[2]["error"]["code"] == "superseded", replies[2]
-    assert replies[3]["ok"] and replies[3]["result"]["steps"] == 5, replies[3]
+    # the later one gets the grant: one period past wherever the twin had stepped the replaced one to
+    # (none, on an idle machine; a busy one may have stepped some of it before reading the replacement)
+    assert replies[3]["ok"] and replies[3]["result"]["steps"] % 5 == 0 and replies[3]["result"]["time"] < 5.0, \
+        replies[3]
 
 
 def test_reset_while_participants_are_registered_is_busy_and_unknown_names_are_named(lockstep_socket):
