@@ -299,3 +299,31 @@ def test_cut_link_holds_the_links_messages_back_until_it_mends_and_is_refused_wh
     finally:
         server.close()
         driver.close()
+
+
+def test_machine_faults_land_at_their_sim_times_and_a_scenario_names_an_unknown_machine(tmp_path):
+    """A printer beside the demo line: its scenario faults (its own operator's pause, offline and
+    back, an alarm) reach the twin's machine at their sim times; the line runs on untouched."""
+    import yaml
+
+    line = yaml.safe_load(DEMO.read_text())
+    line["stations"]["bed"] = {"position": [0.3, -0.7, 0.3]}
+    line["machines"] = {"printer1": {"kind": "printer", "station": "bed", "job_time": 5.0, "makes": "box"}}
+    line_path = tmp_path / "demo_printer.yaml"
+    line_path.write_text(yaml.safe_dump(line))
+    faults = ("faults:\n  - {at: 4.0, machine_fault: printer1, fault: offline, reason: cable}\n"
+              "  - {at: 6.0, machine_fault: printer1, fault: online}\n"
+              "  - {at: 8.0, machine_fault: printer1, fault: fail, reason: nozzle clogged}\n")
+    scenario = tmp_path / "printer.yaml"
+    scenario.write_text(f"version: 1\nline: {line_path}\nparts: 1\n{faults}expect: {{parts_out: 1, lost: 0}}\n")
+    code, out, text = _test(scenario, "--run-dir", tmp_path / "runs")
+    assert code == 0, text
+    [result] = out["results"]
+    assert [(f["fault"], f["applied_at"], f["result"]) for f in result["faults"]] == [
+        ("MachineFault", 4.0, "offline: machine offline (cable)"), ("MachineFault", 6.0, "online: machine idle"),
+        ("MachineFault", 8.0, "fail: machine fault (nozzle clogged)")]
+    unknown = tmp_path / "unknown.yaml"
+    unknown.write_text(f"version: 1\nline: {line_path}\nparts: 1\nfaults:\n"
+                       f"  - {{at: 4.0, machine_fault: cnc9, fault: fail}}\nexpect: {{parts_out: 1}}\n")
+    code, _, text = _test(unknown, "--run-dir", tmp_path / "runs2")
+    assert code == 2 and "faults.0.machine_fault: expected a machine of the line (printer1), found 'cnc9'" in text

@@ -25,7 +25,8 @@ from cellctl.cell.control import request
 from cellctl.cell.packml import State
 from cellctl.line.launcher import Line
 from cellctl.testkit.reproducible import fingerprint
-from cellctl.testkit.scenarios.schema import CommandFault, CutLinkFault, Expect, KillFault, LoadedScenario, RobotFault
+from cellctl.testkit.scenarios.schema import (CommandFault, CutLinkFault, Expect, KillFault, LoadedScenario, MachineFault,
+                                              RobotFault)
 from cellctl.testkit.harness import read_events
 from cellctl.drivers.errors import DriverError
 from cellctl.drivers.twin_client import TwinClient
@@ -131,6 +132,10 @@ class FaultInjector:
         elif isinstance(fault, CommandFault):
             for command in fault.command.send:
                 self._send(index, fault, now, fault.command.cell, "command", fault.command.when, command=command, by="scenario")
+        elif isinstance(fault, MachineFault):
+            state = twin.request("machine_fault", machine=fault.machine_fault, fault=fault.fault, reason=fault.reason)
+            self._record(index, fault, now, fault.machine_fault, f"{fault.fault}: machine {state['status']}"
+                                                                  + (f" ({state['reason']})" if state["reason"] else ""))
         elif isinstance(fault, CutLinkFault):
             a, b = fault.cut_link
             self._send(index, fault, now, a, "cut_link", None, peer=b, seconds=fault.duration)

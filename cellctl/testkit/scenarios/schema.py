@@ -95,16 +95,29 @@ class CutLinkFault(Strict):
         return list(self.cut_link)
 
 
+class MachineFault(Strict):
+    at: Seconds
+    machine_fault: str = Field(description="a machine of the line (the twin's machine_fault)")
+    fault: Literal["fail", "offline", "online", "pause", "resume"] = Field(
+        description="fail: its alarm (the job lost); offline / online; pause / resume: its own operator")
+    reason: str = Field("scenario machine fault", max_length=200)
+
+    def cells(self) -> list[str]:
+        return []
+
+
 def _fault_kind(value: object) -> str | None:
     if isinstance(value, dict):
-        return next((k for k in ("kill", "robot_fault", "command", "cut_link") if k in value), None)
+        return next((k for k in ("kill", "robot_fault", "command", "cut_link", "machine_fault") if k in value), None)
     return None
 
 
 Fault = Annotated[Annotated[KillFault, Tag("kill")] | Annotated[RobotFault, Tag("robot_fault")]
-                  | Annotated[CommandFault, Tag("command")] | Annotated[CutLinkFault, Tag("cut_link")],
+                  | Annotated[CommandFault, Tag("command")] | Annotated[CutLinkFault, Tag("cut_link")]
+                  | Annotated[MachineFault, Tag("machine_fault")],
                   Discriminator(_fault_kind, custom_error_type="fault_kind",
-                                custom_error_message="one of kill, robot_fault, command or cut_link (with at)")]
+                                custom_error_message="one of kill, robot_fault, command, cut_link or machine_fault "
+                                                     "(with at)")]
 
 
 class RandomFaults(Strict):
@@ -168,6 +181,9 @@ def _cross_check(spec: Scenario, line: LineConfig) -> list[tuple[tuple, str, obj
         for cell in fault.cells():
             if cell not in line.cells:
                 problems.append((("faults", i), f"a cell of the line ({', '.join(line.cells)})", cell))
+        if isinstance(fault, MachineFault) and fault.machine_fault not in line.machines:
+            problems.append((("faults", i, "machine_fault"), f"a machine of the line ({', '.join(line.machines) or 'none'})",
+                             fault.machine_fault))
         if isinstance(fault, CutLinkFault) and all(c in line.cells for c in fault.cut_link):
             a, b = fault.cut_link
             if line.cells[a].downstream != b and line.cells[b].downstream != a:
