@@ -94,7 +94,7 @@ def test_every_expectation_type_passes_and_fails_with_expected_and_found(tmp_pat
 
 MALFORMED = {
     "unknown_fault": ("parts: 2\nfaults: [{at: 3.0, explode: press}]\nexpect: {}\n",
-                      "faults.0: expected one of kill, robot_fault, command or cut_link (with at)"),
+                      "faults.0: expected one of kill, robot_fault, command, cut_link or machine_fault (with at)"),
     "unknown_cell": ("parts: 2\nfaults: [{at: 3.0, kill: weld}]\nexpect: {}\n",
                      "faults.0: expected a cell of the line (press, pack), found 'weld'"),
     "bad_command": ("parts: 2\nfaults: [{at: 3.0, command: {cell: pack, send: [Jump]}}]\nexpect: {}\n",
