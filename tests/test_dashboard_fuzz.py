@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.helpers.ci_log import to_ci_log
+from tests.conftest import CONFIGS
 from tests.strategies import values
 
 ROOT = Path(__file__).parents[1]
@@ -26,26 +27,12 @@ CAMPAIGN = dict(max_examples=300, derandomize=True, deadline=None, database=None
 PATHS = ["/", "/login", "/logout", "/api/state", "/api/cells/pack/command", "/api/cells/press/command",
          "/api/cells/%00/command", "/api/cells/" + "x" * 3000 + "/command", "/ws", "/healthz", "/static/app.js",
          "/static/../../etc/passwd", "/static/%2e%2e/%2e%2e/etc/passwd", "/nope"]
-LINE = """\
-version: 1
-twin: {mode: lockstep}
-robots:
-  press: {model: kuka_iiwa, base: {position: [0.0, 0.0, 0.0]}}
-  pack:  {model: franka_panda, base: {position: [0.0, 0.9, 0.0]}}
-stations:
-  infeed:  {position: [0.55, -0.35, 0.3], feed: {part_type: box, every: 3.0, count: 3, prefix: part}}
-  handoff: {position: [0.45, 0.45, 0.3]}
-  outfeed: {position: [0.45, 1.35, 0.3], sink: true}
-cells:
-  press: {robot: press, take: infeed, give: handoff, downstream: pack, control_port: 7301, status_port: 7401}
-  pack:  {robot: pack, take: handoff, give: outfeed, upstream: press, control_port: 7302, status_port: 7402}
-"""
 
 
 @pytest.fixture(scope="module")
 def page(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("fuzz-page")
-    (tmp / "line.yaml").write_text(LINE)
+    (tmp / "line.yaml").write_text((CONFIGS / "fixed_ports_line.yaml").read_text())
     users = tmp / "users.txt"
     subprocess.run([sys.executable, "-m", "cellctl", "users", "add", "ana", "--role", "operator", "--file", str(users),
                     "--password-stdin"], input="ana-secret-1\n", check=True, capture_output=True, text=True, cwd=ROOT)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import os
-import textwrap
 
 import pytest
 
@@ -17,6 +16,7 @@ from cellctl.dashboard.app import Page
 from cellctl.dashboard.feeds import Feeds
 from cellctl.dashboard.view import LineView
 from cellctl.users import Role, Users, UsersFileError
+from tests.conftest import CONFIGS
 
 
 @pytest.fixture
@@ -89,20 +89,7 @@ def test_logins_are_refused_and_logged_then_locked_after_repeated_failures(users
     assert Access(None).user(None).name == "local"  # an open loopback page
 
 
-LINE = textwrap.dedent("""\
-    version: 1
-    twin: {mode: lockstep}
-    robots:
-      press: {model: kuka_iiwa, base: {position: [0.0, 0.0, 0.0]}}
-      pack:  {model: franka_panda, base: {position: [0.0, 0.9, 0.0]}}
-    stations:
-      infeed:  {position: [0.55, -0.35, 0.3], feed: {part_type: box, every: 3.0, count: 3, prefix: part}}
-      handoff: {position: [0.45, 0.45, 0.3]}
-      outfeed: {position: [0.45, 1.35, 0.3], sink: true}
-    cells:
-      pack:  {robot: pack, take: handoff, give: outfeed, upstream: press, control_port: 7102, status_port: 7202}
-      press: {robot: press, take: infeed, give: handoff, downstream: pack, control_port: 7101, status_port: 7201}
-    """)
+LINE = (CONFIGS / "fixed_ports_line.yaml").read_text()
 
 
 @pytest.fixture

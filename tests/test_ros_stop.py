@@ -281,6 +281,17 @@ def test_a_cell_answers_its_status_while_its_bridge_is_paused(endpoint, tmp_path
         cell.wait(30)
 
 
+def _ur_like(tmp_path: Path, url: str) -> Path:
+    """configs/ros_cell.yaml with its robot behind ``url`` the UR way: no stop service, halted by a
+    holding goal."""
+    base = (Path(__file__).parents[1] / "configs" / "ros_cell.yaml").read_text()
+    config = tmp_path / "ur_like.yaml"
+    config.write_text(base.replace("press: {model: kuka_iiwa, base: {position: [0.0, 0.0, 0.0]}}",
+                                   f"press: {{model: kuka_iiwa, base: {{position: [0.0, 0.0, 0.0]}}, driver: {{ros: "
+                                   f"{{url: '{url}', names: {{preset: twin, stop_service: null}}}}}}}}"))
+    return config
+
+
 @THREADING
 @pytest.mark.timeout(240)
 def test_a_cells_reset_with_the_arm_away_from_home_homes_it_and_starts(endpoint, new_thread, tmp_path, pytestconfig):
@@ -294,11 +305,7 @@ def test_a_cells_reset_with_the_arm_away_from_home_homes_it_and_starts(endpoint,
         assert wait(driver.move_joints([AWAY]), timeout=60) is MotionStatus.SUCCEEDED
     finally:
         driver.close()
-    base = (Path(__file__).parents[1] / "configs" / "ros_cell.yaml").read_text()
-    config = tmp_path / "ur_like.yaml"
-    config.write_text(base.replace("press: {model: kuka_iiwa, base: {position: [0.0, 0.0, 0.0]}}",
-                                   f"press: {{model: kuka_iiwa, base: {{position: [0.0, 0.0, 0.0]}}, driver: {{ros: "
-                                   f"{{url: '{b.url}', names: {{preset: twin, stop_service: null}}}}}}}}"))
+    config = _ur_like(tmp_path, b.url)
     run_dir = tmp_path / "run"
     cell = subprocess.Popen([sys.executable, "-m", "cellctl", "cell", "run", str(config), "--cell", "press",
                              "--run-dir", str(run_dir), "--start"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -338,11 +345,7 @@ def test_a_cells_unhold_after_a_bridge_restart_goes_back_to_work(endpoint, new_t
     from cellctl.rundir import RunDir
 
     b = endpoint(new_thread)
-    base = (Path(__file__).parents[1] / "configs" / "ros_cell.yaml").read_text()
-    config = tmp_path / "ur_like.yaml"
-    config.write_text(base.replace("press: {model: kuka_iiwa, base: {position: [0.0, 0.0, 0.0]}}",
-                                   f"press: {{model: kuka_iiwa, base: {{position: [0.0, 0.0, 0.0]}}, driver: {{ros: "
-                                   f"{{url: '{b.url}', names: {{preset: twin, stop_service: null}}}}}}}}"))
+    config = _ur_like(tmp_path, b.url)
     run_dir = tmp_path / "run"
     log = tmp_path / "cell.log"
     with open(log, "w") as out:

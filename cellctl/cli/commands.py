@@ -474,12 +474,26 @@ def cmd_users_add(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_users_remove(args: argparse.Namespace) -> int:
+def _users(args: argparse.Namespace, command: str):
+    """The users file of ``--file``, or None after saying what is wrong with it."""
     from cellctl.users import Users, UsersFileError
 
     try:
-        Users.load(args.file).without(args.name).save()
+        return Users.load(args.file)
     except UsersFileError as exc:
+        log.error(f"cellctl users {command}: {exc}")
+        return None
+
+
+def cmd_users_remove(args: argparse.Namespace) -> int:
+    from cellctl.users import UsersFileError
+
+    users = _users(args, "remove")
+    if users is None:
+        return EXIT_USAGE
+    try:
+        users.without(args.name).save()
+    except UsersFileError as exc:  # no such user
         log.error(f"cellctl users remove: {exc}")
         return EXIT_USAGE
     print(f"{args.file}: removed {args.name}")
@@ -487,12 +501,8 @@ def cmd_users_remove(args: argparse.Namespace) -> int:
 
 
 def cmd_users_list(args: argparse.Namespace) -> int:
-    from cellctl.users import Users, UsersFileError
-
-    try:
-        users = Users.load(args.file)
-    except UsersFileError as exc:
-        log.error(f"cellctl users list: {exc}")
+    users = _users(args, "list")
+    if users is None:
         return EXIT_USAGE
     for user in users.users():
         print(f"{user.name}: {user.role}")
