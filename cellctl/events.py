@@ -95,8 +95,19 @@ class Custody(CellEvent):
     part: str
     state: CustodyState
     station: str | None = Field(description="where the part rests at the change: the take station for OWNED, the "
-                                            "give station for IN_TRANSIT / GIVEN / DELIVERED; null when none says "
-                                            "(a part found in the gripper, MISSING)")
+                                            "give station for IN_TRANSIT / GIVEN / DELIVERED, the machine's station "
+                                            "for IN_MACHINE; null when none says (a part found in the gripper, "
+                                            "MISSING, taken out of a machine)")
+
+
+class MachineJob(CellEvent):
+    """What a tended machine's job for a part did, as the cell saw it (its ledger's jobs table)."""
+
+    kind: Literal["machine_job"]
+    part: str = Field(description="the part, which names the job")
+    machine: str
+    state: Literal["started", "done", "failed", "unloaded"]
+    runs: int = Field(description="how many times the job was started for this part (a failed one runs again)")
 
 
 class Handoff(CellEvent):
@@ -160,6 +171,7 @@ class Reconciled(CellEvent):
     kind: Literal["reconciled"]
     owned: list[str]
     in_transit: list[str]
+    in_machines: dict[str, str] = Field(default_factory=dict, description="machine -> the part the ledger has in it")
 
 
 class RobotLink(CellEvent):
@@ -289,7 +301,7 @@ class ChaosFault(LauncherEvent):
     seconds: float | None = Field(None, description="pauses: how long")
 
 
-KINDS = (Packml, Skill, Step, PartStart, PartDone, Custody, Handoff, HandoffRejected, HandoffLinkChange, Waiting,
+KINDS = (Packml, Skill, Step, PartStart, PartDone, Custody, MachineJob, Handoff, HandoffRejected, HandoffLinkChange, Waiting,
          Fault, Replan, Reconciled, RobotLink, CommandGiven, CommandRefusedLater, AlarmCleared, Process, Unhold, ReconciledWorld,
          Stalled, OperatorWait, Resumed, Interrupted, ScenarioFault, ChaosFault)
 AnyEvent = Annotated[Union[KINDS], Field(discriminator="kind")]  # noqa: UP007 - a tuple of classes

@@ -27,6 +27,8 @@ class FaultKind(StrEnum):
     LIMIT = "limit"  # a command outside the robot's limits or reach: refused before it reached the robot
     DRIVER = "driver"  # any other driver error (a timeout, an unsupported capability)
     PART_MISSING = "part_missing"  # a part the ledger holds is nowhere to be found (after a restart)
+    MACHINE_FAULT = "machine_fault"  # a machine the cell tends: its alarm, a failed job, a job past its deadline
+    MACHINE_UNAVAILABLE = "machine_unavailable"  # Suspended: a tended machine paused at its panel, offline or busy
     INTERNAL = "internal"  # a bug or a ledger error: the cell's log has the traceback
 
 
@@ -46,6 +48,10 @@ ADVICE: dict[FaultKind, str] = {
     FaultKind.LIMIT: "fix the config or recipe (a target outside the robot's limits or reach); then Reset",
     FaultKind.DRIVER: "read the reason and the cell's log; check the robot's driver, then Reset and Start",
     FaultKind.PART_MISSING: "find the part named in the reason (floor, gripper, station); the cell goes on",
+    FaultKind.MACHINE_FAULT: "deal with the machine's alarm at the machine (the part stays in it); Unhold "
+                             "acknowledges the alarm and runs the part's job again",
+    FaultKind.MACHINE_UNAVAILABLE: "check the machine named in the reason (its panel, power, network); the cell goes "
+                                   "on by itself when it is back",
     FaultKind.INTERNAL: "send the cell's log to the developers; Abort, Clear and Reset to go on",
 }
 

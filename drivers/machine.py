@@ -58,10 +58,29 @@ class MachineState:
     reason: str | None = None  # a fault's or a stop's words, the machine's own
     door_open: bool | None = None  # None: it has no door
     at: float = 0.0  # the machine's time of this reading
+    expected: float | None = None  # s the job takes in all, by the machine's own estimate (None: unknown)
+    spindle: bool | None = None  # a CNC's spindle turns (None: the machine has none, or does not say)
+    heater: bool | None = None  # a printer's hot end or bed heats (None: it has none, or does not say)
 
     @property
     def busy(self) -> bool:
         return self.status in (MachineStatus.RUNNING, MachineStatus.PAUSED)
+
+    def keep_out(self) -> str | None:
+        """Why a robot must not enter the machine now, or None: the interlock a tending skill
+        checks before it reaches in (door open where there is one, no job, spindle and heater off).
+        A software interlock on the machine's word: the machine's guarding stays the safety."""
+        if self.status == MachineStatus.OFFLINE:
+            return "it is offline (its state is unknown)"
+        if self.busy:
+            return f"job {self.job} {self.status.value} on it"
+        if self.door_open is False:
+            return "its door is shut"
+        if self.spindle:
+            return "its spindle turns"
+        if self.heater:
+            return "it heats"
+        return None
 
 
 class MachineDriver(Protocol):

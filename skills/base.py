@@ -45,6 +45,7 @@ class SkillResult:
     status: SkillStatus
     reason: str | None = None
     link_lost: bool = False  # the robot (or the twin) could not be reached: says nothing about the task
+    machine: str | None = None  # the tended machine whose alarm or job failed the skill (the cell: Held for it)
 
     @property
     def ok(self) -> bool:
@@ -81,6 +82,7 @@ class Skill:
         self.motion: Motion | None = None
         self.result: SkillResult | None = None
         self._started_at: float | None = None
+        self._ticked = 0.0  # driver time of the last tick
         self._firing = ""  # the trigger being fired (transitions' callbacks take no event data here)
         self.machine = Machine(model=self, states=self.states(), initial="idle", transitions=self.table(),
                                auto_transitions=False, before_state_change="_leaving")
@@ -132,6 +134,12 @@ class Skill:
     def terminate(self, result: SkillResult) -> None:
         """Once, when the skill ends, whatever the outcome."""
 
+    def blocked(self) -> str | None:
+        """Why the skill waits on something outside the cell that is not a failure — a machine
+        paused at its own panel, offline, busy with another job — or None. The cell is Suspended
+        with this reason meanwhile (PackML: an outside cause) and goes on when it is None again."""
+        return None
+
     # -- framework ---------------------------------------------------------------------------
     @property
     def feedback(self) -> Feedback:
@@ -155,7 +163,13 @@ class Skill:
         try:
             if self.state == "idle":
                 self._begin()
-            elif self.ctx.now() - self._started_at > self.params.timeout:
+                self._ticked = self._started_at
+                return self.result
+            now = self.ctx.now()
+            if self.blocked() is not None:  # time spent waiting on an outside cause is not the skill's
+                self._started_at += now - self._ticked
+            self._ticked = now
+            if now - self._started_at > self.params.timeout:
                 self._finish("fail", f"deadline of {self.params.timeout}s exceeded in state {self.state}")
             else:
                 self._update()
@@ -194,7 +208,7 @@ class Skill:
                              link_lost=self.motion.link_lost)
                 return
         elif hasattr(self, f"poll_{state}") and not getattr(self, f"poll_{state}")():
-            return
+            return  # (a poll may also have ended the skill, through _finish)
         problem = getattr(self, f"check_{state}", lambda: None)()
         if problem:
             self._finish("fail", f"{state}: {problem}")
@@ -224,12 +238,12 @@ class Skill:
             self.motion.cancel()
         self.driver.stop()
 
-    def _finish(self, trigger: str, reason: str, link_lost: bool = False) -> None:
+    def _finish(self, trigger: str, reason: str, link_lost: bool = False, machine: str | None = None) -> None:
         if self.state in TERMINAL:
             return
         self._fire(trigger)
         status = SkillStatus.FAILED if trigger == "fail" else SkillStatus.CANCELLED
-        self.result = SkillResult(status, reason, link_lost)
+        self.result = SkillResult(status, reason, link_lost, machine)
         self.terminate(self.result)
 
 

@@ -15,13 +15,18 @@ from cellctl.skills.base import Params, Skill
 from cellctl.skills.registry import register
 
 
-class PickParams(Params):
-    station: str | None = Field(None, description="pick whatever rests on this station")
-    part: str | None = Field(None, description="pick this part id (needs a backend that locates parts)")
+class PickMotion(Params):
+    """How a part is taken (the pick skill's and unload_machine's parameters share it)."""
+
     hover: float = Field(0.10, gt=0, description="approach height above the grip pose (m)")
     gap: float = Field(0.005, ge=0, description="suction cup to part top face at the grip pose (m)")
     speed: float = Field(1.0, gt=0, le=1)
     approach_speed: float = Field(0.5, gt=0, le=1, description="speed of the last approach and the lift")
+
+
+class PickParams(PickMotion):
+    station: str | None = Field(None, description="pick whatever rests on this station")
+    part: str | None = Field(None, description="pick this part id (needs a backend that locates parts)")
 
     @model_validator(mode="after")
     def _one_target(self) -> PickParams:
@@ -38,6 +43,8 @@ class Pick(Skill):
 
     def setup(self) -> None:
         self.target: Vec3 | None = None
+        self.expect = self.params.part  # the part the grip must hold, where known
+        self.where = f"at {self.params.station}" if self.params.station else f"of part {self.params.part}"
         if self.params.station is not None and self.params.station in self.ctx.stations:
             self.target = self.ctx.station(self.params.station)
         elif self.params.part is not None and self.ctx.locate is not None:
@@ -65,8 +72,8 @@ class Pick(Skill):
         state = self.driver.gripper_state()
         if not state.part_present:
             return f"suction on, but no part attached: {self._where_the_tcp_was()}"
-        if self.params.part is not None and state.part_id not in (None, self.params.part):
-            return f"holding {state.part_id!r}, not {self.params.part!r}"
+        if self.expect is not None and state.part_id not in (None, self.expect):
+            return f"holding {state.part_id!r}, not {self.expect!r}"
         return None
 
     def _where_the_tcp_was(self) -> str:
@@ -79,8 +86,7 @@ class Pick(Skill):
             return f"the TCP's position is unknown ({exc})"
         x, y, z = self.target
         dz, beside = tcp[2] - (z + self.ctx.part_height), math.hypot(tcp[0] - x, tcp[1] - y)
-        where = f"at {self.params.station}" if self.params.station else f"of part {self.params.part}"
-        text = f"TCP {abs(dz) * 100:.1f} cm {'above' if dz >= 0 else 'below'} the part's top {where}"
+        text = f"TCP {abs(dz) * 100:.1f} cm {'above' if dz >= 0 else 'below'} the part's top {self.where}"
         if beside >= 0.005:
             text += f", {beside * 100:.1f} cm beside its centre"
         return f"{text}: check robots.{self.ctx.robot or '?'}.tcp.offset"

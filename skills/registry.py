@@ -14,7 +14,9 @@ from cellctl.skills.base import Skill
 from cellctl.skills.context import SkillContext
 
 _SKILLS: dict[str, type[Skill]] = {}
-_BUILTIN = ("cellctl.skills.move_joints", "cellctl.skills.move_pose", "cellctl.skills.pick", "cellctl.skills.place", "cellctl.skills.wait")
+_BUILTIN = ("cellctl.skills.move_joints", "cellctl.skills.move_pose", "cellctl.skills.pick", "cellctl.skills.place",
+            "cellctl.skills.wait", "cellctl.skills.load_machine", "cellctl.skills.unload_machine",
+            "cellctl.skills.start_job", "cellctl.skills.wait_job")
 ENTRY_POINT_GROUP = "cellctl.skills"
 
 

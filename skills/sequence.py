@@ -101,9 +101,10 @@ class SkillSequence:
         self.current = None
         if outcome.status is SkillStatus.CANCELLED:
             self.result = outcome
-        elif outcome.link_lost:  # no retry or recovery can help while the robot cannot be reached
+        elif outcome.link_lost or outcome.machine:  # no retry or recovery helps while the robot cannot be
+            # reached, nor against a machine's alarm (an operator deals with it at the machine)
             self.result = SkillResult(SkillStatus.FAILED, f"step {self.index} ({step.skill}) failed: {outcome.reason}",
-                                      link_lost=True)
+                                      link_lost=outcome.link_lost, machine=outcome.machine)
         elif self.recovering:
             self.recovering = False
             if outcome.ok:
@@ -129,6 +130,10 @@ class SkillSequence:
 
     def wake_hint(self) -> float | None:
         return self.current.wake_hint() if self.current is not None else None
+
+    def blocked(self) -> str | None:
+        """Why the running step waits on something outside the cell (see ``Skill.blocked``)."""
+        return self.current.blocked() if self.current is not None and self.current.result is None else None
 
     def cancel(self) -> None:
         if self.current is not None:

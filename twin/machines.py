@@ -19,7 +19,7 @@ from cellctl.twin.config import MachineConfig, StationConfig
 from cellctl.twin.parts import Parts
 
 CHECK_EVERY = 10  # steps between looks at the machines (as the feeds)
-FAULTS = ("fail", "offline", "online", "pause", "resume")
+FAULTS = ("fail", "offline", "online", "pause", "resume", "stall")
 
 
 @dataclass
@@ -34,6 +34,7 @@ class SimMachine:
     reason: str | None = None
     door_open: bool | None = None
     before_offline: MachineStatus | None = None
+    stalled: bool = False  # a job that runs and never gets further (a hung controller): the deadline's case
 
     def __post_init__(self) -> None:
         self.door_open = False if self.cfg.door else None
@@ -43,10 +44,14 @@ class SimMachine:
                 "takes": self.cfg.takes, "door": self.cfg.door}
 
     def state(self, now: float) -> dict:
-        worked = self.worked + (now - self.since if self.status == MachineStatus.RUNNING else 0.0)
-        busy = self.status in (MachineStatus.RUNNING, MachineStatus.PAUSED)
+        running = self.status == MachineStatus.RUNNING
+        worked = self.worked + (now - self.since if running and not self.stalled else 0.0)
+        busy = running or self.status == MachineStatus.PAUSED
+        printer = self.cfg.kind == "printer"
         return {"status": self.status.value, "job": self.job, "reason": self.reason, "door_open": self.door_open,
-                "progress": round(min(1.0, worked / self.cfg.job_time), 4) if busy else None, "at": now}
+                "progress": round(min(1.0, worked / self.cfg.job_time), 4) if busy else None, "at": now,
+                "expected": self.cfg.job_time, "spindle": None if printer else running,
+                "heater": running if printer else None}
 
 
 class Machines:
@@ -83,14 +88,14 @@ class Machines:
                 refusal = f"the part in its fixture is {found.id}, not {job}"
         if refusal is not None:
             raise MachineError(f"machine {name} refuses job {job}: {refusal}")
-        m.status, m.job, m.worked, m.since, m.reason = MachineStatus.RUNNING, job, 0.0, now, None
+        m.status, m.job, m.worked, m.since, m.reason, m.stalled = MachineStatus.RUNNING, job, 0.0, now, None, False
         return {"topic": "machines", "machine": name, "event": "started", "job": job, "time": now}
 
     def stop(self, name: str, now: float) -> dict | None:
         m = self.get(name)
         if m.status not in (MachineStatus.RUNNING, MachineStatus.PAUSED):
             return None
-        m.status, m.reason = MachineStatus.IDLE, f"job {m.job} stopped"
+        m.status, m.reason, m.stalled = MachineStatus.IDLE, f"job {m.job} stopped", False
         return {"topic": "machines", "machine": name, "event": "stopped", "job": m.job, "time": now}
 
     def clear(self, name: str, now: float) -> dict:
@@ -127,11 +132,14 @@ class Machines:
             m.status, m.reason = MachineStatus.PAUSED, reason or "paused at the machine"
         elif kind == "resume" and m.status == MachineStatus.PAUSED:
             m.status, m.since, m.reason = MachineStatus.RUNNING, now, None
+        elif kind == "stall" and m.status == MachineStatus.RUNNING:
+            self._bank(m, now)
+            m.stalled = True
         return {"topic": "machines", "machine": name, "event": kind, "job": m.job, "reason": m.reason, "time": now}
 
     @staticmethod
     def _bank(m: SimMachine, now: float) -> None:
-        if m.status == MachineStatus.RUNNING:
+        if m.status == MachineStatus.RUNNING and not m.stalled:
             m.worked += now - m.since
 
     # -- time --------------------------------------------------------------------------------------
@@ -140,7 +148,7 @@ class Machines:
             return []
         events = []
         for name, m in self.by_name.items():
-            if m.status == MachineStatus.RUNNING and m.worked + now - m.since >= m.cfg.job_time:
+            if m.status == MachineStatus.RUNNING and not m.stalled and m.worked + now - m.since >= m.cfg.job_time:
                 m.worked += now - m.since
                 events += self._finish(name, m, now)
         return events

@@ -19,6 +19,16 @@ The twin itself going away (simulation only) → Held, with nothing sent to it; 
 answers again (a network outage, a pause: its world went on as it was) the cell resumes by itself,
 while a restarted twin's restored world waits for the launcher's reconciliation and Unhold. Unhold
 and restarts re-plan from the physical state and the ledger, never from memory.
+
+A cell may tend machines (a printer, a CNC: ``cells.NAME.machines``). A printer whose bed is the
+cell's take station is its source: acquiring a part starts a print for a part id minted in the
+ledger, waits for it and takes it off the bed (start_job, wait_job, unload_machine, then the
+recipe); the recipe tends the others (load_machine, start_job, wait_job, unload_machine). The cell
+stays in Execute while a machine runs its job; it is Suspended, with the machine's reason, while a
+machine is paused at its panel, offline or busy (a tending skill's ``blocked``), and Held on a
+machine's alarm — an Unhold acknowledges the alarm through the machine's API and runs the job again.
+After a restart the steps still to run on a part come from the ledger (which machine it is in,
+which jobs it left), and start_job asks the machine before it starts anything: never twice.
 """
 
 from __future__ import annotations
@@ -41,6 +51,7 @@ from cellctl.faults import LOST_WORLD, NO_FAULT, Fault, FaultKind
 from cellctl.cell.packml import Command, CommandRefused, PackML, State
 from cellctl.devices.sensing import PartSensor
 from cellctl.drivers.contract import Motion, RobotDriver
+from cellctl.drivers.machine import MachineDriver, MachineStatus
 from cellctl.drivers.errors import ConnectionLost, DriverError, LimitViolation, Unreachable
 from cellctl.drivers.types import Vec3
 from cellctl.skills.context import SkillContext
@@ -84,6 +95,7 @@ class CellSetup:
     simulated: bool = True  # the robot is the twin's: a cell Held only for a gone neighbour resumes by itself
     stations: Mapping[str, StationConfig] = field(default_factory=dict)  # for feeds' prefixes (minted ids)
     wall: Callable[[], float] = time.monotonic  # liveness and re-announcement timing (a test passes a virtual one)
+    machine_stations: Mapping[str, str] = field(default_factory=dict)  # tended machine -> its station
 
     @classmethod
     def from_config(cls, config: LineConfig, name: str, driver: RobotDriver, sensor: PartSensor, ledger: L.Ledger,
@@ -92,12 +104,15 @@ class CellSetup:
         """Cell ``name`` of a line config on ``driver``: its skill context (stations, part height,
         sinks) and feed types from the config; ``wiring`` is the rest (neighbours, work order...)."""
         cfg = config.cells[name]
+        machines: Mapping[str, MachineDriver] = wiring.pop("machines", {})  # type: ignore[assignment]
         ctx = SkillContext.create(driver, stations={n: s.position for n, s in config.stations.items()},
                                   part_height=max(t.size[2] for t in config.part_types.values()),
                                   locate=locate, events=events, robot=cfg.robot,
-                                  sinks=frozenset(n for n, s in config.stations.items() if s.sink))
+                                  sinks=frozenset(n for n, s in config.stations.items() if s.sink),
+                                  machines=machines)
         feed_types = {n: s.feed.part_type for n, s in config.stations.items() if s.feed}
-        return cls(name, cfg, ctx, sensor, ledger, feed_types, stations=config.stations, **wiring)
+        return cls(name, cfg, ctx, sensor, ledger, feed_types, stations=config.stations,
+                   machine_stations={m: config.machines[m].station for m in cfg.machines}, **wiring)
 
 
 class Cell:
@@ -114,7 +129,12 @@ class Cell:
         self.stations = setup.stations
         self._last_time = 0.0
         self.custody = Custodian(self.ledger, self.sensor, self.cfg, self.ctx, self.emit, self.driver.now,
-                                 setup.stations)
+                                 setup.stations, setup.machine_stations)
+        self.ctx.tending = self.custody
+        self.machines: Mapping[str, MachineDriver] = self.ctx.machines
+        # a printer whose bed is the take station: the cell's source of parts
+        self.take_machine = next((m for m, st in setup.machine_stations.items() if st == self.cfg.take), None)
+        self._machine_wait = False  # Suspended because a tending skill waits on its machine
         self.part: str | None = None  # the part this cell is working on
         self.phase: Phase | None = None
         self.sequence: SkillSequence | None = None
@@ -193,6 +213,8 @@ class Cell:
         who = f"{user} via {by}" if user else by
         if new_order:
             self.ledger.start_order(self.custody.finished())
+        if command in (Command.UNHOLD, Command.RESET) and self._fault_is(FaultKind.MACHINE_FAULT):
+            self._acknowledge(self.fault.source.removeprefix("machine "))
         if command in (Command.UNHOLD, Command.UNSUSPEND, Command.RESET, Command.CLEAR, Command.START):
             self._clear_fault(f"{command} by {who}")
         if command in (Command.STOP, Command.ABORT, Command.HOLD):
@@ -218,11 +240,25 @@ class Cell:
                 self.emit("command_refused", command=str(command), by=by, reason=str(exc),
                           **({"user": user} if user else {}))
 
+    def _acknowledge(self, name: str) -> None:
+        """An operator resumes after a machine's alarm: the alarm is acknowledged through the
+        machine's API (the part's job runs again once the cell is back in Execute)."""
+        machine = self.machines.get(name)
+        try:
+            if machine is not None and machine.state().status == MachineStatus.FAULT:
+                machine.clear()
+                self.emit("machine_job", part=self.part or "?", machine=name, state="failed",
+                          runs=self.ledger.job_runs(self.part, name) if self.part else 0)
+        except DriverError as exc:  # it stays in its alarm: the job's next look at it holds the cell again
+            self._emit_fault(Fault(FaultKind.MACHINE_FAULT, f"machine {name}: the alarm could not be acknowledged: "
+                                                            f"{exc}", f"machine {name}"))
+
     def _halt(self) -> None:
         """Stop whatever moves; the part stays where it is (in the gripper, if held)."""
         sequence, self.sequence = self.sequence, None
         self.phase = None  # re-plan from the physical state on the way back to Execute
         self._action = None
+        self._machine_wait = False
         self.clear_of_give = False  # stopped wherever it was
         try:
             if sequence is not None:
@@ -247,8 +283,8 @@ class Cell:
 
     # -- recovery ----------------------------------------------------------------------------------
     def reconcile(self) -> None:
-        """Bring the ledger in line with the gripper and stations (after a restart, before Reset)."""
-        self.custody.reconcile(self.downstream)
+        """Bring the ledger in line with the gripper, stations and machines (after a restart, before Reset)."""
+        self.custody.reconcile(self.downstream, self.machines)
 
     # -- links -------------------------------------------------------------------------------------
     def peers(self) -> list[str]:
@@ -369,7 +405,7 @@ class Cell:
         self._raise_fault(Fault(kind, f"{text}: {detail}", source))
         self._twin_back = self._link_back = False
         self.sequence, self.phase, self._action = None, None, None
-        self.clear_of_give = False
+        self.clear_of_give, self._machine_wait = False, False
         if Command.HOLD in self.packml.allowed():
             self.packml.command(Command.HOLD)
 
@@ -468,7 +504,11 @@ class Cell:
 
     def _suspended(self) -> None:
         link = self._neighbour
-        if link is None:  # starved or blocked: back to Execute by itself once a part or room is there
+        if self._machine_wait:  # the tending skill goes on looking at its machine: back when it can go on
+            if self.sequence is None or self.sequence.tick() is not None or self.sequence.blocked() is None:
+                self._machine_wait = False
+                self.command(Command.UNSUSPEND)
+        elif link is None:  # starved or blocked: back to Execute by itself once a part or room is there
             if self._idle_reason() is None:
                 self.command(Command.UNSUSPEND)
         elif link.connected:
@@ -497,6 +537,12 @@ class Cell:
         if self.phase is None:
             self._plan()
         self._phases[self.phase]()
+        if self.sequence is not None and (why := self.sequence.blocked()) is not None:
+            machine = getattr(self.sequence.current.params, "machine", "?")
+            self._raise_fault(Fault(FaultKind.MACHINE_UNAVAILABLE, f"part {self.part}: {why}", f"machine {machine}"))
+            self.command(Command.SUSPEND)
+            self._machine_wait = True
+            return
         self._check_idle()
 
     def _check_idle(self) -> None:
@@ -546,15 +592,44 @@ class Cell:
             # committed (a skill cut off by a lost twin or a halt), or gone
             self.reconcile()
         in_transit = self.ledger.with_state(L.IN_TRANSIT)
+        inside = [c for m, c in self.ledger.in_machines().items() if m != self.take_machine]
         if in_transit:
             self.part, self.phase = in_transit[0].part, Phase.HANDOVER
         elif held.part_present:
             self.part, self.phase = held.part_id or self.custody.part_in_hand(), Phase.WORK
-            self._start(list(self.cfg.recipe))  # resume: already picked
+            self._start(self._remaining(self.part))  # resume: already picked (or taken out of a machine)
+        elif inside:  # in a machine the recipe tends: its job, and on from there
+            self.part, self.phase = inside[0].part, Phase.WORK
+            self._start(self._remaining(self.part))
         else:
             self.part, self.phase = None, Phase.ACQUIRE
 
+    def _remaining(self, part: str) -> list[dict]:
+        """The steps still to run on ``part``, from the ledger: after the ``load_machine`` that put
+        it into the machine it is in, or after the ``unload_machine`` that last took it out of one;
+        with a printer as the source, its print's steps first. A part in the hand with no machine
+        behind it runs the whole recipe (it was just picked)."""
+        steps = [*self._take_steps(), *self.cfg.recipe]
+        c = self.ledger.get(part)
+        for i in range(len(steps) - 1, -1, -1):
+            machine = steps[i].get("params", {}).get("machine")
+            if c is not None and c.state == L.IN_MACHINE:
+                if steps[i]["skill"] == "load_machine" and machine == c.peer:
+                    return steps[i + 1:]
+            elif steps[i]["skill"] == "unload_machine" and self.ledger.job_state(part, machine) == L.JobState.UNLOADED:
+                return steps[i + 1:]
+        to_print = c is None or c.state == L.IN_MACHINE and c.peer == self.take_machine  # (c None: a minted id)
+        return steps if to_print or not self.take_machine else list(self.cfg.recipe)
+
+    def _take_steps(self) -> list[dict]:
+        """With a printer as the source: print the part, wait for it, take it off the bed."""
+        if self.take_machine is None:
+            return []
+        return [{"skill": skill, "params": {"machine": self.take_machine}}
+                for skill in ("start_job", "wait_job", "unload_machine")]
+
     def _start(self, steps: list[dict]) -> None:
+        self.ctx.part = self.part  # the tending skills' jobs are named after it
         self.sequence = SkillSequence(self.ctx, steps)
 
     def _run_sequence(self) -> bool | None:
@@ -567,6 +642,8 @@ class Cell:
             return True
         if result.link_lost:  # the world went away under the skill: Held for it, not a task failure
             self.world_lost(self.lost_kind, f"part {self.part}: {result.reason}")
+        elif result.machine:
+            self._fail(Fault(FaultKind.MACHINE_FAULT, f"part {self.part}: {result.reason}", f"machine {result.machine}"))
         else:
             self._fail(Fault(FaultKind.SKILL_FAILED, f"part {self.part}: {result.reason}", "recipe"))
         return None
@@ -577,6 +654,12 @@ class Cell:
     def _phase_acquire(self) -> None:
         if self._order_done():
             self.packml.complete()
+            return
+        if self.take_machine is not None:  # the part is printed for it: its id minted here, the job named after it
+            self.part = self.custody.inside(self.take_machine) or self.ledger.mint(self.take_machine)
+            self.phase = Phase.WORK
+            self.emit("part_start", part=self.part)
+            self._start(self._remaining(self.part))
             return
         on_take = self.custody.occupant(self.cfg.take)
         if self.upstream is None and on_take is not None:

@@ -15,7 +15,7 @@ import signal
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import zmq
@@ -40,7 +40,9 @@ from cellctl.drivers.clock import Clock, WallClock
 from cellctl.drivers.contract import RobotDriver
 from cellctl.drivers.curve import Keys, check_bind
 from cellctl.drivers.errors import ConnectionLost
+from cellctl.drivers.machine import MachineDriver
 from cellctl.drivers.twin import TwinDriver
+from cellctl.drivers.twin_machine import TwinMachine
 from cellctl.drivers.twin_lockstep import LockstepClock
 from cellctl.skills.events import JsonlSink, make_event
 from cellctl.twin.config import station_sensor
@@ -93,7 +95,8 @@ def run_cell(config_path: str, name: str, twin: str, run_dir: Path, parts: int |
         by_peer = {link.peer: link for link in links.values()}
         cell = Cell(CellSetup.from_config(config, name, driver, world.sensor, ledger, events, world.locate,
                                           upstream=links.get("receiver"), downstream=links.get("sender"),
-                                          work_order=parts, simulated=simulated, wall=wall))
+                                          work_order=parts, simulated=simulated, wall=wall,
+                                          machines=world.machines))
         if not ledger.was_clean():
             cell.reconcile()
             if start and not simulated:
@@ -173,6 +176,7 @@ class World:
     clock: Clock
     locate: Callable[[str], tuple[float, float, float] | None] | None
     twin: TwinDriver | None
+    machines: dict[str, MachineDriver] = field(default_factory=dict)  # the machines the cell tends
 
     def describe(self) -> str:
         return f"twin {self.twin.endpoint}" if self.twin is not None else f"rosbridge {self.driver.url}"
@@ -195,10 +199,15 @@ def open_world(config: LineConfig, name: str, twin: str, rosbridge: str | None, 
                 robot.use_clock(clock)
             else:
                 clock = WallClock(robot.now, mailbox)
+            machines = {m: TwinMachine(twin, m, timeout=TWIN_TIMEOUT_S, keys=keys) for m in cfg.machines}
+            for machine in machines.values():
+                machine.connect()
             try:
                 yield World(robot, _sensors(config, name, robot, TwinPartSensor(robot, config.stations)), clock,
-                            robot.locate, robot)
+                            robot.locate, robot, machines)
             finally:
+                for machine in machines.values():
+                    machine.close()
                 clock.close()
         return
     driver = connect_ros(backend, cfg.robot, config, console)
@@ -218,14 +227,16 @@ def _wired(config: LineConfig, station: str) -> bool:
 
 
 def _sensors(config: LineConfig, name: str, driver: RobotDriver, default: PartSensor) -> PartSensor:
-    """The cell's take and give stations: one whose sensor is wired to the robot's inputs is read
-    through the robot's driver, the others by ``default`` (the twin's world, or ROS topics)."""
+    """The cell's take and give stations (and its machines'): one whose sensor is wired to the
+    robot's inputs is read through the robot's driver, the others by ``default`` (the twin's world,
+    or ROS topics)."""
     cfg = config.cells[name]
     wired = {s: config.stations[s].sensor.io[cfg.robot] for s in (cfg.take, cfg.give) if _wired(config, s)}
     if not wired:
         return default
     io = IoPartSensor(driver, wired)
-    return StationSensors({s: io if s in wired else default for s in (cfg.take, cfg.give)})
+    tended = [config.machines[m].station for m in cfg.machines]
+    return StationSensors({s: io if s in wired else default for s in (cfg.take, cfg.give, *tended)})
 
 
 def _serve_for(control: ControlServer, seconds: float) -> None:

@@ -35,6 +35,10 @@ class CellConfig(Strict):
                                                       "under each neighbour's handoff_timeout")
     hold_after: float = Field(10.0, gt=0, description="wall s Suspended on a gone neighbour before Held")
     part_types: list[str] = Field(default_factory=list, description="part types this cell works on; [] = any")
+    machines: list[str] = Field(default_factory=list, description="machines this cell tends (keys of machines): its "
+                                                                  "recipe loads, starts, waits for and unloads them; a "
+                                                                  "printer whose station is the take station is the "
+                                                                  "cell's source of parts")
 
 
 class LineConfig(SceneConfig):
@@ -67,6 +71,7 @@ class LineConfig(SceneConfig):
                 found.append(Problem(("cells", name, "recipe", i), f"a valid skill step ({message})", cell.recipe[i]))
             found += self._named_in_params(name, cell.recipe)
         found += self._neighbour_problems()
+        found += self._machine_problems()
         ros = sorted(r for r, robot in self.robots.items() if robot.driver.ros is not None)
         if ros and self.twin.mode == "lockstep":
             found.append(Problem(("twin", "mode"), f"realtime: robots reached through ROS ({', '.join(ros)}: "
@@ -93,6 +98,45 @@ class LineConfig(SceneConfig):
                     if isinstance(value, str) and value not in known:
                         found.append(Problem(("cells", cell, "recipe", i, *where, key),
                                              f"one of the {what} {sorted(known)}", value))
+        return found
+
+    def _machine_problems(self) -> list[Problem]:
+        """A machine is tended by one cell, through the twin's API (real machines' drivers are not
+        part of a line config yet); a machine's station as the take station is a printer's; the
+        tending steps name a machine of the cell."""
+        found: list[Problem] = []
+        tended: dict[str, str] = {}
+        for name, cell in self.cells.items():
+            for i, machine in enumerate(cell.machines):
+                where = ("cells", name, "machines", i)
+                if machine not in self.machines:
+                    found.append(Problem(where, f"one of the machines {sorted(self.machines)}", machine))
+                    continue
+                if machine in tended:
+                    found.append(Problem(where, f"a machine no other cell tends (cell {tended[machine]} tends it)",
+                                         machine))
+                tended.setdefault(machine, name)
+                if cell.robot in self.robots and self.robots[cell.robot].driver.ros is not None:
+                    found.append(Problem(where, f"a machine cell {name} reaches through the twin's API (its robot "
+                                                f"{cell.robot} is on ROS: it opens no connection to the twin)", machine))
+            at_take = [m for m, mc in self.machines.items() if mc.station == cell.take]
+            for machine in at_take:
+                if machine not in cell.machines:
+                    found.append(Problem(("cells", name, "machines"), f"to list {machine!r}: the take station "
+                                         f"{cell.take} is its {self.machines[machine].kind}'s station", cell.machines))
+                elif self.machines[machine].kind != "printer":
+                    found.append(Problem(("cells", name, "take"), f"a feed, a neighbour's station or a printer's bed "
+                                         f"(a CNC's fixture is loaded by the recipe: load_machine)", cell.take))
+            if cell.give in {mc.station for mc in self.machines.values()}:
+                found.append(Problem(("cells", name, "give"), "a station that is no machine's (a machine is loaded "
+                                     "by the recipe: load_machine)", cell.give))
+            for i, step in enumerate(cell.recipe):
+                params = step.get("params") if isinstance(step, dict) else None
+                machine = params.get("machine") if isinstance(params, dict) else None
+                if isinstance(machine, str) and machine not in cell.machines:
+                    found.append(Problem(("cells", name, "recipe", i, "params", "machine"),
+                                         f"one of the machines cell {name} tends (cells.{name}.machines: "
+                                         f"{cell.machines})", machine))
         return found
 
     def _address_problems(self) -> list[Problem]:

@@ -36,11 +36,12 @@ def check_reach(config: LineConfig) -> Reach:
         kin = kinematics_for(desc)
         try:
             reference = kin.fk(robot.home_position)
-            for key in ("take", "give"):
-                station = config.stations.get(getattr(cell, key))
-                if station is not None:
+            tended = [(m, config.machines[m].station) for m in cell.machines if m in config.machines]
+            for key, station_name in [("take", cell.take), ("give", cell.give), *tended]:
+                station = config.stations.get(station_name)
+                if station is not None and (key in ("take", "give") or station_name not in (cell.take, cell.give)):
                     _station(found, kin, reference, desc.base, robot.home_position, name, cell.robot, key,
-                             getattr(cell, key), station.position, height)
+                             station_name, station.position, height)
         finally:
             kin.close()
     return found
@@ -50,11 +51,13 @@ def _station(found: Reach, kin, reference: Pose, base: Pose, seed, cell: str, ro
              position, height: float) -> None:
     x, y, z = position
     grip = (x, y, z + height + GRIP_GAP)
+    verb, loc = (f"{key}s at", ("cells", cell, key)) if key in ("take", "give") else \
+        (f"tends machine {key} at", ("cells", cell, "machines"))
     for target in (grip, (x, y, grip[2] + HOVER)):
         try:
             solution = kin.ik(Pose(target, facing(reference, base, target)), seed)
         except Unreachable as exc:
-            found.problems.append(Problem(("cells", cell, key), f"a station robot {robot} can reach", f"{station}: {exc}"))
+            found.problems.append(Problem(loc, f"a station robot {robot} can reach", f"{station}: {exc}"))
             return
         if target is grip:
             tcp = kin.fk(solution).position
@@ -62,8 +65,8 @@ def _station(found: Reach, kin, reference: Pose, base: Pose, seed, cell: str, ro
             above = (tcp[2] - (z + height)) * 100
             verdict = ("reaches the grip pose" if miss <= TOUCH_TOLERANCE
                        else f"stops {miss * 100:.1f} cm from the grip pose, missing the part")
-            found.lines.append(f"cells.{cell} {key}s at {station}: the configured tool {verdict}: TCP {above:.1f} cm "
+            found.lines.append(f"cells.{cell} {verb} {station}: the configured tool {verdict}: TCP {above:.1f} cm "
                                f"above the part's top (the skills' gap {GRIP_GAP * 100:.1f} cm; robots.{robot}.tcp)")
             if miss > TOUCH_TOLERANCE:
-                found.problems.append(Problem(("cells", cell, key), f"a grip pose robot {robot}'s tool reaches within "
+                found.problems.append(Problem(loc, f"a grip pose robot {robot}'s tool reaches within "
                                               f"{TOUCH_TOLERANCE * 100:.1f} cm", f"{station}: {miss * 100:.1f} cm off"))

@@ -1,7 +1,8 @@
 """Custody bookkeeping of one cell: every change to the ledger (with its event), reconciliation with
 the physical state after a restart, and the resync that settles parts in flight with a neighbour
-after a reconnect. The cell decides *when*; this module decides *what the ledger says*, from the
-ledger and the sensors, never from memory."""
+after a reconnect, and the custody of parts inside the machines the cell tends (the tending
+skills report through it: ``cellctl.skills.context.Tending``). The cell decides *when*; this module
+decides *what the ledger says*, from the ledger and the sensors, never from memory."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from cellctl.custody import ledger as L
 from cellctl.handoff.link import HandoffLink
 from cellctl.config.line import CellConfig
 from cellctl.devices.sensing import PartSensor
+from cellctl.drivers.machine import MachineDriver, MachineStatus
 from cellctl.skills.context import SkillContext
 from cellctl.twin.config import StationConfig
 
@@ -21,9 +23,11 @@ UNIDENTIFIED = "?"  # a part rests on a presence-only station and the ledger doe
 class Custodian:
     def __init__(self, ledger: L.Ledger, sensor: PartSensor, cfg: CellConfig, ctx: SkillContext,
                  emit: Callable[..., None], now: Callable[[], float],
-                 stations: Mapping[str, StationConfig] | None = None) -> None:
+                 stations: Mapping[str, StationConfig] | None = None,
+                 machine_stations: Mapping[str, str] | None = None) -> None:
         self.ledger, self.sensor, self.cfg, self.ctx = ledger, sensor, cfg, ctx
         self.stations = stations or {}
+        self.machine_stations = dict(machine_stations or {})  # tended machine -> its station
         self._emit, self._now = emit, now
 
     def change(self, change: str, part: str, *args: object) -> None:
@@ -33,7 +37,10 @@ class Custodian:
 
     def _station(self, change: str, args: tuple) -> str | None:
         """Where the part rests at this change: taken from the take station, placed on (or given on
-        from) the give station; None where no station says (found in the gripper, missing)."""
+        from) the give station, in a machine's station; None where no station says (found in the
+        gripper, missing, taken out of a machine)."""
+        if change == "in_machine":
+            return self.machine_stations.get(args[0])
         if change == "own":
             return None if args[1] == "unknown" else self.cfg.take
         return self.cfg.give if change in ("in_transit", "given", "delivered") else None
@@ -52,6 +59,9 @@ class Custodian:
             return self.sensor.occupant(station)
         if not self.sensor.present(station):
             return None
+        inside = [c.part for c in self.ledger.with_state(L.IN_MACHINE) if self.machine_stations.get(c.peer) == station]
+        if inside:
+            return inside[0]
         if station == self.cfg.give:
             moving = [c.part for c in self.ledger.with_state(L.IN_TRANSIT)]
             if moving:
@@ -74,21 +84,61 @@ class Custodian:
         on_take = self.sensor.occupant(self.cfg.take) if self.sensor.identifies(self.cfg.take) else None
         return next((c.part for c in self.ledger.with_state(L.OWNED) if c.part != on_take), None)
 
+    # -- parts in the machines the cell tends (cellctl.skills.context.Tending) -----------------------
+    def inside(self, machine: str) -> str | None:
+        c = self.ledger.in_machines().get(machine)
+        return c.part if c is not None else None
+
+    def loaded(self, part: str, machine: str) -> None:
+        self.change("in_machine", part, machine)
+
+    def printing(self, part: str, machine: str, part_type: str) -> None:
+        self.ledger.in_machine(part, machine, self._now(), part_type)
+        self._emit("custody", part=part, state=L.IN_MACHINE, station=self.machine_stations.get(machine))
+
+    def job(self, part: str, machine: str, state: str) -> None:
+        if self.ledger.job_state(part, machine) == state:
+            return
+        self.ledger.job(part, machine, L.JobState(state), self._now())
+        self._emit("machine_job", part=part, machine=machine, state=state,
+                   runs=self.ledger.job_runs(part, machine))
+
+    def job_state(self, part: str, machine: str) -> str | None:
+        return self.ledger.job_state(part, machine)
+
+    def unloaded(self, part: str, machine: str, part_type: str) -> None:
+        self.change("out_of_machine", part, part_type)
+
+    def station_occupant(self, station: str) -> str | None:
+        return self.occupant(station)
+
     # -- after a restart ---------------------------------------------------------------------------
-    def reconcile(self, downstream: HandoffLink | None) -> None:
+    def reconcile(self, downstream: HandoffLink | None, machines: Mapping[str, MachineDriver] | None = None) -> None:
         """Bring the ledger in line with the gripper and stations (after a restart, before Reset).
         An OWNED part in the gripper or on the take station stays OWNED; one on the give station was
         placed but not committed: IN_TRANSIT to the neighbour (a sink consumes it: DELIVERED); one a
-        sink took meanwhile is DELIVERED; one nowhere is MISSING (a fault event says so)."""
+        sink took meanwhile is DELIVERED; one in a tended machine's station was loaded but not
+        committed: IN_MACHINE; one nowhere is MISSING (a fault event says so). A part IN_MACHINE
+        that is in the gripper was taken out but not committed: OWNED, as what the machine made of
+        it if its job is done."""
         held = self.ctx.driver.gripper_state()
         in_hand = (held.part_id or self.part_in_hand()) if held.part_present else None
+        for c in self.ledger.with_state(L.IN_MACHINE):
+            if held.part_present and held.part_id == c.part:
+                self._taken_out(c, (machines or {}).get(c.peer))
+                in_hand = c.part
         on_give = self.occupant(self.cfg.give)  # first: a presence-only take must not claim the placed part
         on_take = self.occupant(self.cfg.take, exclude=on_give)
+        in_machines = {m: self.sensor.occupant(s) if self.sensor.identifies(s) else None
+                       for m, s in self.machine_stations.items()}
         sink = self.cfg.give in self.ctx.sinks
         for c in self.ledger.with_state(L.OWNED):
             if c.part in (in_hand, on_take):
                 continue
-            if c.part == on_give and downstream is not None:
+            machine = next((m for m, p in in_machines.items() if p == c.part), None)
+            if machine is not None:
+                self.change("in_machine", c.part, machine)  # loaded, not committed: now it is
+            elif c.part == on_give and downstream is not None:
                 self.change("in_transit", c.part, downstream.peer)  # placed, not committed: now it is
             elif sink and (c.part == on_give or self._gone(c.part)):
                 self.change("delivered", c.part)  # placed on the sink (consumed, or about to be) before the commit
@@ -99,7 +149,16 @@ class Custodian:
         if held.part_present and held.part_id and self.ledger.get(held.part_id) is None:
             self.change("own", held.part_id, "?", "unknown")
         self._emit("reconciled", owned=[c.part for c in self.ledger.with_state(L.OWNED)],
-                   in_transit=[c.part for c in self.ledger.with_state(L.IN_TRANSIT)])
+                   in_transit=[c.part for c in self.ledger.with_state(L.IN_TRANSIT)],
+                   in_machines={m: c.part for m, c in self.ledger.in_machines().items()})
+
+    def _taken_out(self, c: L.Custody, machine: MachineDriver | None) -> None:
+        """A part IN_MACHINE found in the gripper: taken out before the commit."""
+        done = self.ledger.job_state(c.part, c.peer) == L.JobState.DONE
+        if machine is not None and not done:
+            state = machine.state()
+            done = state.job == c.part and state.status == MachineStatus.DONE
+        self.change("out_of_machine", c.part, machine.describe().makes if done and machine is not None else c.part_type)
 
     def _gone(self, part: str) -> bool:
         """Not in the world any more (a sink consumed it): where the backend locates parts, by

@@ -6,7 +6,16 @@ A transfer spans two ledgers in two processes, so it is two-phase:
     sender   OWNED ──(placed on the handoff station)──► IN_TRANSIT ──(StopTransport / resync)──► GIVEN
     receiver                          (TransportFinished received) ──► OWNED ──► ... ──► DELIVERED (sink)
 
-Invariant: a part is never OWNED in two ledgers; after resync exactly one ledger has it OWNED (or it
+A machine the cell tends (a CNC, a printer) holds a part inside this cell's custody:
+
+    OWNED ──(placed in its fixture)──► IN_MACHINE ──(taken out)──► OWNED
+    (a print started for a part id minted here) ──► IN_MACHINE ──(taken off the bed)──► OWNED
+
+``peer`` names the machine, and the ``jobs`` table what its job for the part has done (started,
+done, failed, unloaded), so a restarted cell asks the machine about the right job and never starts
+one twice.
+
+Invariant: a part is never OWNED (or IN_MACHINE) in two ledgers; after resync exactly one ledger has it OWNED (or it
 was DELIVERED). Every change is also appended to a journal, and commits are synchronous (FULL), so
 a change reported to a peer is on disk first. The schema version is ``PRAGMA user_version``.
 """
@@ -21,7 +30,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: IN_MACHINE and the jobs table (a version 1 file is upgraded in place)
 
 
 class CustodyState(StrEnum):
@@ -32,9 +41,20 @@ class CustodyState(StrEnum):
     GIVEN = "GIVEN"
     DELIVERED = "DELIVERED"
     MISSING = "MISSING"
+    IN_MACHINE = "IN_MACHINE"  # inside a machine this cell tends (``peer``: the machine)
 
 
-OWNED, IN_TRANSIT, GIVEN, DELIVERED, MISSING = CustodyState
+OWNED, IN_TRANSIT, GIVEN, DELIVERED, MISSING, IN_MACHINE = CustodyState
+HELD = (OWNED, IN_MACHINE)  # in this cell's custody, in the hand, on its take station or in its machine
+
+
+class JobState(StrEnum):
+    """What a machine's job for a part has done, as this cell saw it (the machine is asked again)."""
+
+    STARTED = "started"
+    DONE = "done"
+    FAILED = "failed"
+    UNLOADED = "unloaded"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS custody (
@@ -44,6 +64,9 @@ CREATE TABLE IF NOT EXISTS journal (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, part TEXT NOT NULL, state TEXT NOT NULL, peer TEXT,
     sim_time REAL NOT NULL, wall_time REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS jobs (
+    part TEXT NOT NULL, machine TEXT NOT NULL, state TEXT NOT NULL, runs INTEGER NOT NULL,
+    sim_time REAL NOT NULL, wall_time REAL NOT NULL, PRIMARY KEY (part, machine));
 """
 
 
@@ -67,7 +90,7 @@ class Ledger:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
-        if version not in (0, SCHEMA_VERSION):
+        if version not in (0, 1, SCHEMA_VERSION):
             raise LedgerError(f"{self.path}: ledger schema version {version}; this cellctl reads version {SCHEMA_VERSION}")
         self._db.executescript(_SCHEMA)
         self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
@@ -157,6 +180,44 @@ class Ledger:
     def delivered(self, part: str, sim_time: float) -> None:
         if self._require(part, (OWNED, DELIVERED)).state == OWNED:
             self._set(part, DELIVERED, sim_time)
+
+    def in_machine(self, part: str, machine: str, sim_time: float, part_type: str | None = None) -> None:
+        """Into ``machine``'s station: a part OWNED here placed in its fixture, or (``part_type``
+        given, the part unknown here) the part a print job started for will become."""
+        current = self.get(part)
+        if current is None and part_type is not None:
+            self._set(part, IN_MACHINE, sim_time, part_type, machine, peer=machine)
+        elif self._require(part, (OWNED, IN_MACHINE)).state == OWNED or current.peer != machine:
+            self._set(part, IN_MACHINE, sim_time, peer=machine)
+
+    def out_of_machine(self, part: str, part_type: str, sim_time: float) -> None:
+        """Taken out of its machine (in the gripper): OWNED again, as the type the job made of it."""
+        if self._require(part, (IN_MACHINE, OWNED)).state == IN_MACHINE:
+            self._set(part, OWNED, sim_time, part_type)
+            self.job(part, self.get(part).peer, JobState.UNLOADED, sim_time)
+
+    def job(self, part: str, machine: str, state: JobState, sim_time: float) -> None:
+        """What ``machine``'s job for ``part`` did (a start counts a run); journalled as ``job:STATE``."""
+        now = time.time()
+        with self._transaction():
+            runs = self._db.execute("SELECT runs FROM jobs WHERE part=? AND machine=?", (part, machine)).fetchone()
+            n = (runs[0] if runs else 0) + (state == JobState.STARTED)
+            self._db.execute("INSERT OR REPLACE INTO jobs VALUES (?, ?, ?, ?, ?, ?)",
+                             (part, machine, state, n, sim_time, now))
+            self._db.execute("INSERT INTO journal (part, state, peer, sim_time, wall_time) VALUES (?, ?, ?, ?, ?)",
+                             (part, f"job:{state}", machine, sim_time, now))
+
+    def job_state(self, part: str, machine: str) -> JobState | None:
+        row = self._db.execute("SELECT state FROM jobs WHERE part=? AND machine=?", (part, machine)).fetchone()
+        return JobState(row[0]) if row else None
+
+    def job_runs(self, part: str, machine: str) -> int:
+        row = self._db.execute("SELECT runs FROM jobs WHERE part=? AND machine=?", (part, machine)).fetchone()
+        return row[0] if row else 0
+
+    def in_machines(self) -> dict[str, Custody]:
+        """machine -> the part inside it (IN_MACHINE here)."""
+        return {c.peer: c for c in self.with_state(IN_MACHINE)}
 
     def missing(self, part: str, sim_time: float) -> None:
         self._set(part, MISSING, sim_time)

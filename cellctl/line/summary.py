@@ -35,7 +35,7 @@ SETTLED_CLEARANCE = 0.05  # m above a station's top within which a part's bottom
 class StrandedPart:
     part: str
     where: str  # a station name, or "gripper of ROBOT"
-    ledger: str | None  # the cell whose ledger holds it (OWNED or IN_TRANSIT), if any
+    ledger: str | None  # the cell whose ledger holds it (OWNED, IN_MACHINE or IN_TRANSIT), if any
     state: str | None
 
 
@@ -71,7 +71,7 @@ def count_parts(config: LineConfig, run_dir: Path, world: WorldState | None) -> 
             counts.lost_parts.append(part)
             continue
         holder = next(((cell, rows[part]) for cell, rows in custody.items()
-                       if rows.get(part) in (L.OWNED, L.IN_TRANSIT)), (None, None))
+                       if rows.get(part) in (*L.HELD, L.IN_TRANSIT)), (None, None))
         counts.stranded_parts.append(StrandedPart(part, where, *holder))
     counts.duplicated_parts = sorted(_duplicated(journals) | {p for p, n in consumed.items() if n > 1})
     counts.lost, counts.stranded = len(counts.lost_parts), len(counts.stranded_parts)
@@ -112,17 +112,18 @@ def custody_states(path: Path) -> dict[str, str]:
 
 def _duplicated(journals: dict[str, list[tuple[float, int, str, str]]]) -> set[str]:
     """Replay every ledger's journal in wall-time order: a part may be OWNED in one ledger at a
-    time (the sender leaves OWNED, for IN_TRANSIT, before the receiver enters it) and DELIVERED once."""
+    time (the sender leaves OWNED, for IN_TRANSIT, before the receiver enters it) and DELIVERED once;
+    a part IN_MACHINE is held by the cell whose machine it is in."""
     merged = sorted((wall, cell, seq, part, state) for cell, rows in journals.items() for wall, seq, part, state in rows)
     owners: defaultdict[str, set[str]] = defaultdict(set)
     delivered: defaultdict[str, set[str]] = defaultdict(set)
     found: set[str] = set()
     for _, cell, _, part, state in merged:
-        if state == L.OWNED:
+        if state in L.HELD:  # a part inside one cell's machine is in that cell's custody
             owners[part].add(cell)
             if len(owners[part]) > 1:
                 found.add(part)
-        else:
+        elif not state.startswith("job:"):  # (a job's progress changes no custody)
             owners[part].discard(cell)
         if state == L.DELIVERED:
             delivered[part].add(cell)

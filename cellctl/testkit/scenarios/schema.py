@@ -98,8 +98,9 @@ class CutLinkFault(Strict):
 class MachineFault(Strict):
     at: Seconds
     machine_fault: str = Field(description="a machine of the line (the twin's machine_fault)")
-    fault: Literal["fail", "offline", "online", "pause", "resume"] = Field(
-        description="fail: its alarm (the job lost); offline / online; pause / resume: its own operator")
+    fault: Literal["fail", "offline", "online", "pause", "resume", "stall"] = Field(
+        description="fail: its alarm (the job lost); offline / online; pause / resume: its own operator; stall: "
+                    "the job runs and never gets further")
     reason: str = Field("scenario machine fault", max_length=200)
 
     def cells(self) -> list[str]:
