@@ -107,7 +107,8 @@ class MachineJob(CellEvent):
     part: str = Field(description="the part, which names the job")
     machine: str
     state: Literal["started", "done", "failed", "unloaded"]
-    runs: int = Field(description="how many times the job was started for this part (a failed one runs again)")
+    runs: int = Field(description="how many times the cell asked the machine to start the job for this part (a "
+                                  "failed one runs again)")
 
 
 class Handoff(CellEvent):

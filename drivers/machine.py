@@ -25,6 +25,9 @@ from typing import Literal, Protocol
 from cellctl.drivers.errors import DriverError
 
 JOB_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # a part id, as the ledgers name parts
+# A simulated machine's faults (scenarios, the twin's machine_fault): its alarm, offline and back, a
+# pause and resume at its own panel, a job that runs and never gets further.
+MachineFaultKind = Literal["fail", "offline", "online", "pause", "resume", "stall"]
 
 
 class MachineStatus(StrEnum):

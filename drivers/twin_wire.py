@@ -19,6 +19,7 @@ from typing import Annotated, Literal
 
 import msgpack
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from cellctl.drivers.machine import MachineFaultKind
 
 VERSION = 1
 
@@ -276,7 +277,7 @@ class MachineFault(Args):
     """A scenario's fault on a twin machine."""
 
     machine: Name
-    fault: Literal["fail", "offline", "online", "pause", "resume"]
+    fault: MachineFaultKind
     reason: str = Field("", max_length=MAX_TEXT)
 
 

@@ -4,7 +4,9 @@ the line must go on from where the world was, not from the config's first frame.
 A checkpoint is one row in a SQLite file (WAL, written in one transaction, so a kill mid-write
 leaves the previous checkpoint): sim time, every part with its pose and holder, each robot's joints,
 gripper and IO, the feeds' counters and the part log (spawns and consumptions are the line's
-own record of what went in and out), and the next motion id (ids are never reused across a
+own record of what went in and out), each machine's job (a print or a cycle goes on where it
+was, as a real machine's controller keeps its job through a network outage) with the jobs it
+started, and the next motion id (ids are never reused across a
 restart, so a stale motion id of a dead twin can never name a new motion).
 
 What it does not hold: running motions (a restart ends them; the cells were Held when the twin went
@@ -16,7 +18,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 SCHEMA_VERSION = 1
@@ -48,11 +50,13 @@ class WorldState:
     log: tuple[dict, ...]  # the part log
     next_motion: int
     fault_seq: int
+    machines: dict[str, dict] = field(default_factory=dict)  # machine -> its state (twin.machines.SimMachine.saved)
 
     def to_json(self) -> str:
         return json.dumps({"steps": self.steps, "parts": [vars(p) for p in self.parts],
                            "robots": {n: vars(r) for n, r in self.robots.items()}, "made": self.made,
-                           "log": list(self.log), "next_motion": self.next_motion, "fault_seq": self.fault_seq})
+                           "log": list(self.log), "next_motion": self.next_motion, "fault_seq": self.fault_seq,
+                           "machines": self.machines})
 
     @classmethod
     def from_json(cls, text: str) -> WorldState:
@@ -60,7 +64,8 @@ class WorldState:
         return cls(d["steps"], tuple(SavedPart(p["id"], p["type"], tuple(p["position"]), tuple(p["orientation"]),
                                                p["held_by"]) for p in d["parts"]),
                    {n: SavedRobot(tuple(r["positions"]), r["gripper"], dict(r["io"])) for n, r in d["robots"].items()},
-                   dict(d["made"]), tuple(d["log"]), int(d["next_motion"]), int(d["fault_seq"]))
+                   dict(d["made"]), tuple(d["log"]), int(d["next_motion"]), int(d["fault_seq"]),
+                   dict(d.get("machines", {})))
 
 
 class CheckpointError(RuntimeError):

@@ -12,14 +12,15 @@ its fixture (its probe would find none); a printer whose bed is not clear when t
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import get_args
 
-from cellctl.drivers.machine import JOB_NAME, MachineError, MachineStatus
+from cellctl.drivers.machine import JOB_NAME, MachineError, MachineFaultKind, MachineStatus
 from cellctl.twin.config import MachineConfig, StationConfig
 from cellctl.twin.parts import Parts
 
 CHECK_EVERY = 10  # steps between looks at the machines (as the feeds)
-FAULTS = ("fail", "offline", "online", "pause", "resume", "stall")
+FAULTS = get_args(MachineFaultKind)
 
 
 @dataclass
@@ -35,6 +36,7 @@ class SimMachine:
     door_open: bool | None = None
     before_offline: MachineStatus | None = None
     stalled: bool = False  # a job that runs and never gets further (a hung controller): the deadline's case
+    started: list[tuple[str, float]] = field(default_factory=list)  # every job it started, with the sim time
 
     def __post_init__(self) -> None:
         self.door_open = False if self.cfg.door else None
@@ -89,6 +91,7 @@ class Machines:
         if refusal is not None:
             raise MachineError(f"machine {name} refuses job {job}: {refusal}")
         m.status, m.job, m.worked, m.since, m.reason, m.stalled = MachineStatus.RUNNING, job, 0.0, now, None, False
+        m.started.append((job, now))
         return {"topic": "machines", "machine": name, "event": "started", "job": job, "time": now}
 
     def stop(self, name: str, now: float) -> dict | None:
@@ -141,6 +144,29 @@ class Machines:
     def _bank(m: SimMachine, now: float) -> None:
         if m.status == MachineStatus.RUNNING and not m.stalled:
             m.worked += now - m.since
+
+    # -- checkpoints -------------------------------------------------------------------------------
+    def saved(self, now: float) -> dict[str, dict]:
+        """Every machine's state for the twin's checkpoint (work done so far banked at ``now``)."""
+        out = {}
+        for name, m in self.by_name.items():
+            worked = m.worked + (now - m.since if m.status == MachineStatus.RUNNING and not m.stalled else 0.0)
+            out[name] = {"status": m.status.value, "job": m.job, "worked": worked, "reason": m.reason,
+                         "door_open": m.door_open, "stalled": m.stalled,
+                         "before_offline": m.before_offline.value if m.before_offline else None,
+                         "started": [list(s) for s in m.started]}
+        return out
+
+    def restore(self, saved: dict[str, dict], now: float) -> None:
+        """Back to a checkpoint's states: a running job goes on from the work it had done."""
+        for name, d in saved.items():
+            if name not in self.by_name:
+                continue
+            m = self.by_name[name]
+            m.status, m.job, m.worked, m.since, m.reason = MachineStatus(d["status"]), d["job"], d["worked"], now, d["reason"]
+            m.door_open, m.stalled = d["door_open"], d["stalled"]
+            m.before_offline = MachineStatus(d["before_offline"]) if d["before_offline"] else None
+            m.started = [(job, at) for job, at in d["started"]]
 
     # -- time --------------------------------------------------------------------------------------
     def update(self, steps: int, now: float) -> list[dict]:

@@ -139,8 +139,9 @@ class TwinServer:
         for ev in events:
             self._pub.send_multipart([ev["topic"].encode(), P.pack(ev)])
         world.events = []
-        if self._checkpoint is not None and any(ev["topic"] == "parts" for ev in events):
-            self._save()  # a part spawned, consumed, attached or released: what went in and out is never lost
+        if self._checkpoint is not None and any(ev["topic"] in ("parts", "machines") for ev in events):
+            self._save()  # a part spawned, consumed, attached or released, a machine's job started or ended:
+            # what went in and out, and what the machines do, is never lost
         return events
 
     def _publish_state(self) -> None:

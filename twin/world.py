@@ -83,7 +83,8 @@ class World:
             pos, orn = self.parts.pose(part_id)
             parts.append(SavedPart(part_id, part.type, tuple(pos), tuple(orn), holders.get(part_id)))
         return WorldState(self.steps, tuple(parts), {n: r.saved() for n, r in self.robots.items()},
-                          self.feeds.made(), tuple(self.feeds.log), self._next_motion_id(), self._fault_seq)
+                          self.feeds.made(), tuple(self.feeds.log), self._next_motion_id(), self._fault_seq,
+                          self.machines.saved(self.time))
 
     def restore(self, state: WorldState, at_steps: int) -> None:
         """Continue from a checkpoint: the parts, robots and feeds as saved, sim time at
@@ -100,6 +101,7 @@ class World:
             if p.held_by in self.robots and state.robots[p.held_by].gripper == "closed":
                 self.robots[p.held_by].gripper.attach(part)  # (one being released falls, as it would have)
         self.feeds.restore(state.made, list(state.log))
+        self.machines.restore(state.machines, self.time)
         self._motion_ids = itertools.count(state.next_motion + MOTION_ID_GAP)
         self._fault_seq = state.fault_seq
 

@@ -247,8 +247,6 @@ class Cell:
         try:
             if machine is not None and machine.state().status == MachineStatus.FAULT:
                 machine.clear()
-                self.emit("machine_job", part=self.part or "?", machine=name, state="failed",
-                          runs=self.ledger.job_runs(self.part, name) if self.part else 0)
         except DriverError as exc:  # it stays in its alarm: the job's next look at it holds the cell again
             self._emit_fault(Fault(FaultKind.MACHINE_FAULT, f"machine {name}: the alarm could not be acknowledged: "
                                                             f"{exc}", f"machine {name}"))

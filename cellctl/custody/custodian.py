@@ -93,12 +93,13 @@ class Custodian:
         self.change("in_machine", part, machine)
 
     def printing(self, part: str, machine: str, part_type: str) -> None:
-        self.ledger.in_machine(part, machine, self._now(), part_type)
-        self._emit("custody", part=part, state=L.IN_MACHINE, station=self.machine_stations.get(machine))
+        if self.ledger.get(part) is None:  # (a print run again after a failed one is in the ledger already)
+            self.ledger.in_machine(part, machine, self._now(), part_type)
+            self._emit("custody", part=part, state=L.IN_MACHINE, station=self.machine_stations.get(machine))
 
     def job(self, part: str, machine: str, state: str) -> None:
-        if self.ledger.job_state(part, machine) == state:
-            return
+        if state != L.JobState.STARTED and self.ledger.job_state(part, machine) == state:
+            return  # (a done seen again after a re-plan; every start is recorded: it counts the runs)
         self.ledger.job(part, machine, L.JobState(state), self._now())
         self._emit("machine_job", part=part, machine=machine, state=state,
                    runs=self.ledger.job_runs(part, machine))

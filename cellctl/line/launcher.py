@@ -45,7 +45,7 @@ from cellctl.config.loader import load_config
 from cellctl.line.orphans import stop_orphans
 from cellctl.line.report import write_report
 from cellctl.line.restart import RestartPolicy
-from cellctl.line.summary import count_parts, custody_states, ok, say
+from cellctl.line.summary import machine_jobs, count_parts, custody_states, ok, say
 from cellctl.line.twin_keeper import TwinKeeper
 from cellctl.line.watchdog import Watchdog, diagnose
 from cellctl.processes.children import AnnouncedProcess, DashboardProcess, ProcessFailed, RosbridgeProcess, TwinProcess
@@ -386,7 +386,7 @@ class Line:
             **counts.to_json(), "finished": finished, "ended": outcome.ended, "diagnosis": outcome.diagnosis,
             "sim_s": round(world.steps / self.config.twin.physics_hz, 3) if world else 0.0,
             "wall_s": round(wall_s, 3), "cells": cells, "restarts": self.restarts, "run_dir": str(self.run_dir),
-            "config": self.config_name,
+            "config": self.config_name, "machine_jobs": machine_jobs(world),
         }
 
     def _cell_states(self) -> dict:

@@ -132,6 +132,12 @@ def _duplicated(journals: dict[str, list[tuple[float, int, str, str]]]) -> set[s
     return found
 
 
+def machine_jobs(world: WorldState | None) -> dict[str, dict[str, int]]:
+    """machine -> job -> how many times the machine started it, by the machine's own record (the
+    twin's checkpoint): a job the tending cell started twice shows as 2 (a failed job run again, too)."""
+    return {name: dict(Counter(job for job, _ in m.get("started", []))) for name, m in (world.machines if world else {}).items()}
+
+
 def ok(summary: dict, parts: int | None) -> bool:
     """The run did what was asked: finished, every part fed came out once, nothing left behind."""
     expected = parts if parts is not None else summary["parts_in"]

@@ -29,6 +29,7 @@ from cellctl.config.loader import ConfigError, load_config, load_model
 from cellctl.config.line import LineConfig
 from cellctl.cell.packml import COMMANDS, STATE_NUMBERS
 from cellctl.drivers.robot_config import Strict
+from cellctl.drivers.machine import MachineFaultKind
 
 MAX_FAULT_TIME = 86_400.0  # sim s
 Seconds = Annotated[float, Field(ge=0, le=MAX_FAULT_TIME, allow_inf_nan=False)]
@@ -98,7 +99,7 @@ class CutLinkFault(Strict):
 class MachineFault(Strict):
     at: Seconds
     machine_fault: str = Field(description="a machine of the line (the twin's machine_fault)")
-    fault: Literal["fail", "offline", "online", "pause", "resume", "stall"] = Field(
+    fault: MachineFaultKind = Field(
         description="fail: its alarm (the job lost); offline / online; pause / resume: its own operator; stall: "
                     "the job runs and never gets further")
     reason: str = Field("scenario machine fault", max_length=200)
