@@ -22,6 +22,9 @@ parts:
   - {id: p1, station: s1}
 """
 
+BUILTIN_SKILLS = ["load_machine", "move_joints", "move_pose", "pick", "place", "start_job", "unload_machine", "wait",
+                  "wait_job"]
+
 CASES = [
     ("version: 2\nrobots: {r1: {model: kuka_iiwa, base: {position: [0, 0, 0]}}}\n",
      ["version: expected 1, found 2"]),
@@ -117,8 +120,7 @@ def test_twin_serve_refuses_non_loopback():
 def test_skills_cli():
     listed = _cellctl("skills", "list")
     assert listed.returncode == 0
-    assert [line.split()[0] for line in listed.stdout.splitlines()] == ["move_joints", "move_pose", "pick", "place",
-                                                                        "wait"]
+    assert [line.split()[0] for line in listed.stdout.splitlines()] == BUILTIN_SKILLS
     shown = _cellctl("skills", "show", "pick")
     assert shown.returncode == 0
     assert "```mermaid\n---\ntitle: skill pick\n---\nstateDiagram-v2\n" in shown.stdout
@@ -169,8 +171,7 @@ def test_a_broken_skill_entry_point_is_one_line_and_the_others_load(tmp_path):
     assert result.returncode == 0 and "Traceback" not in result.stderr
     assert result.stderr.strip() == "cellctl: skill entry point glue = no_such_module:Glue cannot be loaded: " \
                                     "ModuleNotFoundError: No module named 'no_such_module'"
-    assert [line.split()[0] for line in result.stdout.splitlines()] == ["move_joints", "move_pose", "pick", "place",
-                                                                        "wait"]
+    assert [line.split()[0] for line in result.stdout.splitlines()] == BUILTIN_SKILLS
 
 
 @pytest.mark.process

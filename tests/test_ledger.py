@@ -59,7 +59,7 @@ def test_unknown_schema_version_is_refused(tmp_path):
     db = sqlite3.connect(path)
     db.execute("PRAGMA user_version=7")
     db.close()
-    with pytest.raises(LedgerError, match="ledger schema version 7; this cellctl reads version 1"):
+    with pytest.raises(LedgerError, match="ledger schema version 7; this cellctl reads version 2"):
         Ledger(path)
 
 

@@ -71,7 +71,7 @@ class LineConfig(SceneConfig):
                 found.append(Problem(("cells", name, "recipe", i), f"a valid skill step ({message})", cell.recipe[i]))
             found += self._named_in_params(name, cell.recipe)
         found += self._neighbour_problems()
-        found += self._machine_problems()
+        found += self._tending_problems()
         ros = sorted(r for r, robot in self.robots.items() if robot.driver.ros is not None)
         if ros and self.twin.mode == "lockstep":
             found.append(Problem(("twin", "mode"), f"realtime: robots reached through ROS ({', '.join(ros)}: "
@@ -100,7 +100,7 @@ class LineConfig(SceneConfig):
                                              f"one of the {what} {sorted(known)}", value))
         return found
 
-    def _machine_problems(self) -> list[Problem]:
+    def _tending_problems(self) -> list[Problem]:
         """A machine is tended by one cell, through the twin's API (real machines' drivers are not
         part of a line config yet); a machine's station as the take station is a printer's; the
         tending steps name a machine of the cell."""
