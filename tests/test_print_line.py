@@ -4,14 +4,18 @@ puts it on the outfeed. Real processes in lockstep: every part out once, the led
 through both machines, the tending cell SIGKILLed mid-print and mid-cycle (the machines' own record
 shows no job started twice), the printer's alarm (Held with its reason; Unhold runs the print
 again), and a machine paused, offline and stalled (Suspended with the reason, back by itself;
-Held past the job's deadline)."""
+Held past the job's deadline), and the twin killed while the CNC runs (its checkpoint keeps the
+job)."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -119,3 +123,49 @@ expect: {{parts_out: 3, lost: 0, duplicated: 0, stranded: 0, never: [Aborted]}}
     states = [e["dest"] for e in events if e["kind"] == "packml" and e["dest"] in ("Suspended", "Held", "Execute")]
     assert states == ["Execute", "Suspended", "Execute", "Suspended", "Execute", "Held", "Execute"]
     assert summary["machine_jobs"]["cnc1"]["printer1-2"] == 2
+
+
+def test_the_twin_killed_while_the_cnc_runs_restores_the_job_and_it_is_not_started_again(tmp_path):
+    """The twin's checkpoint holds the machines' jobs: a twin SIGKILLed while the CNC machines a part
+    comes back with the job where it was, the tending cell (Held for the lost twin) resumes and
+    waits for that job — the CNC's own record shows every job started once."""
+    run_dir = tmp_path / "run"
+    line = subprocess.Popen([sys.executable, "-m", "cellctl", "run", LINE, "--run-dir", run_dir],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    killed_at = None
+    try:
+        deadline = time.monotonic() + 120
+        while killed_at is None and line.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+            started = [e for e in _events_so_far(run_dir) if e["kind"] == "machine_job" and e["machine"] == "cnc1"
+                       and e["part"] == "printer1-2" and e["state"] == "started"]
+            if started:
+                os.kill(json.loads((run_dir / "pids.json").read_text())["twin"], signal.SIGKILL)
+                killed_at = started[0]["sim_time"]
+        assert line.wait(240) == 0
+    finally:
+        line.kill()
+    assert killed_at is not None, "the CNC never started printer1-2's job"
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["parts_out"] == 3 and summary["lost"] == summary["duplicated"] == summary["stranded"] == 0
+    assert summary["machine_jobs"] == ONCE
+    events = read_events(run_dir)
+    assert any(e["kind"] == "process" and e.get("component") == "twin" and e["event"] == "exited" for e in events)
+    done = [e["sim_time"] for e in _tend(run_dir, "machine_job") if (e["machine"], e["part"], e["state"]) ==
+            ("cnc1", "printer1-2", "done")]
+    assert len(done) == 1 and done[0] > killed_at
+
+
+def _events_so_far(run_dir: Path) -> list[dict]:
+    """The events written so far (a line being written is left for the next look)."""
+    try:
+        lines = (run_dir / "events.jsonl").read_text().splitlines()
+    except FileNotFoundError:
+        return []
+    found = []
+    for line in lines:
+        try:
+            found.append(json.loads(line))
+        except json.JSONDecodeError:
+            pass
+    return found
