@@ -4,7 +4,8 @@ A machine has a station (a printer's bed, a CNC's fixture) where a part rests wh
 it; it takes a part or none (a printer makes one), runs a job named after the part it is for (a
 G-code file or a program, with parameters), reports its state — idle, running with progress, done,
 paused, fault with the machine's own reason, offline — and can be stopped. A door, where it has
-one, is opened for a robot and closed for a job.
+one, is opened for a robot and closed for a job; a spindle, heater or clamp, where it has one, is
+reported so a robot stays out while it works.
 
 What a machine says about its station is only what it can see: a printer does not know whether its
 bed is clear; that comes from the custody ledger or a sensor, never from this contract. A stop
@@ -64,6 +65,7 @@ class MachineState:
     expected: float | None = None  # s the job takes in all, by the machine's own estimate (None: unknown)
     spindle: bool | None = None  # a CNC's spindle turns (None: the machine has none, or does not say)
     heater: bool | None = None  # a printer's hot end or bed heats (None: it has none, or does not say)
+    clamped: bool | None = None  # a CNC's vice or fixture clamps its part (None: it has none, or does not say)
 
     @property
     def busy(self) -> bool:
@@ -83,6 +85,8 @@ class MachineState:
             return "its spindle turns"
         if self.heater:
             return "it heats"
+        if self.clamped:
+            return "its fixture is clamped"
         return None
 
 

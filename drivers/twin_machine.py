@@ -43,7 +43,7 @@ class TwinMachine:
     def state(self) -> MachineState:
         s = self._request("machine_state")
         return MachineState(MachineStatus(s["status"]), s["job"], s["progress"], s["reason"], s["door_open"], s["at"],
-                            s["expected"], s["spindle"], s["heater"])
+                            s["expected"], s["spindle"], s["heater"], s["clamped"])
 
     def start_job(self, job: str, program: str | None = None, params: dict | None = None) -> None:
         """The twin's machines run one program per kind: ``program`` and ``params`` are accepted and

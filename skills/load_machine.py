@@ -1,7 +1,7 @@
 """load_machine: put the held part into a machine's fixture (a CNC's vice), as place does on a
 station, once the machine lets the robot in.
 
-open (its door opened; the interlock: no job running, spindle and heater off) → approach → descend →
+open (its door opened; the interlock: no job running, spindle, heater and clamp off) → approach → descend →
 release (the part is IN_MACHINE in the ledger from here) → retreat. The fixture must be clear, by
 the sensor or the ledger — never by the machine's word."""
 

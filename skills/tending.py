@@ -75,7 +75,7 @@ class Tends(Skill):
 
     def reach_in(self) -> bool:
         """Poll of the step before a robot enters the machine: the door opened (where it has one),
-        then the interlock — no job running, spindle and heater off — from the machine's state."""
+        then the interlock — no job running, spindle, heater and clamp off — from the machine's state."""
         state = self.tended.state()
         if not self.available(state):
             return False

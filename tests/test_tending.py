@@ -63,6 +63,7 @@ def test_a_version_1_ledger_is_upgraded_in_place_and_keeps_its_rows(tmp_path):
     (MachineState(MachineStatus.PAUSED, "p1", 0.5), "job p1 paused on it"),
     (MachineState(MachineStatus.IDLE, door_open=True, spindle=True), "its spindle turns"),
     (MachineState(MachineStatus.IDLE, heater=True), "it heats"),
+    (MachineState(MachineStatus.DONE, "p1", door_open=True, clamped=True), "its fixture is clamped"),
     (MachineState(MachineStatus.OFFLINE, reason="cable"), "it is offline (its state is unknown)"),
 ])
 def test_the_interlock_keeps_the_robot_out_while_a_machine_works_or_its_door_is_shut(state, why):

@@ -53,7 +53,7 @@ class SimMachine:
         return {"status": self.status.value, "job": self.job, "reason": self.reason, "door_open": self.door_open,
                 "progress": round(min(1.0, worked / self.cfg.job_time), 4) if busy else None, "at": now,
                 "expected": self.cfg.job_time, "spindle": None if printer else running,
-                "heater": running if printer else None}
+                "heater": running if printer else None, "clamped": None if printer else busy}
 
 
 class Machines:
