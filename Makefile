@@ -1,7 +1,8 @@
 # Two commands do all set-up: `make demo` and `make test`. Each creates .venv (Python 3.11+)
 # and installs the project there first if needed; `make test` also installs Debian's chromium and
 # chromium-driver when missing (as root: .ci/system-packages), roslibjs (npm) for the
-# independent rosbridge-client test and fetches roslibpy's own test suite (its sdist) to run against
+# independent rosbridge-client test, OctoPrint (its own virtualenv, .cache/octoprint) for the real-printer
+# tests, and fetches roslibpy's own test suite (its sdist) to run against
 # the twin's rosbridge endpoint. `make test` checks the import contracts (pyproject.toml) first.
 PYTHON ?= python3
 VENV := .venv
@@ -15,6 +16,10 @@ ROSLIBPY_SUITE := .cache/roslibpy/.downloaded
 WHEEL_DIR := .cache/wheel
 LINT_SITE := .cache/lint
 PARTNER_VENV := .cache/partner/venv
+# a real OctoPrint with its Virtual Printer for the machine tests, in a virtualenv of its own (its pins
+# may clash with ours)
+OCTOPRINT_VERSION := 1.11.8
+OCTOPRINT_STAMP := .cache/octoprint/venv/.installed
 
 .PHONY: demo check test wheel lint partner clean
 
@@ -34,6 +39,12 @@ $(ROSLIBPY_SUITE): $(STAMP)
 		"roslibpy==$$($(VENV)/bin/python -c 'import roslibpy; print(roslibpy.__version__)')"
 	touch $(ROSLIBPY_SUITE)
 
+$(OCTOPRINT_STAMP):
+	rm -rf .cache/octoprint/venv
+	$(PYTHON) -m venv .cache/octoprint/venv
+	.cache/octoprint/venv/bin/python -m pip install --quiet "octoprint==$(OCTOPRINT_VERSION)"
+	touch $(OCTOPRINT_STAMP)
+
 demo: $(STAMP)
 	$(VENV)/bin/cellctl demo
 
@@ -48,7 +59,7 @@ check: $(STAMP)
 TEST_WORKERS ?= 3
 EVIDENCE := .cache/ci-evidence.log
 
-test: $(STAMP) $(JS_STAMP) $(ROSLIBPY_SUITE)
+test: $(STAMP) $(JS_STAMP) $(ROSLIBPY_SUITE) $(OCTOPRINT_STAMP)
 	.ci/system-packages
 	$(MAKE) lint
 	mkdir -p .cache && rm -f $(EVIDENCE)

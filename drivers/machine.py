@@ -41,7 +41,12 @@ class MachineStatus(StrEnum):
 
 
 class MachineError(DriverError):
-    """A request the machine refused (busy, door open, nothing to work on, offline), with why."""
+    """A request the machine refused (busy, door open, nothing to work on, offline, a wrong API key),
+    with why; ``machine`` names it, so a skill's failure is the machine's (the cell: Held for it)."""
+
+    def __init__(self, message: str = "", machine: str | None = None) -> None:
+        super().__init__(message)
+        self.machine = machine
 
 
 @dataclass(frozen=True)
@@ -126,6 +131,7 @@ class MachineCheck:
 
     machine: MachineDriver
     load: Callable[[], str] | None = None  # puts a part in; returns its id (the job's name)
+    program: str | None = None  # the program its jobs run (a G-code file for a printer behind OctoPrint)
     wait: Callable[[float], None] = time.sleep  # lets this many seconds of the machine's time pass
     passed: list[str] = field(default_factory=list)
 
@@ -160,13 +166,13 @@ def check_machine(check: MachineCheck, job_timeout: float = 60.0) -> list[str]:
     if desc.door:
         m.set_door(False)
     job = check.load() if check.load is not None else "check-1"
-    m.start_job(job)
+    m.start_job(job, check.program)
     state = _until(check, lambda s: s.status != MachineStatus.IDLE, 10.0, "start")
     _require(state.status in (MachineStatus.RUNNING, MachineStatus.DONE) and state.job == job, "start",
              f"after start_job({job!r}): {state}")
     if state.status == MachineStatus.RUNNING:
         try:
-            m.start_job("check-twice")
+            m.start_job("check-twice", check.program)
             _require(False, "busy", "a second job was accepted while one ran")
         except MachineError:
             pass
@@ -182,7 +188,7 @@ def check_machine(check: MachineCheck, job_timeout: float = 60.0) -> list[str]:
     if desc.takes is None:  # a printer: a job stopped half-way (a CNC would need another blank)
         if desc.door:
             m.set_door(False)
-        m.start_job("check-stop")
+        m.start_job("check-stop", check.program)
         _until(check, lambda s: s.status == MachineStatus.RUNNING, 10.0, "stop")
         m.stop()
         state = _until(check, lambda s: not s.busy, 10.0, "stop")
@@ -192,7 +198,7 @@ def check_machine(check: MachineCheck, job_timeout: float = 60.0) -> list[str]:
         m.set_door(False)
         try:
             m.set_door(True)
-            m.start_job("check-door")
+            m.start_job("check-door", check.program)
             _require(False, "door", "a job started with the door open")
         except MachineError:
             check.passed.append("door")

@@ -34,7 +34,7 @@ class TwinMachine:
             return self._client.request(op, machine=self.name, **args)
         except DriverError as exc:
             if exc.code == MACHINE_REFUSED:
-                raise MachineError(str(exc)) from None
+                raise MachineError(str(exc), self.name) from None
             raise
 
     def describe(self) -> MachineDescription:

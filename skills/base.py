@@ -175,9 +175,10 @@ class Skill:
                 self._update()
         except ConnectionLost as exc:
             self._finish("fail", f"{type(exc).__name__} in state {self.state}: {exc}", link_lost=True)
-        except DriverError as exc:
+        except DriverError as exc:  # (a machine's refusal names the machine: the failure is the machine's)
             self._halt()
-            self._finish("fail", f"{type(exc).__name__} in state {self.state}: {exc}")
+            self._finish("fail", f"{type(exc).__name__} in state {self.state}: {exc}",
+                         machine=getattr(exc, "machine", None))
         return self.result
 
     def cancel(self) -> None:

@@ -187,6 +187,31 @@ class TwinConfig(Strict):
         return data
 
 
+class OctoPrintConfig(Strict):
+    """A real 3D printer behind OctoPrint (docs/machines.md): its REST API, with the API key of a
+    user allowed to print, read from a file."""
+
+    url: str = Field(pattern=r"^https?://[^\s/]+(:\d+)?(/.*)?$", description="OctoPrint's address, "
+                     "http://HOST:PORT or https://HOST:PORT")
+    api_key_file: str = Field(description="a file holding the user's API key (one line), relative to the config; "
+                                          "keep it readable by the cell's user only")
+    timeout: float = Field(5.0, gt=0, le=60, description="wall s a request may take before the printer counts as "
+                                                         "offline")
+    program: str | None = Field(None, description="the G-code file a job prints unless start_job names one "
+                                                  "(relative to the config)")
+
+    @field_validator("api_key_file", "program", mode="before")
+    @classmethod
+    def _relative_to_config(cls, value: object, info: ValidationInfo) -> object:
+        return SecurityConfig._relative_to_config(value, info)
+
+
+class MachineDriverConfig(Strict):
+    """How a real machine is reached (none: the twin simulates it)."""
+
+    octoprint: OctoPrintConfig = Field(description="a printer through OctoPrint's REST API")
+
+
 class MachineConfig(Strict):
     """A machine of the line, simulated by the twin (a real one is reached through its own API):
     a 3D printer makes a part on its bed; a CNC turns the part on its fixture into another type.
@@ -195,11 +220,15 @@ class MachineConfig(Strict):
     kind: Literal["printer", "cnc"] = Field(description="printer: a job makes a part; cnc: a job works on the part "
                                                         "in its fixture")
     station: str = Field(description="its bed or fixture: a station of the line (a key of stations)")
-    job_time: float = Field(gt=0, le=86_400, description="sim s a job takes (the twin's machines)")
+    job_time: float = Field(gt=0, le=86_400, description="s a job takes: the twin's machines take this long (sim s); a "
+                                                         "real one's expected time where it gives none")
     makes: str = Field("box", description="the part type a finished job leaves on the station (a key of part_types)")
     takes: str | None = Field(None, description="cnc: the part type it works on (a blank); printer: none")
     door: bool = Field(False, description="it has a door a robot enters through: open while loading and unloading, "
                                           "closed for a job")
+    driver: MachineDriverConfig | None = Field(None, description="a real machine's API (the twin then follows it: "
+                                                                 "a print it finishes puts its part on the twin's "
+                                                                 "bed); none: the twin simulates the machine")
 
 
 class SceneConfig(Strict):
@@ -271,6 +300,12 @@ class SceneConfig(Strict):
                 value = getattr(machine, key)
                 if value is not None and value not in self.part_types:
                     found.append(Problem((*where, key), f"one of the part types {sorted(self.part_types)}", value))
+            if machine.driver is not None and machine.kind != "printer":
+                found.append(Problem((*where, "driver", "octoprint"), "a printer (OctoPrint drives printers)",
+                                     machine.kind))
+            if machine.driver is not None and self.twin.mode == "lockstep":
+                found.append(Problem(("twin", "mode"), f"realtime: machine {name} is real (driver.octoprint) and "
+                                                       f"does not take part in lockstep", self.twin.mode))
             if machine.kind == "cnc" and machine.takes is None:
                 found.append(Problem((*where, "takes"), "the part type the cnc works on (a blank)", None))
             if machine.kind == "printer" and machine.takes is not None:

@@ -4,6 +4,9 @@ in sim time, so in lockstep and realtime alike, behind the same contract as a re
 (``drivers/machine.py``). Scenario faults: a job that fails, a machine that goes offline (and comes
 back), a pause by the machine's own operator.
 
+A machine with a ``driver:`` is real: the twin follows it (``twin/following.py``) and takes no
+requests for it; a print it finishes puts its part on the bed.
+
 What the twin decides here it decides as a machine would: the CNC refuses a job without a blank in
 its fixture (its probe would find none); a printer whose bed is not clear when the job ends faults
 (the print collided) — a printer cannot see its bed before, so it never refuses for that.
@@ -12,11 +15,13 @@ its fixture (its probe would find none); a printer whose bed is not clear when t
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import get_args
 
-from cellctl.drivers.machine import JOB_NAME, MachineError, MachineFaultKind, MachineStatus
+from cellctl.drivers.machine import JOB_NAME, MachineDescription, MachineError, MachineFaultKind, MachineStatus
+from cellctl.drivers.octoprint import OctoPrintMachine
 from cellctl.twin.config import MachineConfig, StationConfig
+from cellctl.twin.following import Follower
 from cellctl.twin.parts import Parts
 
 CHECK_EVERY = 10  # steps between looks at the machines (as the feeds)
@@ -37,6 +42,8 @@ class SimMachine:
     before_offline: MachineStatus | None = None
     stalled: bool = False  # a job that runs and never gets further (a hung controller): the deadline's case
     started: list[tuple[str, float]] = field(default_factory=list)  # every job it started, with the sim time
+    follows: Follower | None = None  # a real machine the twin follows
+    made: set[str] = field(default_factory=set)  # followed printer: the jobs whose part the twin put on the bed
 
     def __post_init__(self) -> None:
         self.door_open = False if self.cfg.door else None
@@ -46,6 +53,9 @@ class SimMachine:
                 "takes": self.cfg.takes, "door": self.cfg.door}
 
     def state(self, now: float) -> dict:
+        if self.follows is not None:
+            real = asdict(self.follows.latest)
+            return {**real, "status": self.follows.latest.status.value, "at": now}
         running = self.status == MachineStatus.RUNNING
         worked = self.worked + (now - self.since if running and not self.stalled else 0.0)
         busy = running or self.status == MachineStatus.PAUSED
@@ -63,15 +73,34 @@ class Machines:
                  record: Callable[[str, str, str, float], dict], occupant: Callable[[StationConfig], str | None]) -> None:
         self.by_name = {n: SimMachine(n, m, stations[m.station]) for n, m in machines.items()}
         self._parts, self._record, self._occupant = parts, record, occupant
+        for name, m in self.by_name.items():
+            if m.cfg.driver is not None:
+                octo = m.cfg.driver.octoprint
+                m.follows = Follower(OctoPrintMachine(
+                    MachineDescription(name, m.cfg.kind, m.cfg.station, m.cfg.makes, m.cfg.takes, m.cfg.door),
+                    octo.url, octo.api_key_file, octo.timeout))
+
+    def close(self) -> None:
+        for m in self.by_name.values():
+            if m.follows is not None:
+                m.follows.close()
 
     def get(self, name: str) -> SimMachine:
         if name not in self.by_name:
             raise KeyError(f"no machine {name!r}; machines: {sorted(self.by_name)}")
         return self.by_name[name]
 
+    def simulated(self, name: str) -> SimMachine:
+        """A machine the twin simulates (a request for a real one is refused: its cell reaches it)."""
+        m = self.get(name)
+        if m.follows is not None:
+            raise MachineError(f"machine {name} is real ({m.cfg.driver.octoprint.url}): the twin follows it and "
+                               f"takes no requests for it")
+        return m
+
     # -- requests ---------------------------------------------------------------------------------
     def start(self, name: str, job: str, now: float) -> dict:
-        m = self.get(name)
+        m = self.simulated(name)
         if not JOB_NAME.fullmatch(job):
             raise MachineError(f"machine {name}: a job is named after its part: letters, digits, _ . - (up to 64)")
         refusal = {MachineStatus.OFFLINE: "it is offline",
@@ -95,21 +124,21 @@ class Machines:
         return {"topic": "machines", "machine": name, "event": "started", "job": job, "time": now}
 
     def stop(self, name: str, now: float) -> dict | None:
-        m = self.get(name)
+        m = self.simulated(name)
         if m.status not in (MachineStatus.RUNNING, MachineStatus.PAUSED):
             return None
         m.status, m.reason, m.stalled = MachineStatus.IDLE, f"job {m.job} stopped", False
         return {"topic": "machines", "machine": name, "event": "stopped", "job": m.job, "time": now}
 
     def clear(self, name: str, now: float) -> dict:
-        m = self.get(name)
+        m = self.simulated(name)
         if m.status in (MachineStatus.RUNNING, MachineStatus.PAUSED, MachineStatus.OFFLINE):
             raise MachineError(f"machine {name}: nothing to clear while {m.status.value}")
         m.status, m.reason = MachineStatus.IDLE, None
         return {"topic": "machines", "machine": name, "event": "cleared", "job": m.job, "time": now}
 
     def set_door(self, name: str, open_: bool) -> None:
-        m = self.get(name)
+        m = self.simulated(name)
         if not m.cfg.door:
             raise MachineError(f"machine {name} has no door")
         if open_ and m.status in (MachineStatus.RUNNING, MachineStatus.PAUSED):
@@ -121,7 +150,7 @@ class Machines:
     def fault(self, name: str, kind: str, reason: str, now: float) -> dict:
         """A scenario's fault: ``fail`` (the machine's alarm, the job lost), ``offline`` /
         ``online``, ``pause`` / ``resume`` (its own operator)."""
-        m = self.get(name)
+        m = self.simulated(name)
         if kind == "fail":
             self._bank(m, now)
             m.status, m.reason = MachineStatus.FAULT, reason or "alarm"
@@ -154,7 +183,7 @@ class Machines:
             out[name] = {"status": m.status.value, "job": m.job, "worked": worked, "reason": m.reason,
                          "door_open": m.door_open, "stalled": m.stalled,
                          "before_offline": m.before_offline.value if m.before_offline else None,
-                         "started": [list(s) for s in m.started]}
+                         "started": [list(s) for s in m.started], "made": sorted(m.made)}
         return out
 
     def restore(self, saved: dict[str, dict], now: float) -> None:
@@ -167,6 +196,7 @@ class Machines:
             m.door_open, m.stalled = d["door_open"], d["stalled"]
             m.before_offline = MachineStatus(d["before_offline"]) if d["before_offline"] else None
             m.started = [(job, at) for job, at in d["started"]]
+            m.made = set(d.get("made", []))
 
     # -- time --------------------------------------------------------------------------------------
     def update(self, steps: int, now: float) -> list[dict]:
@@ -174,10 +204,24 @@ class Machines:
             return []
         events = []
         for name, m in self.by_name.items():
-            if m.status == MachineStatus.RUNNING and not m.stalled and m.worked + now - m.since >= m.cfg.job_time:
+            if m.follows is not None:
+                events += self._follow(name, m, now)
+            elif m.status == MachineStatus.RUNNING and not m.stalled and m.worked + now - m.since >= m.cfg.job_time:
                 m.worked += now - m.since
                 events += self._finish(name, m, now)
         return events
+
+    def _follow(self, name: str, m: SimMachine, now: float) -> list[dict]:
+        """A followed printer's finished print: its part appears on the twin's bed, once."""
+        real = m.follows.latest
+        if real.status != MachineStatus.DONE or real.job is None or real.job in m.made:
+            return []
+        m.made.add(real.job)
+        if self._occupant(m.station) is not None or real.job in self._parts.by_id:
+            return []  # the bed is not clear: the real print would have collided (the real printer says so)
+        self._parts.spawn(real.job, m.cfg.makes, m.station.position)
+        return [self._record("spawned", real.job, m.cfg.station, now),
+                {"topic": "machines", "machine": name, "event": "done", "job": real.job, "time": now}]
 
     def _finish(self, name: str, m: SimMachine, now: float) -> list[dict]:
         here = self._occupant(m.station)

@@ -54,6 +54,7 @@ class World:
         self._contacts: set[tuple] = set()
 
     def close(self) -> None:
+        self.machines.close()
         if self.client >= 0:
             pb.disconnect(self.client)
             self.client = -1

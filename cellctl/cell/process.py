@@ -34,6 +34,7 @@ from cellctl.handoff.link import HandoffLink
 from cellctl.custody.ledger import Ledger
 from cellctl.config.line import LineConfig
 from cellctl.handoff.mailbox import Mailbox
+from cellctl.devices.machines import machine_driver
 from cellctl.devices.robot_backend import connect_ros, ros_backend
 from cellctl.devices.sensing import IoPartSensor, PartSensor, RosPartSensor, StationSensors, TwinPartSensor
 from cellctl.drivers.clock import Clock, WallClock
@@ -42,7 +43,6 @@ from cellctl.drivers.curve import Keys, check_bind
 from cellctl.drivers.errors import ConnectionLost
 from cellctl.drivers.machine import MachineDriver
 from cellctl.drivers.twin import TwinDriver
-from cellctl.drivers.twin_machine import TwinMachine
 from cellctl.drivers.twin_lockstep import LockstepClock
 from cellctl.skills.events import JsonlSink, make_event
 from cellctl.twin.config import station_sensor
@@ -199,7 +199,7 @@ def open_world(config: LineConfig, name: str, twin: str, rosbridge: str | None, 
                 robot.use_clock(clock)
             else:
                 clock = WallClock(robot.now, mailbox)
-            machines = {m: TwinMachine(twin, m, timeout=TWIN_TIMEOUT_S, keys=keys) for m in cfg.machines}
+            machines = {m: machine_driver(config, m, twin, keys, TWIN_TIMEOUT_S) for m in cfg.machines}
             for machine in machines.values():
                 machine.connect()
             try:
