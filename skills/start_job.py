@@ -65,9 +65,14 @@ class StartJob(Tends):
     def poll_start(self) -> bool:
         name, part, tending = self.params.machine, self.part, self.ctx.tending
         state = self.tended.state()
-        if state.job == part and (state.status in (MachineStatus.RUNNING, MachineStatus.PAUSED, MachineStatus.DONE)
-                                  or tending.job_state(part, name) == "done"):
+        ours = tending.job_state(part, name) is not None  # (recorded before the machine is asked to start it)
+        if state.job == part and ours and (state.status in (MachineStatus.RUNNING, MachineStatus.PAUSED,
+                                                            MachineStatus.DONE) or tending.job_state(part, name) == "done"):
             return True  # it runs or ran already: never started twice
+        if state.job == part and not ours and state.busy | (state.status == MachineStatus.DONE):
+            self.fail_machine(f"it shows job {part} {state.status.value}, which this cell's ledger never started (a "
+                              f"job of another run or ledger): clear the machine and its station")
+            return False
         here = tending.station_occupant(self.desc.station)
         if state.status == MachineStatus.DONE and here is None:
             self.ask(self.tended.clear)  # a finished job's part was taken out before its done was acknowledged

@@ -4,7 +4,8 @@ The cell stays in Execute while the job runs (the feedback carries the machine's
 the machine is paused at its panel or offline the skill waits and says why (the cell is Suspended);
 the machine's alarm fails it (Held, with the machine's reason). A job that never ends fails at a
 deadline of running time — ``expected`` (or the machine's own estimate) × ``margin`` + ``grace`` —
-counted only while the machine reports it running, so a pause at the machine does not count."""
+counted only while the machine reports it running, so a pause at the machine does not count, and
+in the machine's own time (a real printer's seconds are wall seconds, whatever the twin's rate)."""
 
 from __future__ import annotations
 
@@ -45,7 +46,8 @@ class WaitJob(Tends):
 
     def poll_waiting(self) -> bool:
         name, part = self.params.machine, self.part
-        state, now = self.tended.state(), self.ctx.now()
+        state = self.tended.state()
+        now = state.at  # the machine's own time: a real printer's job runs in wall time, whatever the twin's rate
         if state.status != MachineStatus.OFFLINE and (state.job != part or state.status == MachineStatus.IDLE):
             if self.ctx.tending.job_state(part, name) == "done":
                 return True  # done and acknowledged before a restart

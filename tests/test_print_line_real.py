@@ -1,0 +1,89 @@
+"""The print line with a real OctoPrint (its Virtual Printer) in place of the twin's printer — by
+its ``driver:`` entry and ``twin.mode: realtime`` only. The twin follows the real printer (a print
+it finishes puts the part on the twin's bed, where the simulated robot takes it). OctoPrint stops
+answering mid-print (SIGSTOP: a network outage) → the tending cell Suspended with the reason, back
+to Execute by itself; a print cancelled at the printer → Held with the reason, an operator's
+Unhold prints the part again. Every part out once."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cellctl.config.paths import CONFIG_DIR
+from cellctl.testkit.harness import read_events
+from tests.helpers.octoprint import gcode, start_octoprint
+from tests.test_print_line import _events_so_far
+
+pytestmark = [pytest.mark.process, pytest.mark.slow, pytest.mark.timeout(600)]
+
+
+def _line(tmp_path: Path, url: str, key_file: Path) -> Path:
+    line = yaml.safe_load((CONFIG_DIR / "print_line.yaml").read_text())
+    line["twin"] = {"mode": "realtime", "rate": 4.0}
+    line["machines"]["printer1"]["driver"] = {"octoprint": {
+        "url": url, "api_key_file": str(key_file), "program": str(gcode(tmp_path / "blank.gcode")), "timeout": 1.0}}
+    path = tmp_path / "print_line_octoprint.yaml"
+    path.write_text(yaml.safe_dump(line, sort_keys=False))
+    return path
+
+
+def _wait(run_dir: Path, what, seconds: float = 120.0) -> dict:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        found = [e for e in _events_so_far(run_dir) if what(e)]
+        if found:
+            return found[0]
+        time.sleep(0.05)
+    raise AssertionError(f"no such event within {seconds}s")
+
+
+def _tend(kind: str, **fields: object):
+    return lambda e: e.get("cell") == "tend" and e["kind"] == kind and all(e.get(k) == v for k, v in fields.items())
+
+
+def test_the_print_line_with_octoprint_s_virtual_printer_suspends_holds_and_delivers_every_part_once(tmp_path):
+    octo = start_octoprint(tmp_path / "octoprint")
+    run_dir = tmp_path / "run"
+    line = subprocess.Popen([sys.executable, "-m", "cellctl", "run", _line(tmp_path, octo.url, octo.key_file),
+                             "--run-dir", run_dir], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        _wait(run_dir, _tend("machine_job", machine="printer1", part="printer1-2", state="started"))
+        time.sleep(1.0)
+        octo.pause()  # OctoPrint stops answering mid-print
+        suspended = _wait(run_dir, _tend("packml", dest="Suspended"), 60)
+        octo.resume()
+        back = _wait(run_dir, lambda e: e.get("cell") == "tend" and e["kind"] == "packml" and e["dest"] == "Execute"
+                     and e["sim_time"] > suspended["sim_time"], 60)
+        _wait(run_dir, _tend("machine_job", machine="printer1", part="printer1-3", state="started"))
+        time.sleep(1.0)
+        assert octo.api("POST", "/api/job", json={"command": "cancel"}).status_code == 204  # at the printer
+        _wait(run_dir, _tend("packml", dest="Held"), 60)
+        unhold = subprocess.run([sys.executable, "-m", "cellctl", "cmd", run_dir, "Unhold", "--cell", "tend"],
+                                capture_output=True, text=True, timeout=60)
+        assert unhold.returncode == 0, unhold.stdout + unhold.stderr
+        out, _ = line.communicate(timeout=300)
+        assert line.returncode == 0, out
+    finally:
+        line.kill()
+        octo.stop()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert (summary["parts_out"], summary["lost"], summary["duplicated"], summary["stranded"]) == (3, 0, 0, 0), out
+    assert summary["machine_jobs"]["cnc1"] == {f"printer1-{i}": 1 for i in (1, 2, 3)}
+    faults = [(e["fault_kind"], e["reason"]) for e in read_events(run_dir) if e.get("cell") == "tend"
+              and e["kind"] == "fault"]
+    assert faults[0][0] == "machine_unavailable" and faults[0][1].startswith(
+        f"part printer1-2: machine printer1 is offline (OctoPrint at {octo.url} does not answer (")
+    assert faults[1] == ("machine_fault", "part printer1-3: step 1 (wait_job) failed: machine printer1: alarm during "
+                                          "job printer1-3: print printer1-3 ended without finishing (cancelled or "
+                                          "failed at the printer)")
+    assert back["sim_time"] > suspended["sim_time"]
+    runs = [e["runs"] for e in read_events(run_dir) if e.get("cell") == "tend" and e["kind"] == "machine_job"
+            and e["machine"] == "printer1" and e["part"] == "printer1-3" and e["state"] == "started"]
+    assert runs == [1, 2]  # the cancelled print, then the one that made the part
