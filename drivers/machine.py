@@ -57,6 +57,7 @@ class MachineDescription:
     makes: str  # the part type a finished job leaves on the station
     takes: str | None  # the part type it works on (None: it makes its part)
     door: bool  # it has a door a robot enters through
+    names_jobs: bool = True  # it reports jobs by name (False: LinuxCNC knows programs only; see start_job)
 
 
 @dataclass(frozen=True)

@@ -69,6 +69,10 @@ class StartJob(Tends):
         if state.job == part and ours and (state.status in (MachineStatus.RUNNING, MachineStatus.PAUSED,
                                                             MachineStatus.DONE) or tending.job_state(part, name) == "done"):
             return True  # it runs or ran already: never started twice
+        if not self.desc.names_jobs and tending.job_state(part, name) == "started" and state.job is None:
+            self.fail_machine(f"it cannot name its jobs, and this cell's ledger has job {part} started on it before "
+                              f"the cell restarted: check whether the part was machined; Unhold runs the job again")
+            return False
         if state.job == part and not ours and state.busy | (state.status == MachineStatus.DONE):
             self.fail_machine(f"it shows job {part} {state.status.value}, which this cell's ledger never started (a "
                               f"job of another run or ledger): clear the machine and its station")

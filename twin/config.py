@@ -13,6 +13,10 @@ from typing import Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
+from cellctl.drivers.linuxcnc import LinuxCncMachine
+from cellctl.drivers.machine import MachineDescription, MachineDriver
+from cellctl.drivers.octoprint import OctoPrintMachine
+
 from cellctl.drivers.curve import Keys
 from cellctl.drivers.robot_config import Problem, RobotConfig, Strict, Vec3
 
@@ -206,10 +210,35 @@ class OctoPrintConfig(Strict):
         return SecurityConfig._relative_to_config(value, info)
 
 
-class MachineDriverConfig(Strict):
-    """How a real machine is reached (none: the twin simulates it)."""
+class LinuxCncConfig(Strict):
+    """A real CNC behind LinuxCNC, reached through linuxcncrsh's text protocol (docs/machines.md)."""
 
-    octoprint: OctoPrintConfig = Field(description="a printer through OctoPrint's REST API")
+    host: str = Field(description="the CNC's PC (linuxcncrsh listens on every address: firewall it to the cell "
+                                  "network)")
+    port: int = Field(5007, ge=1, le=65535, description="linuxcncrsh's --port")
+    password_file: str | None = Field(None, description="two lines: linuxcncrsh's --connectpw and --enablepw "
+                                                        "(relative to the config); none: LinuxCNC's defaults")
+    program: str | None = Field(None, description="the NGC program a job runs unless start_job names one (a path "
+                                                  "on the CNC's PC)")
+    timeout: float = Field(3.0, gt=0, le=60, description="wall s a request may take before the CNC counts as offline")
+
+    @field_validator("password_file", mode="before")
+    @classmethod
+    def _relative_to_config(cls, value: object, info: ValidationInfo) -> object:
+        return SecurityConfig._relative_to_config(value, info)
+
+
+class MachineDriverConfig(Strict):
+    """How a real machine is reached (none: the twin simulates it): one of the keys."""
+
+    octoprint: OctoPrintConfig | None = Field(None, description="a printer through OctoPrint's REST API")
+    linuxcnc: LinuxCncConfig | None = Field(None, description="a CNC through LinuxCNC's linuxcncrsh")
+
+    @model_validator(mode="after")
+    def _one(self) -> MachineDriverConfig:
+        if (self.octoprint is None) == (self.linuxcnc is None):
+            raise ValueError("exactly one of octoprint or linuxcnc")
+        return self
 
 
 class MachineConfig(Strict):
@@ -229,6 +258,21 @@ class MachineConfig(Strict):
     driver: MachineDriverConfig | None = Field(None, description="a real machine's API (the twin then follows it: "
                                                                  "a print it finishes puts its part on the twin's "
                                                                  "bed); none: the twin simulates the machine")
+
+    def description(self, name: str) -> MachineDescription:
+        return MachineDescription(name, self.kind, self.station, self.makes, self.takes, self.door,
+                                  names_jobs=self.driver is None or self.driver.linuxcnc is None)
+
+    def real(self, name: str) -> MachineDriver | None:
+        """The real machine's driver (not yet connected), or None: the twin simulates it."""
+        if self.driver is None:
+            return None
+        if (octo := self.driver.octoprint) is not None:
+            return OctoPrintMachine(self.description(name), octo.url, octo.api_key_file, octo.timeout,
+                                    expected=self.job_time, program=octo.program)
+        cnc = self.driver.linuxcnc
+        return LinuxCncMachine(self.description(name), cnc.host, cnc.port, cnc.password_file, cnc.program,
+                               cnc.timeout, expected=self.job_time)
 
 
 class SceneConfig(Strict):
@@ -300,12 +344,12 @@ class SceneConfig(Strict):
                 value = getattr(machine, key)
                 if value is not None and value not in self.part_types:
                     found.append(Problem((*where, key), f"one of the part types {sorted(self.part_types)}", value))
-            if machine.driver is not None and machine.kind != "printer":
-                found.append(Problem((*where, "driver", "octoprint"), "a printer (OctoPrint drives printers)",
-                                     machine.kind))
+            for key, kind in (("octoprint", "printer"), ("linuxcnc", "cnc")):
+                if machine.driver is not None and getattr(machine.driver, key) is not None and machine.kind != kind:
+                    found.append(Problem((*where, "kind"), f"{kind} (driver.{key} drives a {kind})", machine.kind))
             if machine.driver is not None and self.twin.mode == "lockstep":
-                found.append(Problem(("twin", "mode"), f"realtime: machine {name} is real (driver.octoprint) and "
-                                                       f"does not take part in lockstep", self.twin.mode))
+                found.append(Problem(("twin", "mode"), f"realtime: machine {name} is real (its driver:) and does "
+                                                       f"not take part in lockstep", self.twin.mode))
             if machine.kind == "cnc" and machine.takes is None:
                 found.append(Problem((*where, "takes"), "the part type the cnc works on (a blank)", None))
             if machine.kind == "printer" and machine.takes is not None:

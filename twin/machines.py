@@ -18,8 +18,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import get_args
 
-from cellctl.drivers.machine import JOB_NAME, MachineDescription, MachineError, MachineFaultKind, MachineStatus
-from cellctl.drivers.octoprint import OctoPrintMachine
+from cellctl.drivers.machine import JOB_NAME, MachineError, MachineFaultKind, MachineStatus
 from cellctl.twin.config import MachineConfig, StationConfig
 from cellctl.twin.following import Follower
 from cellctl.twin.parts import Parts
@@ -74,11 +73,9 @@ class Machines:
         self.by_name = {n: SimMachine(n, m, stations[m.station]) for n, m in machines.items()}
         self._parts, self._record, self._occupant = parts, record, occupant
         for name, m in self.by_name.items():
-            if m.cfg.driver is not None:
-                octo = m.cfg.driver.octoprint
-                m.follows = Follower(OctoPrintMachine(
-                    MachineDescription(name, m.cfg.kind, m.cfg.station, m.cfg.makes, m.cfg.takes, m.cfg.door),
-                    octo.url, octo.api_key_file, octo.timeout))
+            real = m.cfg.real(name)
+            if real is not None:
+                m.follows = Follower(real)
 
     def close(self) -> None:
         for m in self.by_name.values():
@@ -94,8 +91,8 @@ class Machines:
         """A machine the twin simulates (a request for a real one is refused: its cell reaches it)."""
         m = self.get(name)
         if m.follows is not None:
-            raise MachineError(f"machine {name} is real ({m.cfg.driver.octoprint.url}): the twin follows it and "
-                               f"takes no requests for it")
+            raise MachineError(f"machine {name} is real (its driver: in the config): the twin follows it and takes "
+                               f"no requests for it")
         return m
 
     # -- requests ---------------------------------------------------------------------------------
@@ -212,8 +209,21 @@ class Machines:
         return events
 
     def _follow(self, name: str, m: SimMachine, now: float) -> list[dict]:
-        """A followed printer's finished print: its part appears on the twin's bed, once."""
-        real = m.follows.latest
+        """What a followed machine did to the twin's world: a printer's finished print appears on
+        the bed, once; a CNC's program that ran to its end (running, then idle or done: LinuxCNC
+        names no jobs) turns the part in its fixture into what it makes."""
+        real, before = m.follows.latest, m.status
+        m.status = real.status
+        if m.cfg.kind == "cnc":
+            ended = before in (MachineStatus.RUNNING, MachineStatus.PAUSED) \
+                and real.status in (MachineStatus.IDLE, MachineStatus.DONE)
+            part = self._occupant(m.station)
+            found = self._parts.by_id.get(part) if part else None
+            if not ended or found is None or found.type != m.cfg.takes:
+                return []
+            self._parts.remove(part)
+            self._parts.spawn(part, m.cfg.makes, m.station.position)
+            return [{"topic": "machines", "machine": name, "event": "done", "job": part, "time": now}]
         if real.status != MachineStatus.DONE or real.job is None or real.job in m.made:
             return []
         m.made.add(real.job)

@@ -242,8 +242,11 @@ class Cell:
 
     def _acknowledge(self, name: str) -> None:
         """An operator resumes after a machine's alarm: the alarm is acknowledged through the
-        machine's API (the part's job runs again once the cell is back in Execute)."""
+        machine's API, and the part's job counts as failed, so it runs again once the cell is back
+        in Execute (unless the machine still runs it)."""
         machine = self.machines.get(name)
+        if self.part is not None and self.ledger.job_state(self.part, name) == L.JobState.STARTED:
+            self.custody.job(self.part, name, L.JobState.FAILED)
         try:
             if machine is not None and machine.state().status == MachineStatus.FAULT:
                 machine.clear()
