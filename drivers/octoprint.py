@@ -134,8 +134,8 @@ class OctoPrintMachine:
         if text in OFFLINE_STATES or text.startswith("Offline"):
             return MachineState(MachineStatus.OFFLINE, reason=f"OctoPrint's printer connection is {text}", **base)
         progress = round(min(1.0, completion / 100.0), 4) if isinstance(completion, (int, float)) else None
-        if text in RUNNING_STATES:
-            return MachineState(MachineStatus.RUNNING, progress=progress, **base)
+        if text in RUNNING_STATES:  # (OctoPrint gives no completion yet in a print's first moment)
+            return MachineState(MachineStatus.RUNNING, progress=progress or 0.0, **base)
         if text in PAUSED_STATES:
             return MachineState(MachineStatus.PAUSED, progress=progress, reason=f"{text.lower()} at the printer", **base)
         if job is None:

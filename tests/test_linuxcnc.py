@@ -19,6 +19,7 @@ from cellctl.drivers.linuxcnc import LinuxCncMachine
 from cellctl.drivers.machine import MachineCheck, MachineDescription, MachineError, MachineStatus, check_machine
 from cellctl.skills.context import SkillContext
 from cellctl.skills.wait_job import WaitJob
+from tests.helpers.machines import until_status
 from tests.helpers.linuxcnc import PORT, linuxcnc, program
 
 pytestmark = pytest.mark.process  # starts LinuxCNC
@@ -57,14 +58,6 @@ def _ready(host: str) -> None:
             time.sleep(0.2)
 
 
-def _until(m: LinuxCncMachine, status: MachineStatus, seconds: float = 30.0):
-    deadline = time.monotonic() + seconds
-    while (state := m.state()).status != status:
-        assert time.monotonic() < deadline, f"still {state} after {seconds}s"
-        time.sleep(0.1)
-    return state
-
-
 def test_check_machine_passes_for_a_cnc_behind_a_real_linuxcnc(machine, cnc):
     host, _ = cnc
     assert machine.state().status == MachineStatus.FAULT  # LinuxCNC starts in E-stop: the operator releases it
@@ -84,7 +77,7 @@ def test_an_e_stop_mid_program_fails_wait_job_blaming_the_machine_with_linuxcnc_
     ctx = SkillContext.create(robot, machines={"cnc1": machine}, tending=_Tending(ledger), part="blank-2")
     machine.start_job("blank-2")
     ledger.job("blank-2", "cnc1", JobState.STARTED, 0.0)
-    assert _until(machine, MachineStatus.RUNNING).spindle is True  # the interlock keeps a robot out now
+    assert until_status(machine, MachineStatus.RUNNING).spindle is True  # the interlock keeps a robot out now
     skill = WaitJob(ctx, {"machine": "cnc1"})
     assert skill.tick() is None and skill.tick() is None  # running: the cell stays in Execute
     _operator(host, "estop on")

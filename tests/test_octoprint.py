@@ -6,12 +6,12 @@ job by name. The print line with this printer in place of the twin's is in test_
 
 from __future__ import annotations
 
-import time
 
 import pytest
 
 from cellctl.drivers.machine import MachineCheck, MachineDescription, MachineError, MachineStatus, check_machine
 from cellctl.drivers.octoprint import OctoPrintMachine
+from tests.helpers.machines import until_status
 from tests.helpers.octoprint import gcode, start_octoprint
 
 pytestmark = pytest.mark.process  # starts OctoPrint
@@ -35,14 +35,6 @@ def printer(octoprint, tmp_path):
         yield machine
 
 
-def _until(machine: OctoPrintMachine, status: MachineStatus, seconds: float = 60.0):
-    deadline = time.monotonic() + seconds
-    while (state := machine.state()).status != status:
-        assert time.monotonic() < deadline, f"still {state} after {seconds}s"
-        time.sleep(0.2)
-    return state
-
-
 def test_check_machine_passes_for_a_printer_behind_a_real_octoprint(printer, tmp_path):
     passed = check_machine(MachineCheck(printer, program=str(gcode(tmp_path / "check.gcode"))))
     assert passed == ["describe", "idle", "busy", "job", "clear", "stop"]
@@ -51,17 +43,17 @@ def test_check_machine_passes_for_a_printer_behind_a_real_octoprint(printer, tmp
 def test_a_print_cancelled_at_the_printer_is_a_fault_until_acknowledged_and_a_new_driver_finds_the_job(
         printer, octoprint, tmp_path):
     printer.start_job("part-7")
-    state = _until(printer, MachineStatus.RUNNING, 10)
+    state = until_status(printer, MachineStatus.RUNNING, 10)
     assert state.job == "part-7" and 0 <= state.progress < 1 and state.expected == 5.0
     assert octoprint.api("POST", "/api/job", json={"command": "cancel"}).status_code == 204  # at the printer
-    state = _until(printer, MachineStatus.FAULT)
+    state = until_status(printer, MachineStatus.FAULT)
     assert state.reason == "print part-7 ended without finishing (cancelled or failed at the printer)"
     with OctoPrintMachine(BED, octoprint.url, octoprint.key_file) as restarted:  # a restarted cell's driver
         assert (restarted.state().status, restarted.state().job) == (MachineStatus.FAULT, "part-7")
     printer.clear()
     assert (printer.state().status, printer.state().job) == (MachineStatus.IDLE, "part-7")
     printer.start_job("part-7")  # run again after the failure: the same name, a new print
-    state = _until(printer, MachineStatus.DONE)
+    state = until_status(printer, MachineStatus.DONE)
     assert state.job == "part-7" and state.progress == 1.0
     with OctoPrintMachine(BED, octoprint.url, octoprint.key_file) as restarted:
         assert restarted.state().status == MachineStatus.DONE  # found by its name, not from memory

@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from tests.helpers.netns import pcs
+from tests.helpers.netns import need_root_and_netns, pcs
 
 PORT = 5007
 START_S = 90.0  # wall s for linuxcncrsh to answer (~10 s here)
@@ -88,6 +88,7 @@ def _stop_namespace(ns: str) -> None:
 @contextlib.contextmanager
 def linuxcnc(base: Path) -> Iterator[str]:
     """LinuxCNC's sim in a namespace; yields the address its linuxcncrsh answers at (port 5007)."""
+    need_root_and_netns()
     if shutil.which("linuxcnc") is None:
         raise AssertionError("linuxcnc is missing: `make test` installs Debian's linuxcnc-uspace (.ci/system-packages)")
     base.mkdir(parents=True, exist_ok=True)
