@@ -11,7 +11,7 @@ machine's operator's, at the machine.
 | LinuxCNC | contract |
 |---|---|
 | no answer | `offline`, with why |
-| E-stop on (during this driver's job, or any time) | `fault`: `E-stop` and LinuxCNC's last error |
+| E-stop on | `fault`: `E-stop on` and LinuxCNC's last error (a job it ended stays a fault until `clear()`) |
 | machine power off | `offline` (`machine power is off`) |
 | program running / paused | `running` / `paused` (job: the one this driver started) |
 | idle after this driver's job ran to its end | `done` until `clear()` |
@@ -35,6 +35,7 @@ from cellctl.drivers.machine import MachineDescription, MachineError, MachineSta
 
 MAX_REPLY = 4096  # bytes of one reply line at most: a server that sends more is broken, not trusted
 START_WAIT_S = 2.0  # wall s for a started program to show as running
+ESTOP = "E-stop on"  # the fault's reason while the E-stop is on (then LinuxCNC's last error, if any)
 
 
 class LinuxCncMachine:
@@ -176,8 +177,8 @@ class LinuxCncMachine:
             error = None if error.upper() in ("OK", "") else error
             if estop == "ON":
                 if self._job is not None and self._outcome is None:
-                    self._outcome, self._reason = MachineStatus.FAULT, "E-stop during job " + self._job
-                return MachineState(MachineStatus.FAULT, reason="E-stop" + (f": {error}" if error else ""), **base)
+                    self._outcome, self._reason = MachineStatus.FAULT, f"job {self._job} ended by an E-stop"
+                return MachineState(MachineStatus.FAULT, reason=ESTOP + (f": {error}" if error else ""), **base)
             if power != "ON":
                 return MachineState(MachineStatus.OFFLINE, reason="machine power is off", **base)
             if program in ("RUNNING", "PAUSED"):
@@ -200,7 +201,7 @@ class LinuxCncMachine:
             raise MachineError(f"machine {self.name}: job {job} needs a program: start_job's program, or "
                                f"driver.linuxcnc.program in the config (an NGC file on the CNC's PC)", self.name)
         state = self.state()
-        if state.status == MachineStatus.FAULT and state.reason and state.reason.startswith("E-stop"):
+        if state.status == MachineStatus.FAULT and state.reason and state.reason.startswith(ESTOP):
             raise MachineError(f"machine {self.name} refuses job {job}: its E-stop is on (release it at the "
                                f"machine)", self.name)
         if state.status not in (MachineStatus.IDLE,):
@@ -239,7 +240,7 @@ class LinuxCncMachine:
 
     def clear(self) -> None:
         state = self.state()
-        if state.status == MachineStatus.FAULT and state.reason and state.reason.startswith("E-stop"):
+        if state.status == MachineStatus.FAULT and state.reason and state.reason.startswith(ESTOP):
             raise MachineError(f"machine {self.name}: its E-stop is on: release it at the machine first", self.name)
         if state.busy or state.status == MachineStatus.OFFLINE:
             raise MachineError(f"machine {self.name}: nothing to clear while {state.status.value}", self.name)

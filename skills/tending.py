@@ -44,7 +44,9 @@ class Tends(Skill):
         return self._blocked
 
     def fail_machine(self, reason: str) -> None:
-        self._finish("fail", f"machine {self.params.machine}: {reason}", machine=self.params.machine)
+        name = self.params.machine
+        said = reason if reason.startswith(f"machine {name}") else f"machine {name}: {reason}"  # (a driver's own words
+        self._finish("fail", said, machine=name)                                                # name it already)
 
     def ask(self, call: Callable[..., None], *args: object) -> bool:
         """A request to the machine; a refusal fails the skill with the machine's words."""

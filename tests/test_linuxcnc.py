@@ -20,9 +20,9 @@ from cellctl.drivers.machine import MachineCheck, MachineDescription, MachineErr
 from cellctl.skills.context import SkillContext
 from cellctl.skills.wait_job import WaitJob
 from tests.helpers.machines import until_status
-from tests.helpers.linuxcnc import PORT, linuxcnc, program
+from tests.helpers.linuxcnc import PORT, linuxcnc, operator, program, ready
 
-pytestmark = pytest.mark.process  # starts LinuxCNC
+pytestmark = [pytest.mark.process, pytest.mark.serial]  # starts LinuxCNC (its realtime thread: alone)
 
 VICE = MachineDescription("cnc1", "cnc", "vice", "machined", "blank", False, names_jobs=False)
 
@@ -41,35 +41,18 @@ def machine(cnc):
         yield m
 
 
-def _operator(host: str, *commands: str) -> None:
-    """The machine's own operator, at its panel: a second linuxcncrsh session."""
-    with LinuxCncMachine(VICE, host, PORT) as panel:
-        for command in commands:
-            panel._set(command)
-
-
-def _ready(host: str) -> None:
-    """The operator releases the E-stop, powers the machine on and homes it (auto mode needs it)."""
-    _operator(host, "estop off", "machine on", "mode manual", "home -1")
-    deadline = time.monotonic() + 30
-    with LinuxCncMachine(VICE, host, PORT) as panel:
-        while panel._get("joint_homed").split()[:3] != ["YES"] * 3:
-            assert time.monotonic() < deadline, "LinuxCNC's joints did not home"
-            time.sleep(0.2)
-
-
 def test_check_machine_passes_for_a_cnc_behind_a_real_linuxcnc(machine, cnc):
     host, _ = cnc
     assert machine.state().status == MachineStatus.FAULT  # LinuxCNC starts in E-stop: the operator releases it
     with pytest.raises(MachineError, match="refuses job part-1: its E-stop is on"):
         machine.start_job("part-1")
-    _ready(host)
+    ready(host)
     assert check_machine(MachineCheck(machine, load=lambda: "blank-1")) == ["describe", "idle", "busy", "job", "clear"]
 
 
 def test_an_e_stop_mid_program_fails_wait_job_blaming_the_machine_with_linuxcnc_s_words(machine, cnc, tmp_path):
     host, _ = cnc
-    _ready(host)
+    ready(host)
     ledger = Ledger(tmp_path / "tend.sqlite")
     ledger.in_machine("blank-2", "cnc1", 0.0, part_type="blank")
     config = load_config(CONFIG_DIR / "demo_cell.yaml")
@@ -80,12 +63,12 @@ def test_an_e_stop_mid_program_fails_wait_job_blaming_the_machine_with_linuxcnc_
     assert until_status(machine, MachineStatus.RUNNING).spindle is True  # the interlock keeps a robot out now
     skill = WaitJob(ctx, {"machine": "cnc1"})
     assert skill.tick() is None and skill.tick() is None  # running: the cell stays in Execute
-    _operator(host, "estop on")
+    operator(host, "estop on")
     deadline = time.monotonic() + 10
     while (result := skill.tick()) is None:
         assert time.monotonic() < deadline
         time.sleep(0.1)
-    assert result.machine == "cnc1" and result.reason.startswith("machine cnc1: alarm during job blank-2: E-stop")
+    assert result.machine == "cnc1" and result.reason.startswith("machine cnc1: alarm during job blank-2: E-stop on")
     assert ledger.job_state("blank-2", "cnc1") == JobState.FAILED
     with pytest.raises(MachineError, match="its E-stop is on: release it at the machine first"):
         machine.clear()
@@ -102,7 +85,7 @@ def test_a_wrong_password_an_unreachable_cnc_and_a_missing_program_are_one_line_
     gone = LinuxCncMachine(VICE, "127.0.0.1", 9, timeout=1.0).state()
     assert gone.status == MachineStatus.OFFLINE and gone.reason.startswith("linuxcncrsh at 127.0.0.1:9 does not "
                                                                            "answer")
-    _ready(host)
+    ready(host)
     with LinuxCncMachine(VICE, host, PORT) as m, pytest.raises(MachineError) as err:
         m.start_job("blank-3", str(base / "nc" / "missing.ngc"))
     assert str(err.value).startswith(f"machine cnc1: linuxcncrsh at {host}:{PORT} cannot open program "

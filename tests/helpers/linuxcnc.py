@@ -1,6 +1,7 @@
 """A real LinuxCNC (Debian's ``linuxcnc-uspace``) in its simulation config, headless with
 ``DISPLAY = linuxcncrsh``, started by a test in a network namespace of its own (linuxcncrsh binds
-every address): the test reaches it at the namespace's address on port 5007. As root, LinuxCNC's
+every address) and an IPC namespace of its own (its shared memory): the test reaches it at the
+namespace's address on port 5007. As root, LinuxCNC's
 realtime process needs a fallback uid (``RTAPI_UID``: nobody) and a FIFO path that uid can write;
 its launcher script wants a terminal (``script`` gives it one). Every process in the namespace is
 stopped by PID at the end (stopping the launcher script leaves its children)."""
@@ -18,12 +19,16 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from cellctl.drivers.linuxcnc import LinuxCncMachine
+from cellctl.drivers.machine import MachineDescription
 from tests.helpers.netns import need_root_and_netns, pcs
 
 PORT = 5007
 START_S = 90.0  # wall s for linuxcncrsh to answer (~10 s here)
 SETTLE_S = 4.0  # wall s after it first answers before it is sent a command
+STOP_S = 20.0  # wall s to stop every process of it
 NOBODY = 65534
+PANEL = MachineDescription("panel", "cnc", "vice", "machined", "blank", False, names_jobs=False)  # the operator's
 
 INI = """\
 [EMC]
@@ -74,15 +79,18 @@ def _answers(host: str) -> bool:
 
 
 def _stop_namespace(ns: str) -> None:
-    pids = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True).stdout.split()
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError, ValueError):
-                os.kill(int(pid), sig)
-        time.sleep(1.0)
+    """Every process in the namespace, by PID, until none is left: LinuxCNC's shutdown script starts
+    new ones (its realtime stop) while the old ones die."""
+    deadline = time.monotonic() + STOP_S
+    while time.monotonic() < deadline:
         pids = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True).stdout.split()
         if not pids:
             return
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(int(pid), signal.SIGKILL)
+        time.sleep(0.3)
+    raise AssertionError(f"processes left in network namespace {ns} after {STOP_S:.0f}s")
 
 
 @contextlib.contextmanager
@@ -102,7 +110,10 @@ def linuxcnc(base: Path) -> Iterator[str]:
     os.chown(fifo, NOBODY, NOBODY)
     with pcs(1, subnet="10.79.0") as [(ns, host)]:
         command = f"env RTAPI_UID={NOBODY} RTAPI_FIFO_PATH={fifo}/fifo linuxcnc {ini}"
-        proc = subprocess.Popen(["ip", "netns", "exec", ns, "script", "-qfc", command, str(base / "linuxcnc.log")],
+        # its own IPC namespace too: LinuxCNC's shared memory is then its own (two tests' LinuxCNCs never
+        # meet), and goes with its last process
+        proc = subprocess.Popen(["ip", "netns", "exec", ns, "unshare", "--ipc", "script", "-qfc", command,
+                                 str(base / "linuxcnc.log")],
                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
                                 cwd=base)
         try:
@@ -114,7 +125,27 @@ def linuxcnc(base: Path) -> Iterator[str]:
             time.sleep(SETTLE_S)  # linuxcncrsh listens before LinuxCNC's task is up: a command then crashes it
             yield host
         finally:
-            _stop_namespace(ns)
-            proc.kill()
-            proc.wait()
-            shutil.rmtree(fifo, ignore_errors=True)
+            try:
+                _stop_namespace(ns)
+            finally:
+                proc.kill()
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(10)
+                shutil.rmtree(fifo, ignore_errors=True)
+
+
+def operator(host: str, *commands: str) -> None:
+    """The machine's own operator, at its panel: a second linuxcncrsh session."""
+    with LinuxCncMachine(PANEL, host, PORT) as panel:
+        for command in commands:
+            panel._set(command)
+
+
+def ready(host: str) -> None:
+    """The operator releases the E-stop, powers the machine on and homes it (auto mode needs it)."""
+    operator(host, "estop off", "machine on", "mode manual", "home -1")
+    deadline = time.monotonic() + 30
+    with LinuxCncMachine(PANEL, host, PORT) as panel:
+        while panel._get("joint_homed").split()[:3] != ["YES"] * 3:
+            assert time.monotonic() < deadline, "LinuxCNC's joints did not home"
+            time.sleep(0.2)
