@@ -45,6 +45,19 @@ def _wait(run_dir: Path, what, seconds: float = 120.0) -> dict:
     raise AssertionError(f"no such event within {seconds}s")
 
 
+def _unhold_and_finish(line: subprocess.Popen, run_dir: Path) -> dict:
+    """The operator's Unhold of the tending cell (`cellctl cmd`), then the line to its end: every part
+    out once. Returns the run's summary."""
+    unhold = subprocess.run([sys.executable, "-m", "cellctl", "cmd", run_dir, "Unhold", "--cell", "tend"],
+                            capture_output=True, text=True, timeout=60)
+    assert unhold.returncode == 0, unhold.stdout + unhold.stderr
+    out, _ = line.communicate(timeout=300)
+    assert line.returncode == 0, out
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert (summary["parts_out"], summary["lost"], summary["duplicated"], summary["stranded"]) == (3, 0, 0, 0), out
+    return summary
+
+
 def _tend(kind: str, **fields: object):
     return lambda e: e.get("cell") == "tend" and e["kind"] == kind and all(e.get(k) == v for k, v in fields.items())
 
@@ -66,16 +79,10 @@ def test_the_print_line_with_octoprint_s_virtual_printer_suspends_holds_and_deli
         time.sleep(1.0)
         assert octo.api("POST", "/api/job", json={"command": "cancel"}).status_code == 204  # at the printer
         _wait(run_dir, _tend("packml", dest="Held"), 60)
-        unhold = subprocess.run([sys.executable, "-m", "cellctl", "cmd", run_dir, "Unhold", "--cell", "tend"],
-                                capture_output=True, text=True, timeout=60)
-        assert unhold.returncode == 0, unhold.stdout + unhold.stderr
-        out, _ = line.communicate(timeout=300)
-        assert line.returncode == 0, out
+        summary = _unhold_and_finish(line, run_dir)
     finally:
         line.kill()
         octo.stop()
-    summary = json.loads((run_dir / "summary.json").read_text())
-    assert (summary["parts_out"], summary["lost"], summary["duplicated"], summary["stranded"]) == (3, 0, 0, 0), out
     assert summary["machine_jobs"]["cnc1"] == {f"printer1-{i}": 1 for i in (1, 2, 3)}
     faults = [(e["fault_kind"], e["reason"]) for e in read_events(run_dir) if e.get("cell") == "tend"
               and e["kind"] == "fault"]
@@ -116,15 +123,9 @@ def test_the_print_line_with_a_real_linuxcnc_holds_on_an_e_stop_and_goes_on_afte
             operator(host, "estop on")
             _wait(run_dir, _tend("packml", dest="Held"), 60)
             ready(host)
-            unhold = subprocess.run([sys.executable, "-m", "cellctl", "cmd", run_dir, "Unhold", "--cell", "tend"],
-                                    capture_output=True, text=True, timeout=60)
-            assert unhold.returncode == 0, unhold.stdout + unhold.stderr
-            out, _ = proc.communicate(timeout=300)
-            assert proc.returncode == 0, out
+            _unhold_and_finish(proc, run_dir)
         finally:
             proc.kill()
-    summary = json.loads((run_dir / "summary.json").read_text())
-    assert (summary["parts_out"], summary["lost"], summary["duplicated"], summary["stranded"]) == (3, 0, 0, 0), out
     faults = [(e["fault_kind"], e["reason"]) for e in read_events(run_dir) if e.get("cell") == "tend"
               and e["kind"] == "fault"]
     # (an E-stop drops the machine's power too: a look between the two may see it powered off first)
