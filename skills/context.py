@@ -37,7 +37,7 @@ class Tending(Protocol):
     def unloaded(self, part: str, machine: str, part_type: str) -> None:
         """``part`` was taken out of ``machine`` (in the gripper), now of ``part_type``."""
 
-    def station_occupant(self, station: str) -> str | None:
+    def occupant(self, station: str) -> str | None:
         """What rests on ``station``, from a sensor or the ledger (never from a machine that
         cannot see it): a part id, "?" for an unidentified one, None when clear."""
 

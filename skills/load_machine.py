@@ -28,7 +28,7 @@ class LoadMachine(Tends, Place):
         self.station = self.desc.station if self.desc is not None else "?"
 
     def preconditions(self) -> list[tuple[str, bool]]:
-        found = self.ctx.tending.station_occupant(self.station) if self.ctx.tending and self.desc else None
+        found = self.ctx.tending.occupant(self.station) if self.ctx.tending and self.desc else None
         return [*self.machine_preconditions(), *super().preconditions(),
                 (f"machine {self.params.machine}'s station {self.station} is clear (found {found})", found is None)]
 

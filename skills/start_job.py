@@ -73,11 +73,11 @@ class StartJob(Tends):
             self.fail_machine(f"it cannot name its jobs, and this cell's ledger has job {part} started on it before "
                               f"the cell restarted: check whether the part was machined; Unhold runs the job again")
             return False
-        if state.job == part and not ours and state.busy | (state.status == MachineStatus.DONE):
+        if state.job == part and not ours and (state.busy or state.status == MachineStatus.DONE):
             self.fail_machine(f"it shows job {part} {state.status.value}, which this cell's ledger never started (a "
                               f"job of another run or ledger): clear the machine and its station")
             return False
-        here = tending.station_occupant(self.desc.station)
+        here = tending.occupant(self.desc.station)
         if state.status == MachineStatus.DONE and here is None:
             self.ask(self.tended.clear)  # a finished job's part was taken out before its done was acknowledged
             return False

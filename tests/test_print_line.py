@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from cellctl.config.paths import CONFIG_DIR
+from cellctl.rundir import EventTail
 from cellctl.testkit.harness import read_events
 
 pytestmark = pytest.mark.process  # starts the launcher, a twin and two cells per run
@@ -132,12 +133,13 @@ def test_the_twin_killed_while_the_cnc_runs_restores_the_job_and_it_is_not_start
     run_dir = tmp_path / "run"
     line = subprocess.Popen([sys.executable, "-m", "cellctl", "run", LINE, "--run-dir", run_dir],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    killed_at = None
+    killed_at, tail, seen = None, EventTail(run_dir / "events.jsonl"), []
     try:
         deadline = time.monotonic() + 120
         while killed_at is None and line.poll() is None and time.monotonic() < deadline:
             time.sleep(0.01)
-            started = [e for e in _events_so_far(run_dir) if e["kind"] == "machine_job" and e["machine"] == "cnc1"
+            seen += tail.read()
+            started = [e for e in seen if e["kind"] == "machine_job" and e["machine"] == "cnc1"
                        and e["part"] == "printer1-2" and e["state"] == "started"]
             if started:
                 os.kill(json.loads((run_dir / "pids.json").read_text())["twin"], signal.SIGKILL)
@@ -155,17 +157,3 @@ def test_the_twin_killed_while_the_cnc_runs_restores_the_job_and_it_is_not_start
             ("cnc1", "printer1-2", "done")]
     assert len(done) == 1 and done[0] > killed_at
 
-
-def _events_so_far(run_dir: Path) -> list[dict]:
-    """The events written so far (a line being written is left for the next look)."""
-    try:
-        lines = (run_dir / "events.jsonl").read_text().splitlines()
-    except FileNotFoundError:
-        return []
-    found = []
-    for line in lines:
-        try:
-            found.append(json.loads(line))
-        except json.JSONDecodeError:
-            pass
-    return found

@@ -17,10 +17,10 @@ import pytest
 import yaml
 
 from cellctl.config.paths import CONFIG_DIR
+from cellctl.rundir import EventTail
 from cellctl.testkit.harness import read_events
 from tests.helpers.linuxcnc import linuxcnc, operator, program, ready
 from tests.helpers.octoprint import gcode, start_octoprint
-from tests.test_print_line import _events_so_far
 
 pytestmark = [pytest.mark.process, pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -36,9 +36,10 @@ def _line(tmp_path: Path, url: str, key_file: Path) -> Path:
 
 
 def _wait(run_dir: Path, what, seconds: float = 120.0) -> dict:
-    deadline = time.monotonic() + seconds
+    deadline, tail, seen = time.monotonic() + seconds, EventTail(run_dir / "events.jsonl"), []
     while time.monotonic() < deadline:
-        found = [e for e in _events_so_far(run_dir) if what(e)]
+        seen += tail.read()
+        found = [e for e in seen if what(e)]
         if found:
             return found[0]
         time.sleep(0.05)

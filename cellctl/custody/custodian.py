@@ -110,9 +110,6 @@ class Custodian:
     def unloaded(self, part: str, machine: str, part_type: str) -> None:
         self.change("out_of_machine", part, part_type)
 
-    def station_occupant(self, station: str) -> str | None:
-        return self.occupant(station)
-
     # -- after a restart ---------------------------------------------------------------------------
     def reconcile(self, downstream: HandoffLink | None, machines: Mapping[str, MachineDriver] | None = None) -> None:
         """Bring the ledger in line with the gripper and stations (after a restart, before Reset).
