@@ -1,5 +1,7 @@
 """A TLS certificate for a server a technician's tablet reaches over the network — the operator's
-page off loopback (and the OPC UA server after it): ``cellctl certs generate --host NAME|IP``.
+page off loopback: ``cellctl certs generate --host NAME|IP``; and an OPC UA application instance
+certificate for the OPC UA server (``--opcua``): RSA 2048 as Basic256Sha256 needs, with the
+application URI in its subject alternative names, made by asyncua's own generator (OPC 10000-6).
 
 Self-signed, for the names and addresses the server is reached by (subject alternative names), an
 ECDSA P-256 key written with mode 600. A site with its own certificate authority gives its own
@@ -61,6 +63,35 @@ def generate(directory: str | Path, hosts: list[str], name: str = "cellctl") -> 
         f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                   serialization.NoEncryption()))
     return crt, pem
+
+
+def application_uri(host: str) -> str:
+    """The OPC UA server's application URI on ``host`` (clients check it against the certificate)."""
+    return f"urn:{host}:cellctl:opcua"
+
+
+def generate_opcua(directory: str | Path, hosts: list[str], name: str = "opcua") -> tuple[Path, Path]:
+    """``DIRECTORY/NAME.der`` (the certificate, DER as OPC UA tools expect) and ``NAME.pem`` (its key)."""
+    from asyncua.crypto.cert_gen import dump_private_key_as_pem, generate_private_key, generate_self_signed_app_certificate
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    names = [_name(h) for h in dict.fromkeys([*hosts, "localhost", "127.0.0.1"])]
+    host = hosts[0] if hosts else "localhost"
+    key = generate_private_key()
+    cert = generate_self_signed_app_certificate(
+        key, f"cellctl OPC UA server {host}", {"O": "cellctl"},
+        [x509.UniformResourceIdentifier(application_uri(host)), *names],
+        [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH], days=VALID_DAYS)
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    der, pem = directory / f"{name}.der", directory / f"{name}.pem"
+    der.write_bytes(cert.public_bytes(serialization.Encoding.DER))
+    fd = os.open(pem, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(dump_private_key_as_pem(key))
+    return der, pem
 
 
 def check_pair(cert: str | Path, key: str | Path) -> None:

@@ -99,6 +99,15 @@ class RunDir:
         return self.path / "dashboard.log"
 
     @property
+    def opcua(self) -> Path:
+        """Where the OPC UA server serves (``{"url", "secured", "login", "cells"}``), while it runs."""
+        return self.path / "opcua.json"
+
+    @property
+    def opcua_log(self) -> Path:
+        return self.path / "opcua.log"
+
+    @property
     def screenshots(self) -> Path:
         """Pictures of the operator's page (the tests save theirs here, a CI artefact)."""
         return self.path / "screenshots"

@@ -13,7 +13,7 @@ from cellctl.certs import CertError, check_pair, generate
 from cellctl.config.loader import load_config
 from cellctl.dashboard.access import MAX_FAILURES, Access
 from cellctl.dashboard.app import Page
-from cellctl.dashboard.feeds import Feeds
+from cellctl.line.feeds import Feeds
 from cellctl.dashboard.view import LineView
 from cellctl.users import Role, Users, UsersFileError
 from tests.conftest import CONFIGS

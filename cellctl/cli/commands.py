@@ -170,7 +170,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             log.error(f"cellctl run: --resume {args.resume}: launcher pid {pid} still supervises this run")
             return EXIT_USAGE
         return run_line(None, run_dir=args.resume, as_json=args.json, timeout=args.timeout,
-                        watchdog_s=args.watchdog, resume=True, dashboard=args.dashboard)
+                        watchdog_s=args.watchdog, resume=True, dashboard=args.dashboard, opcua=args.opcua)
     if args.config is None:
         log.error("cellctl run: give a CONFIG (or --resume RUN_DIR)")
         return EXIT_USAGE
@@ -178,7 +178,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     crash = dict(c.split(":", 1) for c in args.crash)
     return run_line(args.config, args.parts, args.run_dir, args.json, args.timeout, crash, args.driver, args.rate,
-                    args.watchdog, dashboard=args.dashboard)
+                    args.watchdog, dashboard=args.dashboard, opcua=args.opcua)
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
@@ -295,7 +295,10 @@ def cmd_cell_run(args: argparse.Namespace) -> int:
     from cellctl.drivers.errors import DriverError
 
     twin = args.twin or f"tcp://{config.twin.host}:{config.twin.port or DEFAULT_TWIN_PORT}"
+    server = None
     try:
+        if args.opcua is not None:
+            server = _cell_opcua(config, args.cell, Path(args.run_dir), args.opcua)
         return run_cell(args.config, args.cell, twin, Path(args.run_dir), args.parts, args.start,
                         args.exit_when_complete, rosbridge=args.rosbridge, simulated=args.simulated,
                         supervised=args.supervised)
@@ -303,6 +306,33 @@ def cmd_cell_run(args: argparse.Namespace) -> int:
         # the robot or the twin cannot be reached at start-up, a key file, an address: one line
         log.error(f"cellctl cell run: cell {args.cell}: {exc}")
         return EXIT_USAGE
+    finally:
+        if server is not None:
+            server.stop()
+
+
+def _cell_opcua(config, cell: str, run_dir, port: int):
+    """``cellctl cell run --opcua PORT``: the cell's OPC UA server, a process of its own that stops
+    when the cell does (even SIGKILLed: it watches its parent), with the config's ``opcua:``."""
+    import os
+
+    from cellctl.processes.children import OpcuaProcess, ProcessFailed
+
+    o = config.opcua
+    extra = ["--cell", cell, "--parent", str(os.getpid()), "--host", o.host]
+    for flag in ("users", "cert", "key", "trust"):
+        if getattr(o, flag):
+            extra += [f"--{flag}", getattr(o, flag)]
+    extra += ["--anonymous"] if o.anonymous else []
+    extra += ["--keys", config.security.keys, "--as", cell] if config.security else []
+    run_dir.mkdir(parents=True, exist_ok=True)
+    server = OpcuaProcess(run_dir, port, log=run_dir / "opcua.log", extra=extra)
+    try:
+        server.start()
+    except ProcessFailed as exc:
+        raise ValueError(f"its OPC UA server did not start: {exc}") from None
+    log.info(f"cell {cell}: OPC UA (OPC 30050 PackML) at {server.url}")
+    return server
 
 
 def _operator_keys(args: argparse.Namespace):
@@ -510,14 +540,38 @@ def cmd_users_list(args: argparse.Namespace) -> int:
 
 
 def cmd_certs_generate(args: argparse.Namespace) -> int:
-    from cellctl.certs import CertError, generate
+    from cellctl.certs import CertError, generate, generate_opcua
 
     try:
-        crt, key = generate(args.dir, args.host)
+        crt, key = (generate_opcua if args.opcua else generate)(args.dir, args.host)
     except CertError as exc:
         log.error(f"cellctl certs generate: {exc}")
         return EXIT_USAGE
-    print(f"{crt}: the certificate (for {', '.join([*args.host, 'localhost', '127.0.0.1'])}; browsers ask once to "
-          f"trust it)")
-    print(f"{key}: its private key (stays on the page's PC, mode 600)")
+    hosts = ', '.join([*args.host, 'localhost', '127.0.0.1'])
+    if args.opcua:
+        print(f"{crt}: the OPC UA server's application certificate (for {hosts}; copy it into each client's trusted "
+              f"folder)")
+    else:
+        print(f"{crt}: the certificate (for {hosts}; browsers ask once to trust it)")
+    print(f"{key}: its private key (stays on the server's PC, mode 600)")
     return 0
+
+
+def cmd_opcua(args: argparse.Namespace) -> int:
+    from cellctl.certs import CertError
+    from cellctl.config.loader import ConfigError
+    from cellctl.line.addresses import TargetError
+    from cellctl.opcua.serve import OpcuaRefused, serve, serving
+    from cellctl.processes.signals import stop_on_sigterm
+    from cellctl.users import UsersFileError
+
+    stop_on_sigterm()
+    try:
+        return serve(serving(args.target, args.cell, host=args.host, port=args.port, users=args.users, cert=args.cert,
+                             key=args.key, trust=args.trust, anonymous=args.anonymous, keys=_operator_keys(args),
+                             parent=args.parent))
+    except (OpcuaRefused, TargetError, UsersFileError, CertError, ConfigError) as exc:
+        log.error(f"cellctl opcua: {exc}")
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 0

@@ -10,7 +10,7 @@ import logging
 import sys
 
 from cellctl.cli import commands as C
-from cellctl.cli.options import (DEFAULT_TWIN_PORT, EXIT_USAGE, count, port, positive, rate, seconds, sim_time,
+from cellctl.cli.options import (opcua_arg, DEFAULT_TWIN_PORT, EXIT_USAGE, count, port, positive, rate, seconds, sim_time,
                                  watchdog_arg)
 from cellctl.config.paths import DEMO_CONFIG
 
@@ -89,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--supervised", action="store_true",
                    help="started by `cellctl run`: its launcher Unholds the cell once a lost twin is back "
                         "(alone, a simulated cell resumes by itself when the same twin answers again)")
+    opcua_arg(p)
     p.set_defaults(func=C.cmd_cell_run)
 
     p = sub.add_parser("report", help="KPIs and a timeline plot of a run directory (report.md, timeline.png)")
@@ -122,6 +123,25 @@ def build_parser() -> argparse.ArgumentParser:
                    help="whose key pair to use (default operator; an observer's key sees but cannot command)")
     p.set_defaults(func=C.cmd_dashboard)
 
+    p = sub.add_parser("opcua", help="the line's cells as OPC 30050 PackML objects on an OPC UA server (SCADA, MES, "
+                                     "HMIs): state, counts, alarms, PackML methods")
+    p.add_argument("target", help="RUN_DIR, or a CONFIG whose cells have fixed control_port and status_port")
+    p.add_argument("--cell", default=None, help="serve this cell only (default: every cell of TARGET)")
+    p.add_argument("--host", default=None, help="address to serve on (default: the config's opcua.host, 127.0.0.1; "
+                                                "any other needs --users, --cert/--key and --trust)")
+    p.add_argument("--port", type=port, default=4840, help="0 = ephemeral (default 4840)")
+    p.add_argument("--users", default=None, metavar="FILE", help="users who log in (`cellctl users add`); default: "
+                                                                 "the config's opcua.users")
+    p.add_argument("--cert", default=None, help="the server's certificate (`cellctl certs generate --opcua`)")
+    p.add_argument("--key", default=None, help="its private key (PEM)")
+    p.add_argument("--trust", default=None, metavar="DIR", help="the client application certificates accepted")
+    p.add_argument("--anonymous", action="store_true", default=None,
+                   help="with users: let anonymous sessions in to read (never to call a method)")
+    p.add_argument("--keys", default=None, metavar="DIR", help="the line's keys directory, for cells behind CURVE")
+    p.add_argument("--as", default="operator", metavar="NAME", help="whose key pair to use (default operator)")
+    p.add_argument("--parent", type=int, default=None, help=argparse.SUPPRESS)  # stop when this pid is gone
+    p.set_defaults(func=C.cmd_opcua)
+
     users = sub.add_parser("users", help="who may log in to the page (and OPC UA): a file of names, roles and "
                                          "hashed passwords").add_subparsers(dest="users_command", required=True)
     p = users.add_parser("add", help="add a user, or set a user's role and password (asked twice, or from stdin)")
@@ -144,7 +164,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = certs.add_parser("generate", help="a self-signed certificate and key for the names the server is reached by")
     p.add_argument("--host", action="append", default=[], metavar="NAME|IP",
                    help="a host name or address the page is reached by (repeatable; localhost always)")
-    p.add_argument("--dir", default="certs", help="where to write cellctl.crt and cellctl.key (default certs/)")
+    p.add_argument("--dir", default="certs", help="where to write cellctl.crt and cellctl.key, or opcua.der and "
+                                                  "opcua.pem (default certs/)")
+    p.add_argument("--opcua", action="store_true", help="an OPC UA application certificate (RSA, with its application "
+                                                        "URI) for `cellctl opcua`, instead of the page's TLS one")
     p.set_defaults(func=C.cmd_certs_generate)
 
     p = sub.add_parser("where", help="where a part is: its ledgers, its last custody change, its place in the world")
@@ -179,6 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--dashboard", type=port, nargs="?", const=8080, default=None, metavar="PORT",
                        help="serve the operator's page on 127.0.0.1:PORT (default 8080; 0 = ephemeral) while the "
                             "line runs (its URL goes to the console and dashboard.json)")
+        opcua_arg(p)
         watchdog_arg(p)
         p.set_defaults(func=C.cmd_run)
 

@@ -67,3 +67,9 @@ def sim_time(text: str) -> float:
 def rate(text: str) -> float:
     """A rate factor (sim seconds per wall second): finite and above 0."""
     return _above_zero(text, "a factor")
+
+
+def opcua_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--opcua", type=port, nargs="?", const=4840, default=None, metavar="PORT",
+                   help="serve the cells as OPC 30050 PackML objects on OPC UA at the config's opcua.host:PORT "
+                        "(default 4840; 0 = ephemeral) while they run (its URL goes to the console and opcua.json)")

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator
 
 from cellctl.skills.sequence import step_problems
 from cellctl.drivers.curve import is_loopback
 from cellctl.drivers.robot_config import Problem, Strict
-from cellctl.twin.config import SceneConfig
+from cellctl.twin.config import SceneConfig, SecurityConfig
 
 
 class CellConfig(Strict):
@@ -41,9 +41,33 @@ class CellConfig(Strict):
                                                                   "cell's source of parts")
 
 
+class OpcuaConfig(Strict):
+    """How the OPC UA server (``--opcua PORT`` on ``cellctl run`` and ``cellctl cell run``, and
+    ``cellctl opcua``) serves the cells. Off loopback it needs all of users, cert, key and trust.
+    Paths relative to the config file."""
+
+    host: str = Field("127.0.0.1", description="address the OPC UA server binds; not loopback only with users, "
+                                               "cert, key and trust")
+    users: str | None = Field(None, description="users file (`cellctl users add`): operators call the PackML "
+                                                "methods, observers read")
+    cert: str | None = Field(None, description="the server's application certificate (`cellctl certs generate "
+                                               "--opcua`): then Basic256Sha256 sign and encrypt only")
+    key: str | None = Field(None, description="its private key")
+    trust: str | None = Field(None, description="directory of the client application certificates accepted")
+    anonymous: bool = Field(False, description="let anonymous sessions in to read (never to call a method) "
+                                               "where users log in")
+
+    @field_validator("users", "cert", "key", "trust", mode="before")
+    @classmethod
+    def _relative_to_config(cls, value: object, info: ValidationInfo) -> object:
+        return SecurityConfig._relative_to_config(value, info)
+
+
 class LineConfig(SceneConfig):
     cells: dict[str, CellConfig] = Field(default_factory=dict, description="cell name -> cell: a robot that takes, "
                                                                          "works on and gives parts")
+    opcua: OpcuaConfig = Field(default_factory=OpcuaConfig, description="the OPC UA server's address and security "
+                                                                        "(docs/integration.md)")
 
     def problems(self) -> list[Problem]:
         found = super().problems()
@@ -147,6 +171,12 @@ class LineConfig(SceneConfig):
             if self.security is None and not is_loopback(host):
                 found.append(Problem(loc, "a loopback address, or security: {keys: DIR} for CURVE on every socket",
                                      host))
+        o = self.opcua
+        if not is_loopback(o.host):
+            for key in ("users", "cert", "key", "trust"):
+                if getattr(o, key) is None:
+                    found.append(Problem(("opcua", key), f"a path: an OPC UA server on {o.host} (not loopback) "
+                                                         f"needs users, cert, key and trust", None))
         used: dict[tuple[str, int], tuple] = {}
         ports = [(("twin", "port"), self.twin.host, self.twin.port)]
         for n, c in self.cells.items():

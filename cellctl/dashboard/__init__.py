@@ -1,6 +1,6 @@
 """The operator's page: the line live in a browser, with the PackML buttons a technician presses.
 
-``view`` (what the page shows), ``feeds`` (where it comes from: cells' status sockets, the run's
+``view`` (what the page shows; it is fed by ``cellctl.line.feeds``: cells' status sockets, the run's
 events; where commands go), ``access`` (logins, sessions, who may command), ``app`` (the Starlette
 routes and the websocket that pushes changes), ``serve`` (binding rules, TLS, uvicorn). The page
 itself is ``static/``. It reads what any outside client may read, and commands through the cells'

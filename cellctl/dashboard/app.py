@@ -37,7 +37,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from cellctl.cell.packml import Command
 from cellctl.dashboard.access import COOKIE, SESSION_S, Access
-from cellctl.dashboard.feeds import Feeds, Sent
+from cellctl.line.feeds import Feeds, Sent
 from cellctl.dashboard.view import LineView
 
 log = logging.getLogger("cellctl.dashboard")

@@ -21,7 +21,7 @@ from cellctl.certs import check_pair
 from cellctl.config.loader import load_config
 from cellctl.dashboard.access import Access
 from cellctl.dashboard.app import Page
-from cellctl.dashboard.feeds import Feeds
+from cellctl.line.feeds import Feeds
 from cellctl.dashboard.view import LineView
 from cellctl.drivers.curve import Keys, is_loopback
 from cellctl.line.addresses import resolve

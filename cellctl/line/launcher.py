@@ -48,7 +48,8 @@ from cellctl.line.restart import RestartPolicy
 from cellctl.line.summary import machine_jobs, count_parts, custody_states, ok, say
 from cellctl.line.twin_keeper import TwinKeeper
 from cellctl.line.watchdog import Watchdog, diagnose
-from cellctl.processes.children import AnnouncedProcess, DashboardProcess, ProcessFailed, RosbridgeProcess, TwinProcess
+from cellctl.processes.children import (AnnouncedProcess, DashboardProcess, OpcuaProcess, ProcessFailed,
+                                        RosbridgeProcess, TwinProcess)
 from cellctl.processes.crash import ENV as CRASH_ENV
 from cellctl.processes.signals import stop_on_sigterm
 from cellctl.rundir import EventTail, RunDir
@@ -62,6 +63,9 @@ STATUS_EVERY_S = 1.0  # wall s between looks for cells Held because the twin was
 STOP_WAIT_S = 15.0
 TWIN = "twin"  # the twin's name in the restart policy
 DASHBOARD = "dashboard"  # the operator's page's
+OPCUA = "opcua"  # the OPC UA server's
+SIDE = (DASHBOARD, OPCUA)  # servers beside the line: they show it to people and systems; none is needed for it to run
+SIDE_NAMES = {DASHBOARD: "the operator's page", OPCUA: "OPC UA (OPC 30050 PackML)"}
 
 
 def prepare(config: LineConfig, parts: int | None, driver: str = "twin", rate: float = 4.0,
@@ -95,7 +99,8 @@ class Outcome:
 class Line:
     def __init__(self, run_dir: Path, console: Console, crash: dict[str, str] | None = None,
                  watchdog_s: float = WATCHDOG_S, resume: bool = False,
-                 clock: Callable[[], float] = time.monotonic, dashboard: int | None = None) -> None:
+                 clock: Callable[[], float] = time.monotonic, dashboard: int | None = None,
+                 opcua: int | None = None) -> None:
         self.run_dir = Path(run_dir)
         self.rundir = RunDir(self.run_dir)
         self.effective = self.rundir.line_config
@@ -116,8 +121,9 @@ class Line:
         self.procs: dict[str, subprocess.Popen] = {}
         self.due: dict[str, float] = {}  # process name → when the restart policy lets it start again
         self.bridge: RosbridgeProcess | None = None
-        self.dashboard_port = dashboard  # serve the operator's page on this port (None: no page)
-        self.page: DashboardProcess | None = None
+        # the side servers' ports (None: not served), and their processes
+        self.side_ports = {name: p for name, p in ((DASHBOARD, dashboard), (OPCUA, opcua)) if p is not None}
+        self.side: dict[str, AnnouncedProcess] = {}
         self._statuses_at = -STATUS_EVERY_S  # clock: when the cells' statuses were last looked at
         self._delivered = 0
 
@@ -134,14 +140,15 @@ class Line:
     def create(cls, config_path: str, run_dir: Path, parts: int | None, console: Console,
                crash: dict[str, str] | None = None, driver: str = "twin", rate: float = 4.0,
                watchdog_s: float = WATCHDOG_S, participants: Sequence[str] = (),
-               clock: Callable[[], float] = time.monotonic, dashboard: int | None = None) -> Line:
+               clock: Callable[[], float] = time.monotonic, dashboard: int | None = None,
+               opcua: int | None = None) -> Line:
         """A new run directory for ``config_path``."""
         run = RunDir(run_dir)
         run.path.mkdir(parents=True, exist_ok=True)
         effective = prepare(load_config(config_path), parts, driver, rate, participants)
         run.line_config.write_text(yaml.safe_dump(effective, sort_keys=False))
         run.launch.write_text(json.dumps({"driver": driver, "rate": rate, "parts": parts, "config": str(config_path)}))
-        return cls(run.path, console, crash, watchdog_s, clock=clock, dashboard=dashboard)
+        return cls(run.path, console, crash, watchdog_s, clock=clock, dashboard=dashboard, opcua=opcua)
 
     def _emit(self, kind: str, **fields: object) -> None:
         self.events.emit(make_event(kind, None, source="launcher", **fields))
@@ -151,7 +158,7 @@ class Line:
         self.rundir.write_json(self.rundir.pids, {
             "launcher": os.getpid(), "cells": {n: p.pid for n, p in self.procs.items()}, "twin": self.keeper.pid,
             "bridge": self.bridge.pid if self.bridge and self.bridge.proc else None,
-            "dashboard": self.page.pid if self.page and self.page.proc else None})
+            **{name: p.pid if p.proc else None for name, p in self.side.items()}})
 
     def _start_twin(self, restore: bool) -> None:
         self.keeper.start(restore, self.tail.last_sim_time)
@@ -171,24 +178,33 @@ class Line:
         self._emit("process", cell=name, event="started", pid=self.procs[name].pid)
         self._save_pids()
 
-    def _start_page(self) -> None:
-        """The operator's page, a process of its own: it reads the run directory and the cells'
-        status sockets like any outside client, and a page that dies takes nothing else with it."""
-        self.page = DashboardProcess(self.run_dir, self.dashboard_port, log=self.rundir.dashboard_log)
-        self.page.start()
+    def _start_side(self, name: str) -> None:
+        """A side server (the operator's page, OPC UA), a process of its own: it reads the run
+        directory and the cells' sockets like any outside client, and one that dies takes nothing
+        else with it."""
+        port = self.side_ports[name]
+        if name == DASHBOARD:
+            proc: AnnouncedProcess = DashboardProcess(self.run_dir, port, log=self.rundir.dashboard_log)
+        else:
+            keys = ["--keys", self.config.security.keys, "--as", "launcher"] if self.config.security else []
+            proc = OpcuaProcess(self.run_dir, port, log=self.rundir.opcua_log, extra=keys)
+        self.side[name] = proc
+        proc.start()
         self._save_pids()
-        self._emit("process", event="started", pid=self.page.pid, component=DASHBOARD)
-        self.console.print(f"the operator's page: {self.page.url}")
+        self._emit("process", event="started", pid=proc.pid, component=name)
+        self.console.print(f"{SIDE_NAMES[name]}: {proc.info['url']}")
 
-    def _keep_page(self) -> None:
-        if self.page is None or self.page.alive():
-            return
-        if DASHBOARD not in self.due:
-            self._emit("process", event="exited", code=self.page.proc.returncode, component=DASHBOARD)
-            self._schedule_restart(DASHBOARD, self.rundir.dashboard_log, "the operator's page")
-        if self.due[DASHBOARD] <= self.clock():
-            del self.due[DASHBOARD]
-            self._start_page()
+    def _keep_side(self) -> None:
+        for name, proc in self.side.items():
+            if proc.alive():
+                continue
+            if name not in self.due:
+                self._emit("process", event="exited", code=proc.proc.returncode, component=name)
+                self._schedule_restart(name, self.rundir.dashboard_log if name == DASHBOARD else self.rundir.opcua_log,
+                                       SIDE_NAMES[name])
+            if self.due[name] <= self.clock():
+                del self.due[name]
+                self._start_side(name)
 
     def _schedule_restart(self, name: str, log: Path, what: str) -> None:
         """Ask the restart policy when ``name`` may start again; give up on it past its limit."""
@@ -214,8 +230,8 @@ class Line:
                 self.bridge.start()
             for name in self.config.cells:
                 self._start_cell(name, first=not self.resume)
-            if self.dashboard_port is not None:
-                self._start_page()
+            for name in self.side_ports:
+                self._start_side(name)
             outcome = self._supervise(started, timeout)
         except KeyboardInterrupt:
             self.console.print("stopping the line (Ctrl-C)")
@@ -239,7 +255,7 @@ class Line:
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=self.console, transient=True) as progress:
             task = progress.add_task("parts out", total=total)
-            while self.procs or any(name not in (TWIN, DASHBOARD) for name in self.due):
+            while self.procs or any(name not in (TWIN, *SIDE) for name in self.due):
                 outcome = self.step(started, timeout)
                 progress.update(task, completed=self._delivered)
                 if outcome is not None:
@@ -255,7 +271,7 @@ class Line:
         self._delivered += sum(1 for e in events if e.get("kind") == "custody" and e.get("state") == "DELIVERED")
         self._reap_cells()
         self._keep_twin()
-        self._keep_page()
+        self._keep_side()
         self._start_due_cells()
         if (ended := self._look_at_cells()) is not None:
             return ended
@@ -295,7 +311,7 @@ class Line:
         if not self.keeper.alive():
             return  # a cell starts against a live twin
         for name, due in list(self.due.items()):
-            if name not in (TWIN, DASHBOARD) and due <= self.clock():
+            if name not in (TWIN, *SIDE) and due <= self.clock():
                 del self.due[name]
                 self._start_cell(name, first=False)
 
@@ -372,7 +388,7 @@ class Line:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-        for child in (self.page, self.bridge, self.keeper.twin):
+        for child in (*self.side.values(), self.bridge, self.keeper.twin):
             if isinstance(child, AnnouncedProcess):
                 child.stop(STOP_WAIT_S)
 
@@ -403,17 +419,17 @@ class Line:
 def run_line(config_path: str | None, parts: int | None = None, run_dir: str | None = None, as_json: bool = False,
              timeout: float = 900.0, crash: dict[str, str] | None = None, driver: str = "twin",
              rate: float = 4.0, watchdog_s: float = WATCHDOG_S, resume: bool = False,
-             dashboard: int | None = None) -> int:
+             dashboard: int | None = None, opcua: int | None = None) -> int:
     """``cellctl run`` (and ``demo``); with ``resume`` the line of ``run_dir`` goes on."""
     console = Console(stderr=True, highlight=False)
     stop_on_sigterm()
     directory = Path(run_dir) if run_dir else Path("runs") / time.strftime("%Y%m%d-%H%M%S")
     if resume:
-        line = Line(directory, console, watchdog_s=watchdog_s, resume=True, dashboard=dashboard)
+        line = Line(directory, console, watchdog_s=watchdog_s, resume=True, dashboard=dashboard, opcua=opcua)
         console.print(f"line {line.effective}: resuming, {len(line.config.cells)} cells")
     else:
         line = Line.create(config_path, directory, parts, console, crash, driver, rate, watchdog_s,
-                           dashboard=dashboard)
+                           dashboard=dashboard, opcua=opcua)
         console.print(f"line {config_path}: {len(line.config.cells)} cells, run directory {directory}")
     s = line.run(timeout)
     say(console, s)

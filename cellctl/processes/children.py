@@ -135,6 +135,24 @@ class DashboardProcess(AnnouncedProcess):
         return self.info["url"]
 
 
+OPCUA_READY = "CELLCTL-OPCUA-READY "  # + {"url", "secured", "login", "cells"}: the OPC UA server serves
+
+
+class OpcuaProcess(AnnouncedProcess):
+    """``cellctl opcua TARGET`` beside a line (``cellctl run --opcua PORT``) or a cell (``cellctl
+    cell run --opcua PORT``, then ``--cell`` and ``--parent``: it stops when the cell is gone)."""
+
+    prefix = OPCUA_READY
+
+    def __init__(self, target: Path, port: int = 0, log: Path | None = None, extra: list[str] | None = None) -> None:
+        super().__init__([sys.executable, "-m", "cellctl", "opcua", str(target), "--port", str(port), *(extra or [])],
+                         log=log)
+
+    @property
+    def url(self) -> str:
+        return self.info["url"]
+
+
 class TwinProcess(AnnouncedProcess):
     """A twin server in its own process, on ephemeral loopback ports unless told otherwise.
 
