@@ -81,7 +81,7 @@ def generate_opcua(directory: str | Path, hosts: list[str], name: str = "opcua")
     host = hosts[0] if hosts else "localhost"
     key = generate_private_key()
     cert = generate_self_signed_app_certificate(
-        key, f"cellctl OPC UA server {host}", {"O": "cellctl"},
+        key, f"cellctl OPC UA server {host}", {"organizationName": "cellctl"},
         [x509.UniformResourceIdentifier(application_uri(host)), *names],
         [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH], days=VALID_DAYS)
     directory = Path(directory)

@@ -569,7 +569,7 @@ def cmd_opcua(args: argparse.Namespace) -> int:
     try:
         return serve(serving(args.target, args.cell, host=args.host, port=args.port, users=args.users, cert=args.cert,
                              key=args.key, trust=args.trust, anonymous=args.anonymous, keys=_operator_keys(args),
-                             parent=args.parent))
+                             parent=args.parent, announce=args.announce or None))
     except (OpcuaRefused, TargetError, UsersFileError, CertError, ConfigError) as exc:
         log.error(f"cellctl opcua: {exc}")
         return EXIT_USAGE

@@ -140,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keys", default=None, metavar="DIR", help="the line's keys directory, for cells behind CURVE")
     p.add_argument("--as", default="operator", metavar="NAME", help="whose key pair to use (default operator)")
     p.add_argument("--parent", type=int, default=None, help=argparse.SUPPRESS)  # stop when this pid is gone
+    p.add_argument("--announce", action="store_true", help=argparse.SUPPRESS)  # write opcua.json (a line's server)
     p.set_defaults(func=C.cmd_opcua)
 
     users = sub.add_parser("users", help="who may log in to the page (and OPC UA): a file of names, roles and "

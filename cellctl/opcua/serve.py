@@ -11,7 +11,8 @@ anonymous sessions that may command. Any other address needs a users file, a cer
 (``cellctl certs generate --opcua``) and a trust directory of client application certificates:
 then only Basic256Sha256 (sign and encrypt) is offered, unknown client certificates are rejected
 and users log in (an anonymous session, where ``--anonymous`` allows it, reads only). The server
-announces itself once it serves (``OPCUA_READY`` on stdout; ``opcua.json`` in a run directory).
+announces itself once it serves (``OPCUA_READY`` on stdout; the line's or the cell's own server also in
+``opcua.json`` in the run directory: ``{"url", "secured", "login", "cells", "pid"}``).
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ class OpcuaServing:
     anonymous: bool = False  # off loopback, or with users: anonymous sessions may read
     keys: Keys | None = None  # CURVE, for a secured line's cells
     parent: int | None = None  # exit when this process is gone (the cell that started the server)
+    announce: bool = False  # write opcua.json in the run directory (the line's or the cell's own server)
 
     @property
     def secured(self) -> bool:
@@ -182,8 +184,8 @@ async def _serve(s: OpcuaServing, users: Users | None, cells: list[str], title: 
         port = server.bserver.port  # what an ephemeral 0 became
         host = f"[{s.host}]" if ":" in s.host else s.host
         info = {"url": f"opc.tcp://{host}:{port}/cellctl", "secured": s.secured, "login": users is not None,
-                "cells": cells}
-        if run is not None:
+                "cells": cells, "pid": os.getpid()}
+        if run is not None and s.announce:
             run.write_json(run.opcua, info)
         print(f"{OPCUA_READY}{json.dumps(info)}", flush=True)
         log.info(f"OPC UA (OPC 30050 PackML) for {', '.join(cells)}: {info['url']}"
@@ -196,7 +198,7 @@ async def _serve(s: OpcuaServing, users: Users | None, cells: list[str], title: 
         for task in done:
             task.result()  # a feed's or the publisher's error ends the server with its traceback
     finally:
-        if run is not None:
+        if run is not None and s.announce:
             run.opcua.unlink(missing_ok=True)
         await server.stop()
 

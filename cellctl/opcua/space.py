@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from asyncua import Node, Server, ua
-from asyncua.common.instantiate_util import instantiate
 
 from cellctl.cell.packml import Command
 from cellctl.line.feeds import Sent
@@ -62,6 +61,11 @@ def refused(code: int, why: str) -> ua.CallMethodResult:
     log.info(f"opcua: {ua.StatusCode(code).name}: {why}")
     return ua.CallMethodResult(StatusCode=ua.StatusCode(code),
                                InputArgumentDiagnosticInfos=[ua.DiagnosticInfo(AdditionalInfo=why[:500])])
+
+
+def _values(inputs: tuple) -> tuple:
+    """A method's input arguments as values (asyncua hands them over as Variants)."""
+    return tuple(v.Value if isinstance(v, ua.Variant) else v for v in inputs)
 
 
 @dataclass
@@ -137,10 +141,7 @@ class Space:
             nodes.values[f"{sm}/CurrentState"] = await machine.get_child("0:CurrentState")
             nodes.values[f"{sm}/CurrentState/Id"] = await self._child_or_property(
                 nodes.values[f"{sm}/CurrentState"], "Id", ua.NodeId(), ua.VariantType.NodeId, f"{name}.{sm}.CurrentState.Id")
-            last = (await instantiate(machine, self.server.get_node(TRANSITION_VARIABLE),
-                                      ua.NodeId(f"{name}.{sm}.LastTransition", self.ns),
-                                      ua.QualifiedName("LastTransition", 0), instantiate_optional=False))[0]
-            nodes.values[f"{sm}/LastTransition"] = last
+            nodes.values[f"{sm}/LastTransition"] = last = await self._last_transition(machine, f"{name}.{sm}")
             nodes.values[f"{sm}/LastTransition/Id"] = await self._child_or_property(
                 last, "Id", ua.NodeId(), ua.VariantType.NodeId, f"{name}.{sm}.LastTransition.Id")
             for command in METHODS[sm]:
@@ -163,6 +164,16 @@ class Space:
                 varianttype=ua.VariantType.Int32)
         await self._mandatory_methods(obj, name)
         return nodes
+
+    async def _last_transition(self, machine: Node, nid: str) -> Node:
+        """A FiniteTransitionVariable (the transition's name, its ``Id`` added after)."""
+        last = await machine.add_variable(ua.NodeId(f"{nid}.LastTransition", self.ns),
+                                          ua.QualifiedName("LastTransition", 0), ua.LocalizedText(""),
+                                          varianttype=ua.VariantType.LocalizedText,
+                                          datatype=ua.NodeId(ua.ObjectIds.LocalizedText))
+        await last.delete_reference(ua.NodeId(ua.ObjectIds.BaseDataVariableType), ua.ObjectIds.HasTypeDefinition)
+        await last.add_reference(TRANSITION_VARIABLE, ua.ObjectIds.HasTypeDefinition)
+        return last
 
     async def _child_or_property(self, parent: Node, prop: str, value: object, vt: ua.VariantType, nid: str) -> Node:
         try:
@@ -194,6 +205,7 @@ class Space:
                                  call, args, [])
 
     async def _command(self, cell: str, command: Command, inputs: tuple, expected: int) -> Any:
+        inputs = _values(inputs)
         who = caller()
         if not who.may_command:
             return refused(ua.StatusCodes.BadUserAccessDenied,
@@ -216,6 +228,7 @@ class Space:
         async def unit_mode(parent: ua.NodeId, *inputs: ua.Variant) -> Any:
             if parent != obj.nodeid:
                 return refused(ua.StatusCodes.BadMethodInvalid, f"SetUnitMode is a method of {cell}'s object")
+            inputs = _values(inputs)
             who = caller()
             if not who.may_command:
                 return refused(ua.StatusCodes.BadUserAccessDenied, f"{who.describe()} may not set {cell}'s unit mode")

@@ -145,8 +145,8 @@ class OpcuaProcess(AnnouncedProcess):
     prefix = OPCUA_READY
 
     def __init__(self, target: Path, port: int = 0, log: Path | None = None, extra: list[str] | None = None) -> None:
-        super().__init__([sys.executable, "-m", "cellctl", "opcua", str(target), "--port", str(port), *(extra or [])],
-                         log=log)
+        super().__init__([sys.executable, "-m", "cellctl", "opcua", str(target), "--port", str(port), "--announce",
+                          *(extra or [])], log=log)
 
     @property
     def url(self) -> str:

@@ -135,8 +135,8 @@ async function holdcycle(session, ns) {
   const hold = await method(session, ns, cell, "executeSm.Hold");
   out.hold = await call(session, hold.objectId, hold.methodId);
   out.held = await until("Held", 20000);
+  await new Promise((r) => setTimeout(r, (opt.held_s || 0) * 1000));  // the test reads `cellctl status` meanwhile
   const unhold = await method(session, ns, cell, "executeSm.Unhold");
-  out.unhold_while_held = true;
   out.unhold = await call(session, unhold.objectId, unhold.methodId);
   out.back = await until("Execute", 20000);
   await new Promise((r) => setTimeout(r, 300));
