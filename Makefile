@@ -1,7 +1,7 @@
 # Two commands do all set-up: `make demo` and `make test`. Each creates .venv (Python 3.11+)
 # and installs the project there first if needed; `make test` also installs Debian's chromium and
-# chromium-driver and linuxcnc-uspace when missing (as root: .ci/system-packages), roslibjs (npm) for the
-# independent rosbridge-client test, OctoPrint (its own virtualenv, .cache/octoprint) for the real-printer
+# chromium-driver and linuxcnc-uspace when missing (as root: .ci/system-packages), roslibjs and
+# node-opcua-client (npm) for the independent rosbridge-client and OPC UA client tests, OctoPrint (its own virtualenv, .cache/octoprint) for the real-printer
 # tests, and fetches roslibpy's own test suite (its sdist) to run against
 # the twin's rosbridge endpoint. `make test` checks the import contracts (pyproject.toml) first.
 PYTHON ?= python3
