@@ -54,15 +54,20 @@ def generate(directory: str | Path, hosts: list[str], name: str = "cellctl") -> 
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
             .sign(key, hashes.SHA256()))
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    crt, pem = directory / f"{name}.crt", directory / f"{name}.key"
-    crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    fd = os.open(pem, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    return _write(Path(directory) / f"{name}.crt", cert.public_bytes(serialization.Encoding.PEM),
+                  Path(directory) / f"{name}.key", key.private_bytes(serialization.Encoding.PEM,
+                                                                    serialization.PrivateFormat.PKCS8,
+                                                                    serialization.NoEncryption()))
+
+
+def _write(cert: Path, cert_bytes: bytes, key: Path, key_bytes: bytes) -> tuple[Path, Path]:
+    """The certificate, and its key with mode 600 from the moment it exists."""
+    cert.parent.mkdir(parents=True, exist_ok=True)
+    cert.write_bytes(cert_bytes)
+    fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as f:
-        f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                  serialization.NoEncryption()))
-    return crt, pem
+        f.write(key_bytes)
+    return cert, key
 
 
 def application_uri(host: str) -> str:
@@ -84,14 +89,8 @@ def generate_opcua(directory: str | Path, hosts: list[str], name: str = "opcua")
         key, f"cellctl OPC UA server {host}", {"organizationName": "cellctl"},
         [x509.UniformResourceIdentifier(application_uri(host)), *names],
         [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH], days=VALID_DAYS)
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    der, pem = directory / f"{name}.der", directory / f"{name}.pem"
-    der.write_bytes(cert.public_bytes(serialization.Encoding.DER))
-    fd = os.open(pem, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(dump_private_key_as_pem(key))
-    return der, pem
+    return _write(Path(directory) / f"{name}.der", cert.public_bytes(serialization.Encoding.DER),
+                  Path(directory) / f"{name}.pem", dump_private_key_as_pem(key))
 
 
 def check_pair(cert: str | Path, key: str | Path) -> None:

@@ -7,11 +7,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
+from tests.helpers.announced import announced
 from tests.helpers.browser import chromium, need_chromium, wait_for
 from tests.helpers.ci_log import to_ci_log
 
@@ -22,19 +22,6 @@ pytestmark = [pytest.mark.process, pytest.mark.slow, pytest.mark.timeout(300)]
 def _cellctl(*args: str, timeout: float = 30) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "cellctl", *args], capture_output=True, text=True, timeout=timeout,
                           cwd=ROOT)
-
-
-def _url(run_dir: Path, line: subprocess.Popen, timeout: float = 60) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if (run_dir / "dashboard.json").exists():
-            try:
-                return json.loads((run_dir / "dashboard.json").read_text())["url"]
-            except ValueError:
-                pass  # being written
-        assert line.poll() is None, f"the line ended before its page served: {line.stdout.read()}"
-        time.sleep(0.1)
-    raise AssertionError("no dashboard.json: the page did not announce itself")
 
 
 def _state_on_page(driver, cell: str) -> str:
@@ -54,7 +41,7 @@ def test_the_page_shows_the_line_live_and_its_buttons_command_the_cells(tmp_path
                              "60", "--run-dir", str(run_dir), "--dashboard", "0", "--timeout", "240"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
     try:
-        url = _url(run_dir, line)
+        url = announced(run_dir / "dashboard.json", line)["url"]
         with chromium() as driver:
             driver.get(url)
             wait_for(driver, lambda d: all(_state_on_page(d, c) == "Execute" for c in ("press", "pack")),

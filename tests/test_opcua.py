@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from cellctl.processes.children import OpcuaProcess
+from tests.helpers.announced import announced
 from tests.helpers.ci_log import to_ci_log
 
 ROOT = Path(__file__).parents[1]
@@ -43,18 +44,6 @@ def cellctl(*args: str, timeout: float = 30) -> subprocess.CompletedProcess:
                           cwd=ROOT)
 
 
-def announced(run_dir: Path, proc: subprocess.Popen, timeout: float = 60) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            return json.loads((run_dir / "opcua.json").read_text())
-        except (OSError, ValueError):
-            pass  # not yet, or being written
-        assert proc.poll() is None, f"exited before its OPC UA server served: {proc.stdout.read()}"
-        time.sleep(0.1)
-    raise AssertionError("no opcua.json: the OPC UA server did not announce itself")
-
-
 def rss_kb(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -70,7 +59,7 @@ def line(tmp_path_factory):
                              "100000", "--run-dir", str(run_dir), "--opcua", "0", "--timeout", "600"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
     try:
-        info = announced(run_dir, proc)
+        info = announced(run_dir / "opcua.json", proc)
         yield run_dir, info, tmp_path_factory.mktemp("pki")
     finally:
         proc.send_signal(signal.SIGINT)
@@ -227,7 +216,7 @@ def test_a_cell_run_alone_serves_itself_and_its_server_ends_with_it(tmp_path, tw
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
     info: dict = {}
     try:
-        info = announced(run_dir, cell)
+        info = announced(run_dir / "opcua.json", cell)
         assert info["cells"] == ["press"]
         deadline = time.monotonic() + 30
         while (states := node("browse", info["url"])["cells"]["press"]["states"])["machine"] != "Stopped":
