@@ -207,6 +207,20 @@ def test_secured_server_refuses_anonymous_observers_and_untrusted_clients(line, 
         {k: v.get("result", {}).get("status") or v.get("session_error") or v.get("error") for k, v in results.items()}))
 
 
+def test_a_killed_server_is_restarted_by_the_launcher_on_the_same_port(line, pytestconfig):
+    run_dir, info, pki = line
+    os.kill(info["pid"], signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    while (now := json.loads((run_dir / "opcua.json").read_text()))["pid"] == info["pid"]:
+        assert time.monotonic() < deadline, "the launcher did not restart its OPC UA server"
+        time.sleep(0.2)
+    assert now["url"] == info["url"]  # where the SCADA client reconnects
+    assert node("browse", now["url"], pki=str(pki))["cells"]["pack"]["states"]["machine"] == "Running"
+    events = [json.loads(x) for x in (run_dir / "events.jsonl").read_text().splitlines()]
+    opcua = [(e["event"], e.get("code")) for e in events if e.get("component") == "opcua"]
+    assert opcua[-3:] == [("started", None), ("exited", -9), ("started", None)], opcua
+
+
 def test_a_cell_run_alone_serves_itself_and_its_server_ends_with_it(tmp_path, twin_factory):
     config = ROOT / "tests/configs/one_cell.yaml"
     twin = twin_factory(config)

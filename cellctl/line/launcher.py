@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import yaml
 from rich.console import Console
@@ -190,6 +191,8 @@ class Line:
             proc = OpcuaProcess(self.run_dir, port, log=self.rundir.opcua_log, extra=keys)
         self.side[name] = proc
         proc.start()
+        # an ephemeral port is kept: a restarted server serves where its clients reconnect to
+        self.side_ports[name] = urlsplit(proc.info["url"]).port or port
         self._save_pids()
         self._emit("process", event="started", pid=proc.pid, component=name)
         self.console.print(f"{SIDE_NAMES[name]}: {proc.info['url']}")

@@ -21,6 +21,7 @@ import asyncio
 import json
 import logging
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -158,6 +159,7 @@ def _application_uri(cert: str) -> str:
 
 def serve(s: OpcuaServing) -> int:
     users = check(s)
+    logging.getLogger("asyncua").setLevel(logging.ERROR)  # its per-request info is not a technician's
     if s.cell is not None and Path(s.target).is_dir():  # a cell's own run directory: it may not have started yet
         cells, run = [s.cell], RunDir(Path(s.target))
     else:
@@ -176,10 +178,8 @@ async def _serve(s: OpcuaServing, users: Users | None, cells: list[str], title: 
     space = Space(server, cells, feeds, from_events=run is not None)
     feeds.view = space
     await space.build()
-    try:
-        await server.start()
-    except OSError as exc:
-        raise OpcuaRefused(f"cannot serve OPC UA on {s.host}:{s.port}: {exc.strerror or exc}") from None
+    _check_port(s.host, s.port)
+    await server.start()
     try:
         port = server.bserver.port  # what an ephemeral 0 became
         host = f"[{s.host}]" if ":" in s.host else s.host
@@ -201,6 +201,16 @@ async def _serve(s: OpcuaServing, users: Users | None, cells: list[str], title: 
         if run is not None and s.announce:
             run.opcua.unlink(missing_ok=True)
         await server.stop()
+
+
+def _check_port(host: str, port: int) -> None:
+    """A port in use is one clear line, before asyncua logs its own traceback about it."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise OpcuaRefused(f"cannot serve OPC UA on {host}:{port}: {exc.strerror}") from None
 
 
 async def _watch(parent: int) -> None:
