@@ -21,7 +21,7 @@ from cellctl.opcua import access
 from cellctl.opcua.access import Caller, Sessions
 from cellctl.opcua.serve import OpcuaRefused, OpcuaServing, _application_uri, check, serving
 from cellctl.opcua.space import Space
-from cellctl.opcua.tags import ALARM, ALARM_IDS, SILENT, WARNING, CellTags, nested
+from cellctl.line.tags import ALARM, ALARM_IDS, SILENT, WARNING, CellTags, nested
 from cellctl.users import Role, Users
 
 ROOT = Path(__file__).parents[1]
@@ -61,8 +61,8 @@ def test_without_events_the_status_replies_give_the_state():
 
 
 def test_counts_speed_starved_and_blocked():
-    tags = CellTags("pack", from_events=True)
-    tags.on_event({"kind": "packml", "dest": "Execute"})
+    tags = CellTags("pack", from_events=False)
+    tags.on_status(_status("Execute"))
     for done, t in ((1, 10.0), (2, 20.0), (3, 30.0)):
         tags.on_status(_status("Execute", done, t))
     assert (tags.processed, tags.processed_acc) == (3, 3)
@@ -70,6 +70,11 @@ def test_counts_speed_starved_and_blocked():
     tags.on_status(_status("Execute", 0, 35.0))  # a new work order: the count starts again, the total goes on
     tags.on_status(_status("Execute", 1, 40.0))
     assert (tags.processed, tags.processed_acc) == (1, 4)
+    with_events = CellTags("pack", from_events=True)
+    for _ in range(5):
+        with_events.on_event({"kind": "part_done", "cell": "pack", "part": "p"})
+    with_events.on_status(_status("Execute", 2, 1.0))
+    assert (with_events.processed, with_events.processed_acc) == (2, 5)  # the run's total from its events
     tags.on_event({"kind": "machine_job", "state": "failed"})
     tags.on_event({"kind": "machine_job", "state": "done"})
     assert tags.defective == 1
@@ -223,6 +228,7 @@ def test_space_writes_the_nested_states_and_admin_tags():
 
     async def scenario():
         space.on_status("pack", _status("Execute", 2, 20.0))
+        space.on_events([{"kind": "part_done", "cell": "pack", "part": f"part-{i}"} for i in (1, 2)])
         for dest in ("Execute", "Holding", "Held"):
             space.on_events([{"kind": "packml", "cell": "pack", "dest": dest}])
         space.on_status("pack", _status("Held", 2, 21.0, ("operator", "Hold by the operator (opcua)")))

@@ -1,6 +1,6 @@
 """The OPC UA address space of a line: the official OPC 30050 PackML NodeSet loaded into an
 ``asyncua`` server, one ``PackMLBaseObjectType`` per cell under Objects, kept equal to the cell's
-tags (``cellctl.opcua.tags``) and with the PackML commands as methods.
+tags (``cellctl.line.tags``) and with the PackML commands as methods.
 
 asyncua instantiates a type's mandatory children only; the optional ones a SCADA client looks for
 are added here by hand: each state machine's ``LastTransition`` and the ``Id`` of its
@@ -27,7 +27,7 @@ from asyncua import Node, Server, ua
 from cellctl.cell.packml import Command
 from cellctl.line.feeds import Sent
 from cellctl.opcua.access import caller
-from cellctl.opcua.tags import NEVER, PRODUCE, Alarm, CellTags, nested
+from cellctl.line.tags import NEVER, PRODUCE, Alarm, CellTags, nested
 
 log = logging.getLogger("cellctl.opcua")
 

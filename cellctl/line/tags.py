@@ -1,5 +1,5 @@
-"""A cell's PackML tags as OPC 30050 lays them out, kept from what the cell shows to the outside: its
-status replies and, where the run directory is on this PC, its events.
+"""A cell's PackML tags as OPC 30050 lays them out (for OPC UA and Sparkplug B), kept from what the
+cell shows to the outside: its status replies and, where the run directory is on this PC, its events.
 
 OPC 30050 nests three state machines where cellctl has one flat PackML state: the
 ``BaseStateMachine`` (Aborting, Aborted, Cleared), inside Cleared the ``MachineState`` (Clearing,
@@ -8,9 +8,10 @@ shows in the machine that has it and the ones around it; a machine the state is 
 nothing (empty text), as the specification says of an inactive sub-state machine.
 
 The state follows the cell's ``packml`` events in their order when they are at hand (a Hold's
-Holding lasts one tick: a status poll would miss it); without a run directory, the status replies.
-Everything else comes from the status replies; failed machine jobs (the defective count) from the
-events only.
+Holding lasts one tick: a status poll would miss it), and so does the total of parts done (its
+``part_done`` events since the run began, so a cell that has exited is still counted whole);
+without a run directory, the status replies (the total since this server started). Everything else
+comes from the status replies; failed machine jobs (the defective count) from the events only.
 """
 
 from __future__ import annotations
@@ -94,7 +95,7 @@ class CellTags:
     transitions: list[tuple[str | None, str]] = field(default_factory=list)  # (from, to) not yet written out
     status: dict | None = None
     silent: str | None = "not heard from yet"
-    processed_acc: int = 0  # parts done since this server started watching (across work orders)
+    processed_acc: int = 0  # parts done in the run (events), or since this server started watching (status)
     defective: int = 0  # failed machine jobs (a part made again), from the events
     done_times: list[float] = field(default_factory=list)  # sim times of the last parts done
     changed: int = 0
@@ -108,7 +109,8 @@ class CellTags:
         before, self.status, self.silent = self.status or {}, status, None
         done, was = status.get("parts_done") or 0, before.get("parts_done") or 0
         if done > was:
-            self.processed_acc += done - was
+            if not self.from_events:
+                self.processed_acc += done - was
             self.done_times = [*self.done_times, *[status.get("sim_time") or 0.0] * (done - was)][-CYCLES - 1:]
         if not self.from_events or self.state is None:
             self._move(status.get("state"))
@@ -119,6 +121,9 @@ class CellTags:
         kind = e.get("kind")
         if kind == "packml" and self.from_events:
             self._move(e.get("dest"))
+        elif kind == "part_done" and self.from_events:
+            self.processed_acc += 1
+            self.changed += 1
         elif kind == "machine_job" and e.get("state") == "failed":
             self.defective += 1
             self.changed += 1
