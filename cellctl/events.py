@@ -232,8 +232,9 @@ class Process(LauncherEvent):
     kind: Literal["process"]
     event: Literal["started", "exited"]
     cell: str | None = Field(None, description="the cell, for a cell process")
-    component: Literal["twin", "dashboard"] | None = Field(None, description="twin, for the twin; dashboard, for "
-                                                                                "the operator's page")
+    component: Literal["twin", "dashboard", "opcua", "mqtt"] | None = Field(
+        None, description="twin, for the twin; dashboard, for the operator's page; opcua, for the OPC UA server; "
+                          "mqtt, for the Sparkplug B publisher")
     pid: int | None = Field(None, description="started: its pid")
     code: int | None = Field(None, description="exited: its exit status (negative: the signal)")
     restored: bool | None = Field(None, description="a twin start: restored from its checkpoint")

@@ -108,6 +108,20 @@ class RunDir:
         return self.path / "opcua.log"
 
     @property
+    def mqtt(self) -> Path:
+        """Where the Sparkplug B publisher publishes (``{"url", "group", "edge", "topics", "cells", "pid"}``), while it runs."""
+        return self.path / "mqtt.json"
+
+    @property
+    def mqtt_bd_seq(self) -> Path:
+        """The publisher's last Sparkplug ``bdSeq`` (a restarted one goes on from it)."""
+        return self.path / "mqtt-bdseq.json"
+
+    @property
+    def mqtt_log(self) -> Path:
+        return self.path / "mqtt.log"
+
+    @property
     def screenshots(self) -> Path:
         """Pictures of the operator's page (the tests save theirs here, a CI artefact)."""
         return self.path / "screenshots"

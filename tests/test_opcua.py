@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from cellctl.processes.children import OpcuaProcess
+from cellctl.processes.children import SideProcess
 from tests.helpers.announced import announced
 from tests.helpers.ci_log import to_ci_log
 
@@ -170,9 +170,9 @@ def test_secured_server_refuses_anonymous_observers_and_untrusted_clients(line, 
 
     refused = cellctl("opcua", str(run_dir), "--host", "0.0.0.0", "--port", "0")
     assert refused.returncode == 2 and "is not loopback: give --users" in refused.stderr
-    server = OpcuaProcess(run_dir, 0, extra=["--users", str(users), "--cert", str(tmp_path / "server/opcua.der"),
-                                             "--key", str(tmp_path / "server/opcua.pem"), "--trust",
-                                             str(tmp_path / "trust"), "--anonymous"])
+    server = SideProcess("opcua", run_dir, ["--port", "0", "--users", str(users), "--cert",
+                                            str(tmp_path / "server/opcua.der"), "--key", str(tmp_path / "server/opcua.pem"),
+                                            "--trust", str(tmp_path / "trust"), "--anonymous"])
     server.cmd.remove("--announce")  # a second server of the same run: the line's own opcua.json stays
     server.start()
     try:

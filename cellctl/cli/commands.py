@@ -170,7 +170,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             log.error(f"cellctl run: --resume {args.resume}: launcher pid {pid} still supervises this run")
             return EXIT_USAGE
         return run_line(None, run_dir=args.resume, as_json=args.json, timeout=args.timeout,
-                        watchdog_s=args.watchdog, resume=True, dashboard=args.dashboard, opcua=args.opcua)
+                        watchdog_s=args.watchdog, resume=True, dashboard=args.dashboard, opcua=args.opcua,
+                        mqtt=args.mqtt)
     if args.config is None:
         log.error("cellctl run: give a CONFIG (or --resume RUN_DIR)")
         return EXIT_USAGE
@@ -178,7 +179,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     crash = dict(c.split(":", 1) for c in args.crash)
     return run_line(args.config, args.parts, args.run_dir, args.json, args.timeout, crash, args.driver, args.rate,
-                    args.watchdog, dashboard=args.dashboard, opcua=args.opcua)
+                    args.watchdog, dashboard=args.dashboard, opcua=args.opcua, mqtt=args.mqtt)
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
@@ -295,10 +296,9 @@ def cmd_cell_run(args: argparse.Namespace) -> int:
     from cellctl.drivers.errors import DriverError
 
     twin = args.twin or f"tcp://{config.twin.host}:{config.twin.port or DEFAULT_TWIN_PORT}"
-    server = None
+    servers = []
     try:
-        if args.opcua is not None:
-            server = _cell_opcua(config, args.cell, Path(args.run_dir), args.opcua)
+        servers = _cell_servers(config, args.cell, Path(args.run_dir), args.opcua, args.mqtt)
         return run_cell(args.config, args.cell, twin, Path(args.run_dir), args.parts, args.start,
                         args.exit_when_complete, rosbridge=args.rosbridge, simulated=args.simulated,
                         supervised=args.supervised)
@@ -307,32 +307,42 @@ def cmd_cell_run(args: argparse.Namespace) -> int:
         log.error(f"cellctl cell run: cell {args.cell}: {exc}")
         return EXIT_USAGE
     finally:
-        if server is not None:
+        for server in servers:
             server.stop()
 
 
-def _cell_opcua(config, cell: str, run_dir, port: int):
-    """``cellctl cell run --opcua PORT``: the cell's OPC UA server, a process of its own that stops
-    when the cell does (even SIGKILLed: it watches its parent), with the config's ``opcua:``."""
+def _cell_servers(config, cell: str, run_dir, opcua: int | None, mqtt: str | None) -> list:
+    """``cellctl cell run --opcua PORT`` / ``--mqtt URL``: the cell's OPC UA server and Sparkplug B
+    publisher, processes of their own that stop when the cell does (even SIGKILLed: they watch their
+    parent), with the config's ``opcua:`` and ``mqtt:``."""
     import os
 
-    from cellctl.processes.children import OpcuaProcess, ProcessFailed
+    from cellctl.processes.children import ProcessFailed, SideProcess
 
-    o = config.opcua
-    extra = ["--cell", cell, "--parent", str(os.getpid()), "--host", o.host]
-    for flag in ("users", "cert", "key", "trust"):
-        if getattr(o, flag):
-            extra += [f"--{flag}", getattr(o, flag)]
-    extra += ["--anonymous"] if o.anonymous else []
-    extra += ["--keys", config.security.keys, "--as", cell] if config.security else []
+    common = ["--cell", cell, "--parent", str(os.getpid())]
+    common += ["--keys", config.security.keys, "--as", cell] if config.security else []
+    wanted = []
+    if opcua is not None:
+        o = config.opcua
+        args = ["--port", str(opcua), "--host", o.host, *["--anonymous"] * o.anonymous]
+        for flag in ("users", "cert", "key", "trust"):
+            args += [f"--{flag}", getattr(config.opcua, flag)] if getattr(o, flag) else []
+        wanted.append(("opcua", args))
+    if mqtt is not None:
+        wanted.append(("mqtt", ["--url", mqtt]))
     run_dir.mkdir(parents=True, exist_ok=True)
-    server = OpcuaProcess(run_dir, port, log=run_dir / "opcua.log", extra=extra)
-    try:
-        server.start()
-    except ProcessFailed as exc:
-        raise ValueError(f"its OPC UA server did not start: {exc}") from None
-    log.info(f"cell {cell}: OPC UA (OPC 30050 PackML) at {server.url}")
-    return server
+    started = []
+    for command, args in wanted:
+        server = SideProcess(command, run_dir, [*args, *common], log=run_dir / f"{command}.log")
+        try:
+            server.start()
+        except ProcessFailed as exc:
+            for other in started:
+                other.stop()
+            raise ValueError(f"its {command} server did not start: {exc}") from None
+        log.info(f"cell {cell}: {command} at {server.url}")
+        started.append(server)
+    return started
 
 
 def _operator_keys(args: argparse.Namespace):
@@ -555,6 +565,20 @@ def cmd_certs_generate(args: argparse.Namespace) -> int:
         print(f"{crt}: the certificate (for {hosts}; browsers ask once to trust it)")
     print(f"{key}: its private key (stays on the server's PC, mode 600)")
     return 0
+
+
+def cmd_mqtt(args: argparse.Namespace) -> int:
+    from cellctl.config.loader import ConfigError
+    from cellctl.line.addresses import TargetError
+    from cellctl.mqtt.serve import MqttRefused, serve, serving
+    from cellctl.users import UsersFileError
+
+    try:
+        return serve(serving(args.target, args.url, args.cell, args.edge, keys=_operator_keys(args),
+                             parent=args.parent, announce=args.announce))
+    except (MqttRefused, TargetError, UsersFileError, ConfigError, OSError) as exc:
+        log.error(f"cellctl mqtt: {exc}")
+        return EXIT_USAGE
 
 
 def cmd_opcua(args: argparse.Namespace) -> int:

@@ -10,7 +10,7 @@ import logging
 import sys
 
 from cellctl.cli import commands as C
-from cellctl.cli.options import (opcua_arg, DEFAULT_TWIN_PORT, EXIT_USAGE, count, port, positive, rate, seconds, sim_time,
+from cellctl.cli.options import (integration_args, DEFAULT_TWIN_PORT, EXIT_USAGE, count, port, positive, rate, seconds, sim_time,
                                  watchdog_arg)
 from cellctl.config.paths import DEMO_CONFIG
 
@@ -89,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--supervised", action="store_true",
                    help="started by `cellctl run`: its launcher Unholds the cell once a lost twin is back "
                         "(alone, a simulated cell resumes by itself when the same twin answers again)")
-    opcua_arg(p)
+    integration_args(p)
     p.set_defaults(func=C.cmd_cell_run)
 
     p = sub.add_parser("report", help="KPIs and a timeline plot of a run directory (report.md, timeline.png)")
@@ -142,6 +142,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--parent", type=int, default=None, help=argparse.SUPPRESS)  # stop when this pid is gone
     p.add_argument("--announce", action="store_true", help=argparse.SUPPRESS)  # write opcua.json (a line's server)
     p.set_defaults(func=C.cmd_opcua)
+
+    p = sub.add_parser("mqtt", help="publish the line's cells as Sparkplug B devices on an MQTT broker (a unified "
+                                    "namespace): state, counts, alarms, custody, links")
+    p.add_argument("target", help="RUN_DIR, or a CONFIG whose cells have fixed control_port and status_port")
+    p.add_argument("--url", required=True, help="the broker: mqtt://HOST[:PORT] or mqtts://HOST[:PORT] (credentials, "
+                                                "TLS and commands from the config's mqtt:)")
+    p.add_argument("--cell", default=None, help="publish this cell only (default: every cell of TARGET)")
+    p.add_argument("--edge", default=None, help="the Sparkplug edge node id (default: the config's mqtt.edge, or "
+                                                "the config file's name)")
+    p.add_argument("--keys", default=None, metavar="DIR", help="the line's keys directory, for cells behind CURVE")
+    p.add_argument("--as", default="operator", metavar="NAME", help="whose key pair to use (default operator)")
+    p.add_argument("--parent", type=int, default=None, help=argparse.SUPPRESS)  # stop when this pid is gone
+    p.add_argument("--announce", action="store_true", help=argparse.SUPPRESS)  # write mqtt.json (a line's publisher)
+    p.set_defaults(func=C.cmd_mqtt)
 
     users = sub.add_parser("users", help="who may log in to the page (and OPC UA): a file of names, roles and "
                                          "hashed passwords").add_subparsers(dest="users_command", required=True)
@@ -203,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--dashboard", type=port, nargs="?", const=8080, default=None, metavar="PORT",
                        help="serve the operator's page on 127.0.0.1:PORT (default 8080; 0 = ephemeral) while the "
                             "line runs (its URL goes to the console and dashboard.json)")
-        opcua_arg(p)
+        integration_args(p)
         watchdog_arg(p)
         p.set_defaults(func=C.cmd_run)
 

@@ -69,7 +69,11 @@ def rate(text: str) -> float:
     return _above_zero(text, "a factor")
 
 
-def opcua_arg(p: argparse.ArgumentParser) -> None:
+def integration_args(p: argparse.ArgumentParser) -> None:
+    """--opcua and --mqtt: the factory's systems see the cells (docs/integration.md)."""
     p.add_argument("--opcua", type=port, nargs="?", const=4840, default=None, metavar="PORT",
                    help="serve the cells as OPC 30050 PackML objects on OPC UA at the config's opcua.host:PORT "
                         "(default 4840; 0 = ephemeral) while they run (its URL goes to the console and opcua.json)")
+    p.add_argument("--mqtt", default=None, metavar="URL",
+                   help="publish the cells as Sparkplug B devices to the broker at URL (mqtt://HOST[:PORT] or "
+                        "mqtts://...) while they run; group, credentials, TLS and commands from the config's mqtt:")

@@ -63,11 +63,54 @@ class OpcuaConfig(Strict):
         return SecurityConfig._relative_to_config(value, info)
 
 
+SPARKPLUG_ID = r"^[A-Za-z0-9_.-]{1,64}$"  # a Sparkplug group, edge node or device id: no /, + or #
+
+
+class MqttTlsConfig(Strict):
+    """TLS to the broker (a ``mqtts://`` URL uses it too). Paths relative to the config file."""
+
+    ca: str | None = Field(None, description="CA certificate file that signed the broker's (default: the system's)")
+    cert: str | None = Field(None, description="client certificate file, for a broker that asks for one")
+    key: str | None = Field(None, description="its private key")
+
+    @field_validator("ca", "cert", "key", mode="before")
+    @classmethod
+    def _relative_to_config(cls, value: object, info: ValidationInfo) -> object:
+        return SecurityConfig._relative_to_config(value, info)
+
+
+class MqttConfig(Strict):
+    """How ``--mqtt URL`` (on ``cellctl run`` and ``cellctl cell run``, and ``cellctl mqtt``)
+    publishes the line as Sparkplug B: the line is the edge node, each cell a device
+    (docs/integration.md). Paths relative to the config file."""
+
+    group: str = Field("cellctl", pattern=SPARKPLUG_ID, description="Sparkplug group id")
+    edge: str | None = Field(None, pattern=SPARKPLUG_ID, description="edge node id (default: the config file's "
+                                                                     "name, or the cell's for `cell run`)")
+    username: str | None = Field(None, description="user name at the broker")
+    password_file: str | None = Field(None, description="file whose first line is the broker password")
+    tls: MqttTlsConfig | None = Field(None, description="TLS to the broker")
+    queue: int = Field(1000, ge=10, le=100_000, description="messages waiting for a slow broker before the oldest "
+                                                            "are dropped (counted in Node Info/Dropped)")
+    commands: bool = Field(False, description="take DCMD PackML/Command (Hold, Unhold, ...) for the cells; only "
+                                              "with users and command_user, and a broker on loopback or with TLS "
+                                              "and a user name")
+    users: str | None = Field(None, description="users file (`cellctl users add`) holding command_user")
+    command_user: str | None = Field(None, description="the operator (in users) that MQTT commands act as")
+
+    @field_validator("password_file", "users", mode="before")
+    @classmethod
+    def _relative_to_config(cls, value: object, info: ValidationInfo) -> object:
+        return SecurityConfig._relative_to_config(value, info)
+
+
 class LineConfig(SceneConfig):
     cells: dict[str, CellConfig] = Field(default_factory=dict, description="cell name -> cell: a robot that takes, "
                                                                          "works on and gives parts")
     opcua: OpcuaConfig = Field(default_factory=OpcuaConfig, description="the OPC UA server's address and security "
                                                                         "(docs/integration.md)")
+    mqtt: MqttConfig = Field(default_factory=MqttConfig, description="Sparkplug B on MQTT: group, edge node, "
+                                                                     "credentials, TLS, commands (docs/integration.md)")
 
     def problems(self) -> list[Problem]:
         found = super().problems()
@@ -171,6 +214,11 @@ class LineConfig(SceneConfig):
             if self.security is None and not is_loopback(host):
                 found.append(Problem(loc, "a loopback address, or security: {keys: DIR} for CURVE on every socket",
                                      host))
+        m = self.mqtt
+        if m.commands:
+            for key in ("users", "command_user"):
+                if getattr(m, key) is None:
+                    found.append(Problem(("mqtt", key), "set: MQTT commands act as an operator of a users file", None))
         o = self.opcua
         if not is_loopback(o.host):
             for key in ("users", "cert", "key", "trust"):

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Protocol
@@ -48,6 +49,12 @@ class Listener(Protocol):
     def on_events(self, events: list[dict]) -> None: ...
 
 
+class Commander(Protocol):
+    """Where a server's commands go (``Feeds``: the cell's control socket, as ``cellctl cmd``)."""
+
+    async def command(self, cell: str, command: str, user: str | None) -> tuple[Sent, str]: ...
+
+
 @dataclass
 class Feeds:
     """The cells of one target (a run directory or a line config with fixed ports)."""
@@ -56,6 +63,8 @@ class Feeds:
     view: Listener
     keys: Keys | None = None
     by: str = "page"  # who the cells' command events name as the sender (``cellctl.cell.control``'s ``by``)
+    _tail: EventTail | None = field(default=None, init=False, repr=False)
+    _reading: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     @property
     def run(self) -> RunDir | None:
@@ -89,12 +98,21 @@ class Feeds:
         return None, f"cell {cell}: {reply.get('error', {}).get('message')}"
 
     async def follow_events(self, run: RunDir) -> None:
-        tail = EventTail(run.events)
+        self._tail = EventTail(run.events)
         while True:
-            events = await asyncio.to_thread(tail.read)
+            events = await asyncio.to_thread(self._read)
             if events:
                 self.view.on_events(events)
             await asyncio.sleep(EVENTS_EVERY_S)
+
+    def _read(self) -> list[dict]:
+        with self._reading:  # a cancelled follower's thread may still be in the tail
+            return self._tail.read() if self._tail is not None else []
+
+    def read_events(self) -> None:
+        """A server's last look at the run's events before it stops (on its event loop)."""
+        if events := self._read():
+            self.view.on_events(events)
 
     async def command(self, cell: str, command: str, user: str | None) -> tuple[Sent, str]:
         """Send ``command`` to ``cell`` as ``cellctl cmd`` does (``by`` this server, the user

@@ -49,8 +49,8 @@ from cellctl.line.restart import RestartPolicy
 from cellctl.line.summary import machine_jobs, count_parts, custody_states, ok, say
 from cellctl.line.twin_keeper import TwinKeeper
 from cellctl.line.watchdog import Watchdog, diagnose
-from cellctl.processes.children import (AnnouncedProcess, DashboardProcess, OpcuaProcess, ProcessFailed,
-                                        RosbridgeProcess, TwinProcess)
+from cellctl.processes.children import (AnnouncedProcess, DashboardProcess, ProcessFailed, RosbridgeProcess,
+                                        SideProcess, TwinProcess)
 from cellctl.processes.crash import ENV as CRASH_ENV
 from cellctl.processes.signals import stop_on_sigterm
 from cellctl.rundir import EventTail, RunDir
@@ -65,8 +65,9 @@ STOP_WAIT_S = 15.0
 TWIN = "twin"  # the twin's name in the restart policy
 DASHBOARD = "dashboard"  # the operator's page's
 OPCUA = "opcua"  # the OPC UA server's
-SIDE = (DASHBOARD, OPCUA)  # servers beside the line: they show it to people and systems; none is needed for it to run
-SIDE_NAMES = {DASHBOARD: "the operator's page", OPCUA: "OPC UA (OPC 30050 PackML)"}
+MQTT = "mqtt"  # the Sparkplug B publisher's
+SIDE = (DASHBOARD, OPCUA, MQTT)  # servers beside the line: they show it to people and systems; none is needed to run
+SIDE_NAMES = {DASHBOARD: "the operator's page", OPCUA: "OPC UA (OPC 30050 PackML)", MQTT: "Sparkplug B on MQTT"}
 
 
 def prepare(config: LineConfig, parts: int | None, driver: str = "twin", rate: float = 4.0,
@@ -101,7 +102,7 @@ class Line:
     def __init__(self, run_dir: Path, console: Console, crash: dict[str, str] | None = None,
                  watchdog_s: float = WATCHDOG_S, resume: bool = False,
                  clock: Callable[[], float] = time.monotonic, dashboard: int | None = None,
-                 opcua: int | None = None) -> None:
+                 opcua: int | None = None, mqtt: str | None = None) -> None:
         self.run_dir = Path(run_dir)
         self.rundir = RunDir(self.run_dir)
         self.effective = self.rundir.line_config
@@ -122,8 +123,12 @@ class Line:
         self.procs: dict[str, subprocess.Popen] = {}
         self.due: dict[str, float] = {}  # process name → when the restart policy lets it start again
         self.bridge: RosbridgeProcess | None = None
-        # the side servers' ports (None: not served), and their processes
-        self.side_ports = {name: p for name, p in ((DASHBOARD, dashboard), (OPCUA, opcua)) if p is not None}
+        # the side servers' arguments (where to serve or publish; absent: not started), and their processes
+        keys = ["--keys", self.config.security.keys, "--as", "launcher"] if self.config.security else []
+        self.side_args = {name: a for name, a, given in (
+            (DASHBOARD, ["--port", str(dashboard)], dashboard is not None),
+            (OPCUA, ["--port", str(opcua), *keys], opcua is not None),
+            (MQTT, ["--url", str(mqtt), *keys], mqtt is not None)) if given}
         self.side: dict[str, AnnouncedProcess] = {}
         self._statuses_at = -STATUS_EVERY_S  # clock: when the cells' statuses were last looked at
         self._delivered = 0
@@ -142,14 +147,14 @@ class Line:
                crash: dict[str, str] | None = None, driver: str = "twin", rate: float = 4.0,
                watchdog_s: float = WATCHDOG_S, participants: Sequence[str] = (),
                clock: Callable[[], float] = time.monotonic, dashboard: int | None = None,
-               opcua: int | None = None) -> Line:
+               opcua: int | None = None, mqtt: str | None = None) -> Line:
         """A new run directory for ``config_path``."""
         run = RunDir(run_dir)
         run.path.mkdir(parents=True, exist_ok=True)
         effective = prepare(load_config(config_path), parts, driver, rate, participants)
         run.line_config.write_text(yaml.safe_dump(effective, sort_keys=False))
         run.launch.write_text(json.dumps({"driver": driver, "rate": rate, "parts": parts, "config": str(config_path)}))
-        return cls(run.path, console, crash, watchdog_s, clock=clock, dashboard=dashboard, opcua=opcua)
+        return cls(run.path, console, crash, watchdog_s, clock=clock, dashboard=dashboard, opcua=opcua, mqtt=mqtt)
 
     def _emit(self, kind: str, **fields: object) -> None:
         self.events.emit(make_event(kind, None, source="launcher", **fields))
@@ -180,19 +185,18 @@ class Line:
         self._save_pids()
 
     def _start_side(self, name: str) -> None:
-        """A side server (the operator's page, OPC UA), a process of its own: it reads the run
-        directory and the cells' sockets like any outside client, and one that dies takes nothing
-        else with it."""
-        port = self.side_ports[name]
+        """A side server (the operator's page, OPC UA, Sparkplug B), a process of its own: it reads
+        the run directory and the cells' sockets like any outside client, and one that dies takes
+        nothing else with it."""
+        args = self.side_args[name]
         if name == DASHBOARD:
-            proc: AnnouncedProcess = DashboardProcess(self.run_dir, port, log=self.rundir.dashboard_log)
+            proc: AnnouncedProcess = DashboardProcess(self.run_dir, int(args[1]), log=self._side_log(name))
         else:
-            keys = ["--keys", self.config.security.keys, "--as", "launcher"] if self.config.security else []
-            proc = OpcuaProcess(self.run_dir, port, log=self.rundir.opcua_log, extra=keys)
+            proc = SideProcess(name, self.run_dir, args, log=self._side_log(name))
         self.side[name] = proc
         proc.start()
-        # an ephemeral port is kept: a restarted server serves where its clients reconnect to
-        self.side_ports[name] = urlsplit(proc.info["url"]).port or port
+        if args[0] == "--port":  # an ephemeral port is kept: a restarted server serves where its clients reconnect
+            args[1] = str(urlsplit(proc.info["url"]).port or args[1])
         self._save_pids()
         self._emit("process", event="started", pid=proc.pid, component=name)
         self.console.print(f"{SIDE_NAMES[name]}: {proc.info['url']}")
@@ -203,11 +207,13 @@ class Line:
                 continue
             if name not in self.due:
                 self._emit("process", event="exited", code=proc.proc.returncode, component=name)
-                self._schedule_restart(name, self.rundir.dashboard_log if name == DASHBOARD else self.rundir.opcua_log,
-                                       SIDE_NAMES[name])
+                self._schedule_restart(name, self._side_log(name), SIDE_NAMES[name])
             if self.due[name] <= self.clock():
                 del self.due[name]
                 self._start_side(name)
+
+    def _side_log(self, name: str) -> Path:
+        return {DASHBOARD: self.rundir.dashboard_log, OPCUA: self.rundir.opcua_log, MQTT: self.rundir.mqtt_log}[name]
 
     def _schedule_restart(self, name: str, log: Path, what: str) -> None:
         """Ask the restart policy when ``name`` may start again; give up on it past its limit."""
@@ -233,7 +239,7 @@ class Line:
                 self.bridge.start()
             for name in self.config.cells:
                 self._start_cell(name, first=not self.resume)
-            for name in self.side_ports:
+            for name in self.side_args:
                 self._start_side(name)
             outcome = self._supervise(started, timeout)
         except KeyboardInterrupt:
@@ -422,17 +428,18 @@ class Line:
 def run_line(config_path: str | None, parts: int | None = None, run_dir: str | None = None, as_json: bool = False,
              timeout: float = 900.0, crash: dict[str, str] | None = None, driver: str = "twin",
              rate: float = 4.0, watchdog_s: float = WATCHDOG_S, resume: bool = False,
-             dashboard: int | None = None, opcua: int | None = None) -> int:
+             dashboard: int | None = None, opcua: int | None = None, mqtt: str | None = None) -> int:
     """``cellctl run`` (and ``demo``); with ``resume`` the line of ``run_dir`` goes on."""
     console = Console(stderr=True, highlight=False)
     stop_on_sigterm()
     directory = Path(run_dir) if run_dir else Path("runs") / time.strftime("%Y%m%d-%H%M%S")
     if resume:
-        line = Line(directory, console, watchdog_s=watchdog_s, resume=True, dashboard=dashboard, opcua=opcua)
+        line = Line(directory, console, watchdog_s=watchdog_s, resume=True, dashboard=dashboard, opcua=opcua,
+                    mqtt=mqtt)
         console.print(f"line {line.effective}: resuming, {len(line.config.cells)} cells")
     else:
         line = Line.create(config_path, directory, parts, console, crash, driver, rate, watchdog_s,
-                           dashboard=dashboard, opcua=opcua)
+                           dashboard=dashboard, opcua=opcua, mqtt=mqtt)
         console.print(f"line {config_path}: {len(line.config.cells)} cells, run directory {directory}")
     s = line.run(timeout)
     say(console, s)

@@ -37,7 +37,7 @@ def stop_orphans(run: RunDir) -> list[int]:
     pids = run.read_json(run.pids)
     marker = str(run.line_config)
     orphans = [p for p in [*pids.get("cells", {}).values(), pids.get("bridge"), pids.get("twin")] if ours(p, marker)]
-    orphans += [p for p in [pids.get("dashboard"), pids.get("opcua")] if ours(p, str(run.path))]  # given the directory
+    orphans += [p for p in [pids.get(n) for n in ("dashboard", "opcua", "mqtt")] if ours(p, str(run.path))]  # given the directory
     for pid in orphans:
         os.kill(pid, signal.SIGCONT)  # a paused orphan could not act on SIGTERM
         os.kill(pid, signal.SIGTERM)

@@ -20,12 +20,12 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from asyncua import Node, Server, ua
 
 from cellctl.cell.packml import Command
-from cellctl.line.feeds import Sent
+from cellctl.line.feeds import Commander, Sent
 from cellctl.opcua.access import caller
 from cellctl.line.tags import NEVER, PRODUCE, Alarm, CellTags, nested
 
@@ -48,12 +48,6 @@ NOT_HERE = ("RemoteCommand", "SetInterlock")
 STATUS_OF = {Sent.QUEUED: ua.StatusCodes.Good, Sent.REFUSED: ua.StatusCodes.BadInvalidState,
              Sent.NO_ANSWER: ua.StatusCodes.BadCommunicationError}
 PUBLISH_EVERY_S = 0.05
-
-
-class Commander(Protocol):
-    """Where a method's command goes (``cellctl.line.feeds.Feeds``)."""
-
-    async def command(self, cell: str, command: str, user: str | None) -> tuple[Sent, str]: ...
 
 
 def refused(code: int, why: str) -> ua.CallMethodResult:

@@ -135,18 +135,18 @@ class DashboardProcess(AnnouncedProcess):
         return self.info["url"]
 
 
-OPCUA_READY = "CELLCTL-OPCUA-READY "  # + {"url", "secured", "login", "cells"}: the OPC UA server serves
+OPCUA_READY = "CELLCTL-OPCUA-READY "  # + {"url", "secured", "login", "cells", "pid"}: the OPC UA server serves
+MQTT_READY = "CELLCTL-MQTT-READY "  # + {"url", "group", "edge", "topics", "cells", "pid"}: the publisher is set up
 
 
-class OpcuaProcess(AnnouncedProcess):
-    """``cellctl opcua TARGET`` beside a line (``cellctl run --opcua PORT``) or a cell (``cellctl
-    cell run --opcua PORT``, then ``--cell`` and ``--parent``: it stops when the cell is gone)."""
+class SideProcess(AnnouncedProcess):
+    """A server beside a line (``cellctl run --opcua PORT`` / ``--mqtt URL``) or a cell (``cellctl
+    cell run``, then ``--cell`` and ``--parent``: it stops when the cell is gone): ``cellctl opcua``
+    or ``cellctl mqtt`` for TARGET, announcing itself in the run directory."""
 
-    prefix = OPCUA_READY
-
-    def __init__(self, target: Path, port: int = 0, log: Path | None = None, extra: list[str] | None = None) -> None:
-        super().__init__([sys.executable, "-m", "cellctl", "opcua", str(target), "--port", str(port), "--announce",
-                          *(extra or [])], log=log)
+    def __init__(self, command: str, target: Path, args: list[str], log: Path | None = None) -> None:
+        self.prefix = {"opcua": OPCUA_READY, "mqtt": MQTT_READY}[command]
+        super().__init__([sys.executable, "-m", "cellctl", command, str(target), *args, "--announce"], log=log)
 
     @property
     def url(self) -> str:
