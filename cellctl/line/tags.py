@@ -39,6 +39,7 @@ ALARM, WARNING = 1, 2
 WAITS = frozenset({FaultKind.STARVED, FaultKind.BLOCKED, FaultKind.MACHINE_UNAVAILABLE, FaultKind.TWIN_LOST,
                    FaultKind.NEIGHBOUR_LOST})
 NEVER = datetime(1601, 1, 1, tzinfo=UTC)  # OPC UA's null DateTime
+GONE = frozenset({"GIVEN", "DELIVERED", "MISSING"})  # custody states after which the cell holds the part no more
 MAX_HISTORY = 20
 CYCLES = 10  # the last cycle times the current speed is the median of
 
@@ -97,6 +98,7 @@ class CellTags:
     silent: str | None = "not heard from yet"
     processed_acc: int = 0  # parts done in the run (events), or since this server started watching (status)
     defective: int = 0  # failed machine jobs (a part made again), from the events
+    custody: str | None = None  # the part in the cell's custody, from its custody events
     done_times: list[float] = field(default_factory=list)  # sim times of the last parts done
     changed: int = 0
 
@@ -124,6 +126,11 @@ class CellTags:
         elif kind == "part_done" and self.from_events:
             self.processed_acc += 1
             self.changed += 1
+        elif kind == "custody" and self.from_events:
+            held = e.get("state") not in GONE
+            if held or e.get("part") == self.custody:
+                self.custody = e.get("part") if held else None
+                self.changed += 1
         elif kind == "machine_job" and e.get("state") == "failed":
             self.defective += 1
             self.changed += 1
@@ -142,6 +149,12 @@ class CellTags:
     @property
     def processed(self) -> int:
         return int(self._s.get("parts_done") or 0)
+
+    @property
+    def part(self) -> str | None:
+        """The part in the cell's custody (its events say when it was given on; a status reply may be
+        the last one before the cell exited)."""
+        return self.custody if self.from_events else self._s.get("part")
 
     @property
     def starved(self) -> bool:

@@ -37,7 +37,7 @@ def cell_metrics(tags: CellTags) -> dict[str, Metric]:
         Metric("Alarms/Active/Count", DataType.INT32, len(alarms)),
         Metric("Alarms/Active/IDs", DataType.STRING, ",".join(str(a.id) for a in alarms)),
         Metric("Alarms/Active/Messages", DataType.STRING, " | ".join(a.message for a in alarms)),
-        Metric("Custody/Part", DataType.STRING, s.get("part")),
+        Metric("Custody/Part", DataType.STRING, tags.part),
         Metric("WorkOrder/Parts", DataType.INT32, s.get("work_order")),
     ]
     links = s.get("links") or {}
