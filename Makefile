@@ -1,9 +1,10 @@
 # Two commands do all set-up: `make demo` and `make test`. Each creates .venv (Python 3.11+)
-# and installs the project there first if needed; `make test` also installs Debian's chromium and
-# chromium-driver and linuxcnc-uspace when missing (as root: .ci/system-packages), roslibjs and
-# node-opcua-client (npm) for the independent rosbridge-client and OPC UA client tests, OctoPrint (its own virtualenv, .cache/octoprint) for the real-printer
-# tests, and fetches roslibpy's own test suite (its sdist) to run against
-# the twin's rosbridge endpoint. `make test` checks the import contracts (pyproject.toml) first.
+# and installs the project there first if needed; `make test` also installs Debian's chromium,
+# chromium-driver, linuxcnc-uspace and mosquitto when missing (as root: .ci/system-packages), roslibjs,
+# node-opcua-client and Eclipse Tahu's sparkplug-payload with mqtt.js (npm) for the independent
+# rosbridge, OPC UA and Sparkplug B client tests, OctoPrint (its own virtualenv, .cache/octoprint) for
+# the real-printer tests, and fetches roslibpy's own test suite (its sdist) to run against the twin's
+# rosbridge endpoint. `make test` checks the import contracts (pyproject.toml) first.
 PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.announced import announced
 from tests.helpers.ci_log import to_ci_log
 from tests.helpers.mosquitto import mosquitto
 
@@ -169,3 +170,33 @@ def test_a_broker_killed_mid_run_comes_back_to_a_rebirth_and_commands_are_answer
                             f"{len(messages)} messages, seq checked per session; counts "
                             f"{ {c: devices[c]['PackML/Admin/ProdProcessedCount/AccCount'] for c in devices} } = summary; "
                             f"unconfigured DCMD Hold ignored and logged")
+
+
+def test_a_cell_run_alone_publishes_itself_and_says_goodbye_when_killed(tmp_path, twin_factory):
+    config = ROOT / "tests/configs/one_cell.yaml"
+    twin = twin_factory(config)
+    run_dir = tmp_path / "cell"
+    with mosquitto(tmp_path / "broker") as broker:
+        recorder = Recorder(broker.url, tmp_path)
+        cell = subprocess.Popen([sys.executable, "-m", "cellctl", "cell", "run", str(config), "--cell", "press",
+                                 "--twin", twin.endpoint, "--run-dir", str(run_dir), "--mqtt", broker.url],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+        try:
+            info = announced(run_dir / "mqtt.json", cell)
+            assert (info["edge"], info["cells"]) == ("press", ["press"])
+            born = recorder.wait_for(lambda ls: any(m.get("topic") == "spBv1.0/cellctl/DBIRTH/press/press" for m in ls),
+                                     "the cell's DBIRTH")
+            dbirth = next(m for m in born if m.get("topic") == "spBv1.0/cellctl/DBIRTH/press/press")
+            assert dbirth["metrics"]["PackML/MachineState/CurrentState"] == "Stopped"  # not started: waits for Reset
+            cell.kill()  # as a crash would: its publisher says goodbye and goes
+            cell.wait()
+            recorder.wait_for(lambda ls: any(m.get("topic") == "spBv1.0/cellctl/NDEATH/press" for m in ls), "the NDEATH")
+            deadline = time.monotonic() + 15
+            while Path(f"/proc/{info['pid']}").exists() and b"mqtt" in Path(f"/proc/{info['pid']}/cmdline").read_bytes():
+                assert time.monotonic() < deadline, "the cell's publisher outlived the SIGKILLed cell"
+                time.sleep(0.2)
+        finally:
+            if cell.poll() is None:
+                cell.kill()
+                cell.wait()
+        check_sparkplug(recorder.stop())
