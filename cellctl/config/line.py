@@ -192,7 +192,7 @@ class LineConfig(SceneConfig):
                     found.append(Problem(("cells", name, "machines"), f"to list {machine!r}: the take station "
                                          f"{cell.take} is its {self.machines[machine].kind}'s station", cell.machines))
                 elif self.machines[machine].kind != "printer":
-                    found.append(Problem(("cells", name, "take"), f"a feed, a neighbour's station or a printer's bed "
+                    found.append(Problem(("cells", name, "take"), "a feed, a neighbour's station or a printer's bed "
                                          f"(a CNC's fixture is loaded by the recipe: load_machine)", cell.take))
             if cell.give in {mc.station for mc in self.machines.values()}:
                 found.append(Problem(("cells", name, "give"), "a station that is no machine's (a machine is loaded "

@@ -12,7 +12,8 @@ events come; it turns the changes into Sparkplug messages and a sender publishes
 - Slow broker: messages wait in a bounded queue; a full queue drops its oldest with a counter
   (``Node Info/Dropped``) and the next message sent is a rebirth, so no host is left with a gap. The
   cells never wait for any of it: this is a process of its own, reading them like any client.
-- Commands: an NCMD ``Node Control/Rebirth`` and a DCMD ``Device Control/Rebirth`` are honoured;
+- Commands: an NCMD ``Node Control/Rebirth`` (at most one a second) and a DCMD ``Device
+  Control/Rebirth`` are honoured;
   a DCMD ``PackML/Command`` (Hold, Unhold, ...) only where the config allows it, sent as the
   configured operator through the cell's control socket like ``cellctl cmd``; anything else is
   ignored and logged.
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,6 +39,7 @@ log = logging.getLogger("cellctl.mqtt")
 REBIRTH = "Node Control/Rebirth"
 DEVICE_REBIRTH = "Device Control/Rebirth"
 COMMAND = "PackML/Command"
+REBIRTH_EVERY_S = 1.0  # NCMD rebirths closer together are ignored: a flood of them cannot keep the node busy
 
 
 @dataclass(frozen=True)
@@ -67,7 +70,8 @@ class Outbox:
 
 class EdgeNode:
     def __init__(self, topics: Topics, cells: list[str], from_events: bool, queue: int = 1000,
-                 commander: Commander | None = None, command_user: str | None = None) -> None:
+                 commander: Commander | None = None, command_user: str | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.topics = topics
         self.tags = {name: CellTags(name, from_events) for name in cells}
         self.outbox = Outbox(queue)
@@ -77,7 +81,9 @@ class EdgeNode:
         self.command_user = command_user
         self.sent: dict[str, dict[str, Metric]] = {}  # device → the metrics as last sent (born devices only)
         self.wake = asyncio.Event()
-        self.ignored = 0  # commands ignored (unconfigured, malformed)
+        self.ignored = 0  # commands ignored (unconfigured, malformed, too often)
+        self.clock = clock
+        self._asked = -REBIRTH_EVERY_S  # when an NCMD last asked for a rebirth
 
     @property
     def cells(self) -> dict[str, CellTags]:
@@ -155,6 +161,10 @@ class EdgeNode:
         device = topic.rsplit("/", 1)[-1] if "/DCMD/" in topic else None
         for name, value in metrics:
             if device is None and name == REBIRTH and value is True:
+                if self.clock() - self._asked < REBIRTH_EVERY_S:
+                    self._ignore(topic, f"a rebirth was asked for less than {REBIRTH_EVERY_S:g}s ago")
+                    continue
+                self._asked = self.clock()
                 log.info("mqtt: NCMD rebirth: publishing NBIRTH and the DBIRTHs")
                 self.rebirth()
             elif device in self.tags and name == DEVICE_REBIRTH and value is True:
