@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from cellctl.processes.children import SideProcess
-from tests.helpers.announced import announced
+from tests.helpers.announced import announced, gone_with, running
 from tests.helpers.ci_log import to_ci_log
 
 ROOT = Path(__file__).parents[1]
@@ -243,13 +243,10 @@ def test_a_cell_run_alone_serves_itself_and_its_server_ends_with_it(tmp_path, tw
             time.sleep(0.2)
         cell.kill()  # as a crash would: the server must not outlive it and hold its port
         cell.wait()
-        deadline = time.monotonic() + 15
-        while Path(f"/proc/{info['pid']}").exists() and b"opcua" in Path(f"/proc/{info['pid']}/cmdline").read_bytes():
-            assert time.monotonic() < deadline, "the cell's OPC UA server outlived the SIGKILLed cell"
-            time.sleep(0.2)
+        gone_with(info["pid"], "opcua", "the cell's OPC UA server")
     finally:
         if cell.poll() is None:
             cell.kill()
             cell.wait()
-        if info and Path(f"/proc/{info['pid']}").exists():
+        if info and running(info["pid"], "opcua"):
             os.kill(info["pid"], signal.SIGKILL)

@@ -10,7 +10,7 @@ import logging
 import sys
 
 from cellctl.cli import commands as C
-from cellctl.cli.options import (integration_args, DEFAULT_TWIN_PORT, EXIT_USAGE, count, port, positive, rate, seconds, sim_time,
+from cellctl.cli.options import (integration_args, side_server_args, DEFAULT_TWIN_PORT, EXIT_USAGE, count, port, positive, rate, seconds, sim_time,
                                  watchdog_arg)
 from cellctl.config.paths import DEMO_CONFIG
 
@@ -137,10 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trust", default=None, metavar="DIR", help="the client application certificates accepted")
     p.add_argument("--anonymous", action="store_true", default=None,
                    help="with users: let anonymous sessions in to read (never to call a method)")
-    p.add_argument("--keys", default=None, metavar="DIR", help="the line's keys directory, for cells behind CURVE")
-    p.add_argument("--as", default="operator", metavar="NAME", help="whose key pair to use (default operator)")
-    p.add_argument("--parent", type=int, default=None, help=argparse.SUPPRESS)  # stop when this pid is gone
-    p.add_argument("--announce", action="store_true", help=argparse.SUPPRESS)  # write opcua.json (a line's server)
+    side_server_args(p)
     p.set_defaults(func=C.cmd_opcua)
 
     p = sub.add_parser("mqtt", help="publish the line's cells as Sparkplug B devices on an MQTT broker (a unified "
@@ -151,10 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cell", default=None, help="publish this cell only (default: every cell of TARGET)")
     p.add_argument("--edge", default=None, help="the Sparkplug edge node id (default: the config's mqtt.edge, or "
                                                 "the config file's name)")
-    p.add_argument("--keys", default=None, metavar="DIR", help="the line's keys directory, for cells behind CURVE")
-    p.add_argument("--as", default="operator", metavar="NAME", help="whose key pair to use (default operator)")
-    p.add_argument("--parent", type=int, default=None, help=argparse.SUPPRESS)  # stop when this pid is gone
-    p.add_argument("--announce", action="store_true", help=argparse.SUPPRESS)  # write mqtt.json (a line's publisher)
+    side_server_args(p)
     p.set_defaults(func=C.cmd_mqtt)
 
     users = sub.add_parser("users", help="who may log in to the page (and OPC UA): a file of names, roles and "

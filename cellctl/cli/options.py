@@ -77,3 +77,12 @@ def integration_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mqtt", default=None, metavar="URL",
                    help="publish the cells as Sparkplug B devices to the broker at URL (mqtt://HOST[:PORT] or "
                         "mqtts://...) while they run; group, credentials, TLS and commands from the config's mqtt:")
+
+
+def side_server_args(p: argparse.ArgumentParser) -> None:
+    """What ``cellctl opcua`` and ``cellctl mqtt`` share: CURVE keys for the cells, and the hidden
+    flags of a server started beside a line or a cell."""
+    p.add_argument("--keys", default=None, metavar="DIR", help="the line's keys directory, for cells behind CURVE")
+    p.add_argument("--as", default="operator", metavar="NAME", help="whose key pair to use (default operator)")
+    p.add_argument("--parent", type=int, default=None, help=argparse.SUPPRESS)  # stop when this pid is gone
+    p.add_argument("--announce", action="store_true", help=argparse.SUPPRESS)  # write NAME.json in the run directory

@@ -16,6 +16,7 @@ comes from the status replies; failed machine jobs (the defective count) from th
 
 from __future__ import annotations
 
+import asyncio
 import statistics
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -206,3 +207,27 @@ class CellTags:
         """Cleared alarms, newest first."""
         return [_alarm(a.get("fault_kind"), a.get("fault"), a.get("raised"), a.get("cleared") or "")
                 for a in reversed((self._s.get("alarm_history") or [])[-MAX_HISTORY:])]
+
+
+class LineTags:
+    """Every cell's tags, kept as a ``cellctl.line.feeds.Listener``: the base of the servers that show
+    them (OPC UA's address space, the Sparkplug edge node); ``wake`` is set at every change."""
+
+    def __init__(self, cells: list[str], from_events: bool) -> None:
+        self.tags = {name: CellTags(name, from_events) for name in cells}
+        self.wake = asyncio.Event()
+
+    @property
+    def cells(self) -> dict[str, CellTags]:
+        return self.tags
+
+    def on_status(self, cell: str, status: dict | None, why: str | None = None) -> None:
+        self.tags[cell].on_status(status, why)
+        self.wake.set()
+
+    def on_events(self, events: list[dict]) -> None:
+        for e in events:
+            tags = self.tags.get(e.get("cell") or "")
+            if tags is not None:
+                tags.on_event(e)
+        self.wake.set()

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 from cellctl.cell.packml import COMMANDS
 from cellctl.line.feeds import Commander, Sent
-from cellctl.line.tags import CellTags
+from cellctl.line.tags import LineTags
 from cellctl.mqtt.metrics import cell_metrics, changed
 from cellctl.mqtt.sparkplug import DataType, Metric, PayloadError, Sequence, Topics, decode, encode
 
@@ -68,38 +68,21 @@ class Outbox:
         self.messages.append(message)
 
 
-class EdgeNode:
+class EdgeNode(LineTags):
     def __init__(self, topics: Topics, cells: list[str], from_events: bool, queue: int = 1000,
                  commander: Commander | None = None, command_user: str | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(cells, from_events)
         self.topics = topics
-        self.tags = {name: CellTags(name, from_events) for name in cells}
         self.outbox = Outbox(queue)
         self.seq = Sequence()
         self.bd_seq = 0
         self.commander = commander  # None: DCMD commands are not taken
         self.command_user = command_user
         self.sent: dict[str, dict[str, Metric]] = {}  # device → the metrics as last sent (born devices only)
-        self.wake = asyncio.Event()
         self.ignored = 0  # commands ignored (unconfigured, malformed, too often)
         self.clock = clock
         self._asked = -REBIRTH_EVERY_S  # when an NCMD last asked for a rebirth
-
-    @property
-    def cells(self) -> dict[str, CellTags]:
-        return self.tags
-
-    # -- the listener ----------------------------------------------------------------------------
-    def on_status(self, cell: str, status: dict | None, why: str | None = None) -> None:
-        self.tags[cell].on_status(status, why)
-        self.wake.set()
-
-    def on_events(self, events: list[dict]) -> None:
-        for e in events:
-            tags = self.tags.get(e.get("cell") or "")
-            if tags is not None:
-                tags.on_event(e)
-        self.wake.set()
 
     # -- messages --------------------------------------------------------------------------------
     def node_metrics(self) -> list[Metric]:

@@ -27,7 +27,7 @@ from asyncua import Node, Server, ua
 from cellctl.cell.packml import Command
 from cellctl.line.feeds import Commander, Sent
 from cellctl.opcua.access import caller
-from cellctl.line.tags import NEVER, PRODUCE, Alarm, CellTags, nested
+from cellctl.line.tags import NEVER, PRODUCE, Alarm, CellTags, LineTags, nested
 
 log = logging.getLogger("cellctl.opcua")
 
@@ -70,33 +70,16 @@ class CellNodes:
     values: dict[str, Node] = field(default_factory=dict)  # a path ("Status/MachSpeed") → its variable
 
 
-class Space:
+class Space(LineTags):
     """The line's cells in one address space; a ``cellctl.line.feeds.Listener``."""
 
     def __init__(self, server: Server, cells: list[str], commander: Commander, from_events: bool) -> None:
+        super().__init__(cells, from_events)
         self.server = server
-        self.tags = {name: CellTags(name, from_events) for name in cells}
         self.commander = commander
         self.nodes: dict[str, CellNodes] = {}
         self._written: dict[str, dict[str, object]] = {name: {} for name in cells}  # what each variable holds
         self._seen = {name: -1 for name in cells}
-        self._wake = asyncio.Event()
-
-    @property
-    def cells(self) -> dict[str, CellTags]:
-        return self.tags
-
-    # -- the listener ----------------------------------------------------------------------------
-    def on_status(self, cell: str, status: dict | None, why: str | None = None) -> None:
-        self.tags[cell].on_status(status, why)
-        self._wake.set()
-
-    def on_events(self, events: list[dict]) -> None:
-        for e in events:
-            tags = self.tags.get(e.get("cell") or "")
-            if tags is not None:
-                tags.on_event(e)
-        self._wake.set()
 
     # -- building --------------------------------------------------------------------------------
     async def build(self) -> None:
@@ -249,8 +232,8 @@ class Space:
     async def publish(self) -> None:
         """Write what changed, for ever: a state change's transitions one by one, in order."""
         while True:
-            await self._wake.wait()
-            self._wake.clear()
+            await self.wake.wait()
+            self.wake.clear()
             for name, tags in self.tags.items():
                 if tags.changed != self._seen[name]:
                     self._seen[name] = tags.changed
