@@ -9,12 +9,14 @@ rebirth is answered with an NBIRTH; an unconfigured command is ignored and logge
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.helpers.announced import announced, gone_with
 from tests.helpers.ci_log import to_ci_log
@@ -28,12 +30,13 @@ pytestmark = [pytest.mark.process, pytest.mark.timeout(300)]
 class Recorder:
     """tests/js/sparkplug.mjs record: every message under spBv1.0/#, decoded by Tahu's library."""
 
-    def __init__(self, url: str, directory: Path) -> None:
+    def __init__(self, url: str, directory: Path, env: dict | None = None) -> None:
         assert (JS / "node_modules" / "sparkplug-payload").exists(), "run `make test` (it installs sparkplug-payload)"
         self.out, self.stop_file = directory / "recorded.jsonl", directory / "stop"
         self.out.touch()
         self.proc = subprocess.Popen(["node", str(JS / "sparkplug.mjs"), "record", url, str(self.out),
-                                      str(self.stop_file)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                                      str(self.stop_file)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                     env={**os.environ, **(env or {})})
         self.wait_for(lambda lines: any(line.get("recorder") == "connected" for line in lines), "the recorder connected")
         time.sleep(1.5)  # the broker saves its store every second: the subscription survives a kill from now on
 
@@ -62,9 +65,9 @@ class Recorder:
         return self.messages()
 
 
-def send(url: str, topic: str, metrics: list[dict]) -> None:
+def send(url: str, topic: str, metrics: list[dict], env: dict | None = None) -> None:
     result = subprocess.run(["node", str(JS / "sparkplug.mjs"), "send", url, topic, json.dumps(metrics)],
-                            capture_output=True, text=True, timeout=30)
+                            capture_output=True, text=True, timeout=30, env={**os.environ, **(env or {})})
     assert result.returncode == 0, result.stderr
 
 
@@ -100,8 +103,8 @@ def check_sparkplug(messages: list[dict]) -> dict[str, dict]:
     return devices
 
 
-def run_line(run_dir: Path, url: str, parts: int) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "cellctl", "run", str(ROOT / "configs/demo_line.yaml"), "--parts",
+def run_line(run_dir: Path, url: str, parts: int, config: Path = ROOT / "configs/demo_line.yaml") -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "cellctl", "run", str(config), "--parts",
                              str(parts), "--run-dir", str(run_dir), "--mqtt", url, "--json", "--timeout", "240"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
 
@@ -197,3 +200,48 @@ def test_a_cell_run_alone_publishes_itself_and_says_goodbye_when_killed(tmp_path
                 cell.kill()
                 cell.wait()
         check_sparkplug(recorder.stop())
+
+
+def test_tls_credentials_and_configured_commands(tmp_path, pytestconfig):
+    """A broker with TLS (a CA of its own) and a password, no anonymous clients; the config gives the
+    publisher its CA, user and password file, and lets DCMD commands through as the operator scada."""
+    users = tmp_path / "users.txt"
+    added = subprocess.run([sys.executable, "-m", "cellctl", "users", "add", "scada", "--role", "operator", "--file",
+                            str(users), "--password-stdin"], input="scada-secret-1\n", capture_output=True, text=True)
+    assert added.returncode == 0, added.stderr
+    with mosquitto(tmp_path / "broker", secured=True) as broker:
+        config = yaml.safe_load((ROOT / "configs/demo_line.yaml").read_text())
+        config["mqtt"] = {"group": "plant1", "edge": "line-a", "username": "cellctl",
+                          "password_file": str(broker.password), "tls": {"ca": str(broker.ca)}, "commands": True,
+                          "users": str(users), "command_user": "scada"}
+        path = tmp_path / "line.yaml"
+        path.write_text(yaml.safe_dump(config))
+        env = {"MQTT_CA": str(broker.ca), "MQTT_USER": "cellctl", "MQTT_PASSWORD": "broker-secret-1"}
+        recorder = Recorder(broker.url, tmp_path, env)
+        run_dir = tmp_path / "run"
+        line = run_line(run_dir, broker.url, 20, path)
+        recorder.wait_for(lambda ls: any(m.get("topic") == "spBv1.0/plant1/DBIRTH/line-a/pack" for m in ls),
+                          "pack's DBIRTH over TLS")
+        send(broker.url, "spBv1.0/plant1/DCMD/line-a/pack", [{"name": "PackML/Command", "type": "String", "value": "Hold"}],
+             env)
+        recorder.wait_for(lambda ls: any((m.get("metrics") or {}).get("PackML/State") == "Held"
+                                                 and m["topic"].endswith("/pack") for m in ls), "pack Held on MQTT")
+        status = subprocess.run([sys.executable, "-m", "cellctl", "status", str(run_dir), "--cell", "pack"],
+                                capture_output=True, text=True, timeout=30, cwd=ROOT).stdout
+        assert "pack: Held" in status and "scada via mqtt" in status, status
+        send(broker.url, "spBv1.0/plant1/DCMD/line-a/pack", [{"name": "PackML/Command", "type": "String",
+                                                               "value": "Unhold"}], env)
+        out, _ = line.communicate(timeout=240)
+        assert line.returncode == 0, out[-3000:]
+        messages = recorder.stop()
+    devices = check_sparkplug(messages)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert devices["pack"]["PackML/Admin/ProdProcessedCount/AccCount"] == summary["cells"]["pack"]["parts_done"] == 20
+    commands = [(e["command"], e.get("user"), e.get("by")) for e in
+                (json.loads(x) for x in (run_dir / "events.jsonl").read_text().splitlines()) if e["kind"] == "command"]
+    assert commands == [("Hold", "scada", "mqtt"), ("Unhold", "scada", "mqtt")]
+    reasons = [m["metrics"]["PackML/Admin/StopReason/Message"] for m in messages if m["topic"].endswith("/pack")
+               and "PackML/Admin/StopReason/Message" in m.get("metrics", {})]
+    assert "Hold by the operator (scada via mqtt)" in reasons, reasons
+    to_ci_log(pytestconfig, f"sparkplug over TLS with a password: DCMD Hold/Unhold as scada → events {commands}; "
+                            f"{len(messages)} messages decoded; counts = summary.json")

@@ -9,11 +9,15 @@ import sparkplugPayload from "sparkplug-payload";
 
 const sparkplug = sparkplugPayload.get("spBv1.0");
 const [mode, url, ...rest] = process.argv.slice(2);
+// a secured broker: MQTT_CA (a CA file), MQTT_USER and MQTT_PASSWORD from the environment
+const secured = process.env.MQTT_USER ? { username: process.env.MQTT_USER, password: process.env.MQTT_PASSWORD,
+  ca: fs.readFileSync(process.env.MQTT_CA) } : {};
 const plain = (v) => (v !== null && typeof v === "object" && typeof v.toNumber === "function" ? v.toNumber() : v);
 
 if (mode === "record") {
   const [outFile, stopFile] = rest;
-  const client = mqtt.connect(url, { clientId: `sparkplug-recorder-${process.pid}`, clean: false, reconnectPeriod: 200 });
+  const client = mqtt.connect(url, { clientId: `sparkplug-recorder-${process.pid}`, clean: false, reconnectPeriod: 200,
+    ...secured });
   client.on("connect", () => {
     client.subscribe("spBv1.0/#", { qos: 1 });
     fs.appendFileSync(outFile, JSON.stringify({ recorder: "connected", at: Date.now() }) + "\n");
@@ -38,7 +42,7 @@ if (mode === "record") {
 } else if (mode === "send") {
   const [topic, metricsJson] = rest;
   const payload = sparkplug.encodePayload({ timestamp: Date.now(), metrics: JSON.parse(metricsJson) });
-  const client = mqtt.connect(url, { clientId: `sparkplug-commander-${process.pid}` });
+  const client = mqtt.connect(url, { clientId: `sparkplug-commander-${process.pid}`, ...secured });
   client.on("connect", () => client.publish(topic, Buffer.from(payload), { qos: 0 }, () => client.end(false, {}, () => process.exit(0))));
   client.on("error", (e) => { console.error(String(e)); process.exit(1); });
   setTimeout(() => { console.error("timeout"); process.exit(1); }, 15000);
