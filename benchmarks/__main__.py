@@ -1,5 +1,7 @@
-"""``python -m benchmarks [--quick] [--json]``: every benchmark, each against its baseline measured
-in the same run. ``--json`` prints one JSON object as the last line of stdout."""
+"""``python -m benchmarks [--quick] [--json] [--peers]``: every benchmark, each against its baseline
+measured in the same run. ``--json`` prints one JSON object as the last line of stdout. ``--peers``
+(opt-in) also runs pybullet-fleet on the same job as an all-Panda line (``benchmarks/peers.py``; its
+virtualenv is made on first use)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ import json
 import platform
 import os
 
-from benchmarks import cli_start, line_scale, ros_path, rtt, skill_tick, twin_overhead
+from benchmarks import cli_start, line_scale, peers, ros_path, rtt, skill_tick, twin_overhead
 
 GOALS = {"twin_overhead_ratio": 1.25, "rtt_ratio": 1.3}
 
@@ -17,10 +19,12 @@ def main() -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks")
     ap.add_argument("--quick", action="store_true", help="fewer rounds and sizes: under a minute")
     ap.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    ap.add_argument("--peers", action="store_true", help="also run pybullet-fleet 0.8 on the same job (installs it "
+                                                         "into .cache/peers/venv on first use)")
     args = ap.parse_args()
     result: dict = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
                     "quick": args.quick}
-    for module in (twin_overhead, rtt, ros_path, skill_tick, line_scale, cli_start):
+    for module in (twin_overhead, rtt, ros_path, skill_tick, line_scale, cli_start, *([peers] if args.peers else [])):
         result.update(module.main(quick=args.quick))
     print(f"machine: {result['machine']}")
     print(f"twin overhead (pick-and-place, lockstep next-event / raw PyBullet replay): {result['twin_overhead_ratio']}"
@@ -32,8 +36,17 @@ def main() -> int:
           f"ratio {result['ros_feedback_ratio']}")
     print(f"skill tick: idle {result['skill_tick_us']['idle']} us, moving {result['skill_tick_us']['moving']} us")
     for row in result["scale"]:
+        c = row["cost"]
         print(f"line of {row['cells']} cells: {row['rtf']}x real time, {row['wall_ms_per_part']} ms wall per part, "
-              f"peak {row['peak_rss_mb']} MB")
+              f"peak {row['peak_rss_mb']} MB; cost: bare step {c['bare_us_per_step']} us, twin CPU "
+              f"{c['twin_cpu_us_per_step']} us/step (+{c['twin_python_us_per_step']}), round trips "
+              f"{c['round_trips_per_part']}/part {c['round_trips_per_sim_s']}/sim s, controllers "
+              f"{c['controller_cpu_ms_per_part']} ms CPU/part")
+    for row in result.get("peers", {}).get("sizes", []):
+        ratio = row["peer_ratio"] if row["peer_ratio"] is not None else f"none (physics differ: {row['physics_differ']})"
+        print(f"{row['arms']} Panda arms: ours {row['ours_rtf']}x, {result['peers']['peer']} {row['peer_rtf']}x, "
+              f"peer_ratio {ratio} (goal >= {row['goal']}; ceiling {row['ceiling']}: the peer's wall / bare "
+              f"stepSimulation {row['bare_rtf']}x)")
     print(f"command start-up (python -c pass: {result['cli_python_start_s']} s): "
           + ", ".join(f"cellctl {k} {v} s ({result['cli_start_ratio'][k]}x)" for k, v in result["cli_start_s"].items()))
     if args.json:

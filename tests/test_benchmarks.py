@@ -25,7 +25,13 @@ def test_quick_benchmarks_report_every_key():
     for key in KEYS:
         assert key in report, key
     assert [row["cells"] for row in report["scale"]] == [1, 2]
-    assert all(set(row) == {"cells", "rtf", "wall_ms_per_part", "peak_rss_mb", "startup_s"} for row in report["scale"])
+    assert all(set(row) == {"cells", "rtf", "wall_ms_per_part", "peak_rss_mb", "startup_s", "cost"}
+               for row in report["scale"])
+    assert all(set(row["cost"]) == {"bare_us_per_step", "twin_cpu_us_per_step", "twin_python_us_per_step",
+                                    "round_trips_per_part", "round_trips_per_sim_s", "controller_cpu_ms_per_part"}
+               and row["cost"]["bare_us_per_step"] > 0 and row["cost"]["round_trips_per_part"] > 0
+               for row in report["scale"])
+    assert "peers" not in report  # opt-in (--peers): the smoke test never installs the peer
     assert all(row["rtf"] > 0 and row["peak_rss_mb"] > 0 for row in report["scale"])
     assert report["twin_overhead_ratio"] > 0 and report["rtt_ratio"] > 0
     assert set(report["cli_start_s"]) == {"--help", "status (no cells)", "check --no-reach", "check (reach test)"}
