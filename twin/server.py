@@ -19,6 +19,9 @@ from cellctl.drivers.curve import check_bind, release
 from cellctl.twin.service import TwinService
 
 JOINT_STATE_HZ = 50
+MAX_TOPICS = 64  # topic prefixes the event stream keeps track of
+MAX_SUBSCRIPTION_MESSAGES = 100  # read per look, so a client flooding subscriptions cannot stall the loop
+MAX_SUBSCRIPTION_BYTES = 4096
 MAX_CATCH_UP_S = 0.25  # realtime: if the loop falls further behind, drop the backlog (and say so)
 MAX_REQUESTS_PER_TURN = 100
 LOCKSTEP_POLL_MS = 50  # how often a lockstep server looks for silent participants
@@ -43,7 +46,11 @@ class TwinServer:
         check_bind(host, keys, "the twin")
         self._ctx = zmq.Context()
         self._router = self._ctx.socket(zmq.ROUTER)
-        self._pub = self._ctx.socket(zmq.PUB)
+        # XPUB: it tells who subscribes to what, so streams nobody reads are not built (a PUB to no
+        # subscriber drops them only after they cost a msgpack and a send per robot)
+        self._pub = self._ctx.socket(zmq.XPUB)
+        self._pub.setsockopt(zmq.MAXMSGSIZE, MAX_SUBSCRIPTION_BYTES)
+        self._subscribed: set[bytes] = set()  # topic prefixes someone subscribes to
         for s in (self._router, self._pub):
             s.setsockopt(zmq.LINGER, 0)
             if keys is not None:  # CURVE: allow-listed clients command the world; observers may watch it
@@ -75,8 +82,9 @@ class TwinServer:
 
     def close(self) -> None:
         world = self.service.world
+        ops = ", ".join(f"{op} {n}" for op, n in self.service.op_counts.most_common())
         print(f"twin: served {self.requests} requests over {world.steps} physics steps ({world.time:.1f} s sim), "
-              f"{time.process_time():.2f} s CPU", file=sys.stderr, flush=True)  # benchmarks' cost model reads it
+              f"{time.process_time():.2f} s CPU; by op: {ops}", file=sys.stderr, flush=True)  # benchmarks' cost model
         if self._checkpoint is not None:
             self._save()
             self._checkpoint.close()
@@ -149,11 +157,32 @@ class TwinServer:
             # what went in and out, and what the machines do, is never lost
         return events
 
+    def _subscriptions(self) -> None:
+        """Who subscribes to what: XPUB hands over a topic's first subscribe and its last
+        unsubscribe (at most MAX_TOPICS prefixes are kept: a client cannot make the set grow without
+        bound; past it, a new prefix is not streamed)."""
+        for _ in range(MAX_SUBSCRIPTION_MESSAGES):
+            if not self._pub.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+                return
+            message = self._pub.recv()
+            if message[:1] == b"\x01" and len(self._subscribed) < MAX_TOPICS:
+                self._subscribed.add(message[1:])
+            elif message[:1] == b"\x00":
+                self._subscribed.discard(message[1:])
+
+    def _wanted(self, topic: bytes) -> bool:
+        return any(topic.startswith(prefix) for prefix in self._subscribed)
+
     def _publish_state(self) -> None:
+        """The clock and joint states at JOINT_STATE_HZ, each only while someone subscribes to it."""
         world = self.service.world
         if world.steps % self._publish_every:
             return
-        self._pub.send_multipart([P.TOPIC_CLOCK, P.pack({"time": world.time, "steps": world.steps})])
+        self._subscriptions()
+        if self._wanted(P.TOPIC_CLOCK):
+            self._pub.send_multipart([P.TOPIC_CLOCK, P.pack({"time": world.time, "steps": world.steps})])
+        if not self._wanted(P.TOPIC_JOINTS):
+            return
         for name, robot in world.robots.items():
             js = robot.joint_state(world.time)
             self._pub.send_multipart([P.TOPIC_JOINTS, P.pack(

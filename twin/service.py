@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import itertools
 import uuid
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 
 import numpy as np
@@ -46,6 +46,7 @@ class TwinService:
         self.extra_replies: list[tuple[list[bytes], dict]] = []  # replies to earlier requests (a replaced advance)
         self._log: deque[dict] = deque(maxlen=REQUEST_LOG)
         self._log_seq = itertools.count(1)
+        self.op_counts: Counter[str] = Counter()  # requests served by op (the server's exit line: a cost model's)
         self._handlers: dict[str, Callable] = {op: getattr(self, f"op_{op}") for op in P.OPS}
         twin = config.twin
         self.lockstep = Lockstep(twin.physics_hz, twin.period_steps, twin.silence_timeout, twin.expect,
@@ -85,6 +86,7 @@ class TwinService:
             listed = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'args'}: {e['msg']}" for e in errors[:5])
             more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
             return P.error(req_id, P.BAD_ARGS, f"{op}: {listed}{more}")
+        self.op_counts[op] += 1
         self._log.append({"seq": next(self._log_seq), "time": self.world.time, "client": client, "op": op,
                           "robot": getattr(parsed, "robot", None), "name": parsed.client if op == "hello" else None})
         self._envelope, self._req_id = envelope, req_id
