@@ -33,6 +33,7 @@ VENV = ROOT / ".cache" / "peers" / "venv"
 PEER_SCRIPT = Path(__file__).with_name("peer_fleet.py")
 PANDA = "franka_panda/panda.urdf"
 HZ = 240
+PEER_HOME = (0.0, -0.8, 0.0, -2.3, 0.0, 1.6, 0.8)  # peer_fleet.py's INIT, the arm joints
 COMPARED = ("fixedTimeStep", "numSubSteps", "numSolverIterations", "numNonContactInnerIterations",
             "gravityAccelerationZ", "useRealTimeSimulation")
 
@@ -76,7 +77,8 @@ def our_physics(robots: int) -> dict:
 
 
 def bare(robots: int, sim_s: float) -> float:
-    """Wall seconds of bare ``stepSimulation`` for ``sim_s`` with N Pandas standing (the ceiling's base)."""
+    """Wall seconds of bare ``stepSimulation`` for ``sim_s`` with N Pandas standing in the peer's
+    home pose (the ceiling's base)."""
     import pybullet_data
 
     client = pb.connect(pb.DIRECT)
@@ -86,7 +88,9 @@ def bare(robots: int, sim_s: float) -> float:
         pb.setTimeStep(1.0 / HZ, physicsClientId=client)
         pb.loadURDF("plane.urdf", physicsClientId=client)
         for i in range(robots):
-            pb.loadURDF(PANDA, [2.0 * i, 0, 0], useFixedBase=True, physicsClientId=client)
+            body = pb.loadURDF(PANDA, [2.0 * i, 0, 0], useFixedBase=True, physicsClientId=client)
+            for joint, q in enumerate(PEER_HOME):
+                pb.resetJointState(body, joint, q, physicsClientId=client)
         start = time.perf_counter()
         for _ in range(int(sim_s * HZ)):
             pb.stepSimulation(physicsClientId=client)
