@@ -22,7 +22,6 @@ from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from transitions import Machine
-from transitions.extensions import GraphMachine
 
 from cellctl.drivers.contract import Motion, RobotDriver
 from cellctl.drivers.errors import ConnectionLost, DriverError
@@ -114,7 +113,10 @@ class Skill:
 
     @classmethod
     def mermaid(cls) -> str:
-        """The state diagram, drawn by transitions' mermaid engine from the same table."""
+        """The state diagram, drawn by transitions' mermaid engine from the same table (imported
+        here: its extensions bring asyncio, which a cell never needs)."""
+        from transitions.extensions import GraphMachine
+
         graph = GraphMachine(model=_Drawing(), states=cls.states(), initial="idle", transitions=cls.table(),
                              auto_transitions=False, graph_engine="mermaid",
                              title=f"title: skill {cls.name}")  # transitions writes it between --- lines as is

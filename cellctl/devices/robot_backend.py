@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 from rich.console import Console
@@ -15,7 +16,9 @@ from cellctl.config.line import LineConfig
 from cellctl.drivers.description import describe_from_config
 from cellctl.drivers.errors import ConnectionLost
 from cellctl.drivers.robot_config import RosDriverConfig
-from cellctl.drivers.ros import RosDriver, RosNames
+
+if TYPE_CHECKING:  # imported where a ROS robot is driven: a cell on the twin never loads roslibpy
+    from cellctl.drivers.ros import RosDriver
 
 BRIDGE_WAIT = float(os.environ.get("CELLCTL_BRIDGE_WAIT", "30"))  # wall s to wait for a bridge coming up
 PROGRESS_EVERY = 5.0  # wall s between "still trying" lines
@@ -44,6 +47,8 @@ def ros_driver(backend: RosBackend, robot: str, config: LineConfig) -> RosDriver
     where = urlparse(backend.url)
     if backend.cfg.ca:
         os.environ["SSL_CERT_FILE"] = backend.cfg.ca  # roslibpy's TLS context reads the default verify paths
+    from cellctl.drivers.ros import RosDriver, RosNames
+
     return RosDriver(where.hostname, where.port, desc, RosNames.from_config(robot, backend.cfg, desc.io_names),
                      joint_map=backend.cfg.joints, secure=where.scheme == "wss", accept_timeout=backend.cfg.accept_timeout)
 
