@@ -10,7 +10,7 @@ import json
 import platform
 import os
 
-from benchmarks import cli_start, line_scale, peers, ros_path, rtt, skill_tick, twin_overhead
+from benchmarks import cli_start, line_scale, peers, ros_path, rtt, skill_tick, startup, twin_overhead
 
 GOALS = {"twin_overhead_ratio": 1.25, "rtt_ratio": 1.3}
 
@@ -24,7 +24,8 @@ def main() -> int:
     args = ap.parse_args()
     result: dict = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
                     "quick": args.quick}
-    for module in (twin_overhead, rtt, ros_path, skill_tick, line_scale, cli_start, *([peers] if args.peers else [])):
+    for module in (twin_overhead, rtt, ros_path, skill_tick, line_scale, cli_start, startup,
+                   *([peers] if args.peers else [])):
         result.update(module.main(quick=args.quick))
     print(f"machine: {result['machine']}")
     print(f"twin overhead (pick-and-place, lockstep next-event / raw PyBullet replay): {result['twin_overhead_ratio']}"
@@ -49,6 +50,10 @@ def main() -> int:
               f"stepSimulation {row['bare_rtf']}x)")
     print(f"command start-up (python -c pass: {result['cli_python_start_s']} s): "
           + ", ".join(f"cellctl {k} {v} s ({result['cli_start_ratio'][k]}x)" for k, v in result["cli_start_s"].items()))
+    st = result["startup"]
+    print(f"demo line, 1 part: {st['before_first_tick_s']} s from `cellctl run` to the first tick "
+          f"({st['first_tick_ratio']}x a bare `import pybullet, zmq`, {st['import_pybullet_zmq_s']} s; goal <= 2), "
+          f"{st['ticking_s']} s ticking, {st['after_last_part_s']} s after the last part")
     if args.json:
         print(json.dumps(result))
     return 0

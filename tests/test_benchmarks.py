@@ -12,7 +12,7 @@ import pytest
 pytestmark = pytest.mark.process  # starts twins, cells, launchers or bridges
 
 KEYS = ("twin_overhead_ratio", "rtt_p50_us", "rtt_raw_p50_us", "rtt_ratio", "ros_feedback_ratio", "scale",
-        "skill_tick_us", "cli_start_s", "cli_start_ratio")
+        "skill_tick_us", "cli_start_s", "cli_start_ratio", "startup")
 
 
 @pytest.mark.slow
@@ -32,6 +32,7 @@ def test_quick_benchmarks_report_every_key():
                and row["cost"]["bare_us_per_step"] > 0 and row["cost"]["round_trips_per_part"] > 0
                for row in report["scale"])
     assert "peers" not in report  # opt-in (--peers): the smoke test never installs the peer
+    assert report["startup"]["before_first_tick_s"] > 0 and 0 < report["startup"]["share_before"] < 1
     assert all(row["rtf"] > 0 and row["peak_rss_mb"] > 0 for row in report["scale"])
     assert report["twin_overhead_ratio"] > 0 and report["rtt_ratio"] > 0
     assert set(report["cli_start_s"]) == {"--help", "status (no cells)", "check --no-reach", "check (reach test)"}
