@@ -266,6 +266,11 @@ def test_a_cell_answers_its_status_while_its_bridge_is_paused(endpoint, tmp_path
         while (control := RunDir(run_dir).read_control("press")) is None:
             assert cell.poll() is None and time.monotonic() < deadline, cell.stdout.read()
             time.sleep(0.1)
+        # mid-run: once it works (in Resetting, its homing goal may wait longer than the pause below
+        # before anything says the link is gone — on a busy machine that is where it may still be)
+        while request(control.status, "status", timeout=5.0)["result"]["state"] != "Execute":
+            assert cell.poll() is None and time.monotonic() < deadline, "the cell never reached Execute"
+            time.sleep(0.1)
         os.kill(b.pid, signal.SIGSTOP)
         try:
             answers = []
