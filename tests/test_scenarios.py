@@ -143,6 +143,8 @@ def test_a_fault_free_run_is_the_same_run_twice(tmp_path):
     runs = [canonical_events(read_events(Path(r["run_dir"]))) for r in (first, second)]
     assert len(runs[0]) > 150 and runs[0] == runs[1]
     assert first["fingerprint"] == second["fingerprint"] and first["end_s"] == second["end_s"]
+    run = Path(first["run_dir"])  # a campaign draws no timeline (matplotlib's ~0.4 s a scenario): the report says how
+    assert "`cellctl report" in (run / "report.md").read_text() and not (run / "timeline.png").exists()
 
 
 def test_faults_land_at_their_sim_times(tmp_path):

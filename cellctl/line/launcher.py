@@ -130,6 +130,7 @@ class Line:
             (OPCUA, ["--port", str(opcua), *keys], opcua is not None),
             (MQTT, ["--url", str(mqtt), *keys], mqtt is not None)) if given}
         self.side: dict[str, AnnouncedProcess] = {}
+        self.plot = True  # draw timeline.png with the report (a scenario campaign leaves it to `cellctl report`)
         self._statuses_at = -STATUS_EVERY_S  # clock: when the cells' statuses were last looked at
         self._delivered = 0
 
@@ -256,7 +257,7 @@ class Line:
             summary["twin_clients"] = clients
             self.rundir.write_json(self.rundir.summary, summary)
             self.events.close()
-            write_report(self.run_dir)
+            write_report(self.run_dir, plot=self.plot)
         return summary
 
     def _supervise(self, started: float, timeout: float) -> Outcome:

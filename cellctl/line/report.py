@@ -120,7 +120,9 @@ def _timeline(cells: dict[str, CellKpis], end: float, path: Path, title: str) ->
     plt.close(fig)
 
 
-def write_report(run_dir: str | Path) -> str:
+def write_report(run_dir: str | Path, plot: bool = True) -> str:
+    """``report.md`` and, with ``plot``, ``timeline.png`` (matplotlib: ~0.4 s, which a scenario
+    campaign spends on no simulation; ``cellctl report RUN_DIR`` draws it later)."""
     run = RunDir(Path(run_dir))
     cells, end, summary = _load(run.path)
     lines = [f"# Run report: {run.path.name}", ""]
@@ -162,11 +164,13 @@ def write_report(run_dir: str | Path) -> str:
         lines += [f"- lost: {part}" for part in summary.get("lost_parts", [])]
         lines += [f"- stranded: {p['part']} on {p['where']}, ledger {p['ledger'] or '-'} ({p['state'] or '-'})"
                   for p in summary.get("stranded_parts", [])]
-    lines += ["", "![timeline](timeline.png)", ""]
+    lines += ["", "![timeline](timeline.png)" if plot else f"(no timeline drawn: `cellctl report {run.path}` draws "
+                                                             f"timeline.png)", ""]
     text = "\n".join(lines)
     run.report.write_text(text)
-    _timeline(cells, end, run.timeline, f"run {run.path.name}" + (f" — {summary['config']}" if summary.get("config")
-                                                                   else ""))
+    if plot:
+        _timeline(cells, end, run.timeline, f"run {run.path.name}" + (f" — {summary['config']}" if summary.get("config")
+                                                                       else ""))
     return text
 
 

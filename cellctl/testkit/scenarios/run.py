@@ -209,6 +209,7 @@ def run_scenario(scenario: LoadedScenario, run_dir: Path, console: Console) -> S
     started = time.monotonic()
     line = Line.create(str(scenario.line_path), run_dir, scenario.spec.parts, console,
                        participants=[INJECTOR] if scenario.faults else [])
+    line.plot = False  # a campaign's wall time goes to simulation: `cellctl report RUN_DIR` draws the timeline
     injector = FaultInjector(line, scenario, console)
     thread = threading.Thread(target=injector.run, name="scenario-faults", daemon=True)
     if scenario.faults:
