@@ -101,6 +101,9 @@ def test_a_full_outbox_drops_its_oldest_counts_them_and_sends_a_rebirth_next():
     assert [t.split("/")[2] for t, _, _ in sent] == ["NBIRTH", "DBIRTH"]  # the gap is closed by a rebirth
     assert sent[0][1] == 0 and sent[0][2]["Node Info/Dropped"] == 20
     assert sent[1][2]["PackML/Admin/ProdProcessedCount/Count"] == 30
+    for i in range(500):  # state changes nobody takes (Sparkplug shows the state only): kept bounded
+        node.on_events([{"kind": "packml", "cell": "press", "dest": "Held" if i % 2 else "Execute"}])
+    assert len(node.tags["press"].transitions) == 100
 
 
 class Recorder:

@@ -55,7 +55,7 @@ def test_without_events_the_status_replies_give_the_state():
     tags = CellTags("pack", from_events=False)
     for state in ("Idle", "Execute", "Execute", "Held"):
         tags.on_status(_status(state))
-    assert tags.transitions == [(None, "Idle"), ("Idle", "Execute"), ("Execute", "Held")]
+    assert list(tags.transitions) == [(None, "Idle"), ("Idle", "Execute"), ("Execute", "Held")]
     tags.on_status(_status("Bogus"))
     assert tags.state == "Held"  # not a PackML state: ignored
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import statistics
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -43,6 +44,7 @@ NEVER = datetime(1601, 1, 1, tzinfo=UTC)  # OPC UA's null DateTime
 GONE = frozenset({"GIVEN", "DELIVERED", "MISSING"})  # custody states after which the cell holds the part no more
 MAX_HISTORY = 20
 CYCLES = 10  # the last cycle times the current speed is the median of
+MAX_TRANSITIONS = 100  # state changes kept for a server that has not written them out yet
 
 
 @dataclass(frozen=True)
@@ -94,7 +96,9 @@ class CellTags:
     name: str
     from_events: bool  # the state follows packml events (a run directory here)
     state: str | None = None
-    transitions: list[tuple[str | None, str]] = field(default_factory=list)  # (from, to) not yet written out
+    # (from, to) not yet written out by a server that shows each transition (OPC UA); bounded, since a
+    # server that shows only the state (Sparkplug) never takes them
+    transitions: deque[tuple[str | None, str]] = field(default_factory=lambda: deque(maxlen=MAX_TRANSITIONS))
     status: dict | None = None
     silent: str | None = "not heard from yet"
     processed_acc: int = 0  # parts done in the run (events), or since this server started watching (status)

@@ -241,7 +241,8 @@ class Space(LineTags):
             await asyncio.sleep(PUBLISH_EVERY_S)
 
     async def _write_cell(self, name: str, tags: CellTags) -> None:
-        moves, tags.transitions = tags.transitions, []
+        moves = list(tags.transitions)
+        tags.transitions.clear()
         for before, after in moves:
             await self._write_state(name, before, after)
         values: dict[str, ua.Variant] = {
