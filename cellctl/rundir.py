@@ -56,6 +56,10 @@ class EventTail:
         return events
 
 
+class RunDirInUse(ValueError):
+    """A new run asked for a directory that holds another run."""
+
+
 @dataclass(frozen=True)
 class RunDir:
     """The files of one run directory, by role."""
@@ -160,6 +164,29 @@ class RunDir:
     def missing(self) -> list[str]:
         """The files a line's run directory must have to be resumed, that this one lacks."""
         return [p.name for p in (self.line_config, self.launch) if not p.exists()]
+
+    def earlier_run(self) -> list[str]:
+        """The files of a run this directory already holds. A new line started here would take
+        them for its own (the cells' ledgers say their parts were delivered, the events mix two
+        runs), so it starts only in a directory without them; ``--resume`` continues that run."""
+        found = [p for p in (self.line_config, self.launch, self.events, self.checkpoint) if p.exists()]
+        return [p.name for p in (*found, *sorted(self.path.glob("ledger-*.sqlite")))]
+
+    def check_fresh(self) -> None:
+        """RunDirInUse when the directory holds a run already."""
+        if held := self.earlier_run():
+            raise RunDirInUse(f"run directory {self.path} holds a run already ({', '.join(held)}): give a new "
+                              f"--run-dir, or continue that run with `cellctl run --resume {self.path}`")
+
+    @staticmethod
+    def fresh(parent: Path, name: str) -> Path:
+        """``parent/name``, or ``parent/name-2``, ``-3``… when that is taken (two runs started in the
+        same second get a directory each)."""
+        path, n = parent / name, 1
+        while path.exists():
+            n += 1
+            path = parent / f"{name}-{n}"
+        return path
 
     def write_control(self, control: ControlFile) -> None:
         tmp = self.control(control.cell).with_suffix(".tmp")

@@ -41,6 +41,14 @@ def test_demo_line_delivers_ten_parts(tmp_path):
     assert "- parts in / out: 10 / 10; lost 0, duplicated 0" in report
     assert "| pack | 10 |" in report and "| press | 10 |" in report
     assert (tmp_path / "run" / "timeline.png").read_bytes()[:4] == b"\x89PNG"
+    # the same --run-dir again: refused before anything starts (its ledgers would say the parts
+    # were delivered), the first run's events untouched
+    before = (tmp_path / "run" / "events.jsonl").read_bytes()
+    again = subprocess.run([*CLI, "demo", "--run-dir", str(tmp_path / "run")], capture_output=True, text=True, timeout=60)
+    assert again.returncode == 2 and "holds a run already (line.yaml, launch.json, events.jsonl, twin.sqlite, " \
+                                     "ledger-pack.sqlite, ledger-press.sqlite)" in again.stderr, again.stderr
+    assert f"cellctl run --resume {tmp_path / 'run'}" in again.stderr.replace("\n", "")
+    assert (tmp_path / "run" / "events.jsonl").read_bytes() == before
     custody = [(e["cell"], e["state"]) for e in events if e["kind"] == "custody" and e["part"] == "part-4"]
     assert custody == [("press", "OWNED"), ("press", "IN_TRANSIT"), ("pack", "OWNED"), ("press", "GIVEN"),
                        ("pack", "DELIVERED")] or custody == [("press", "OWNED"), ("press", "IN_TRANSIT"),

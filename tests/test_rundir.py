@@ -3,7 +3,9 @@ leaves behind."""
 
 from __future__ import annotations
 
-from cellctl.rundir import ControlFile, EventTail, RunDir
+import pytest
+
+from cellctl.rundir import ControlFile, EventTail, RunDir, RunDirInUse
 
 
 def test_control_files_are_written_whole_and_read_back(tmp_path):
@@ -70,3 +72,28 @@ def test_handoff_inboxes_are_announced_whole_and_a_missing_neighbour_is_named(tm
     (tmp_path / "handoff-press.json").write_text('{"cell": "press", "endp')  # torn: not announced yet
     with pytest.raises(rendezvous.NeighbourNotFound, match="neighbour press announced no handoff inbox"):
         rendezvous.wait_for(tmp_path, "press", timeout=0.2)
+
+
+def test_a_new_run_is_refused_a_directory_that_holds_one(tmp_path):
+    """A second run in a run's directory would read the first run's ledgers as its own (its cells
+    Complete at once, its parts stranded): it is refused, and the message says what to do."""
+    run = RunDir(tmp_path / "run")
+    run.check_fresh()  # not there yet
+    run.path.mkdir()
+    (run.path / "cell-press.log").write_text("")  # a log alone is no run
+    run.check_fresh()
+    run.ledger("press").write_bytes(b"")
+    run.events.write_text("")
+    assert run.earlier_run() == ["events.jsonl", "ledger-press.sqlite"]
+    with pytest.raises(RunDirInUse, match=r"holds a run already \(events.jsonl, ledger-press.sqlite\): give a new "
+                                          r"--run-dir, or continue that run with `cellctl run --resume .*run`"):
+        run.check_fresh()
+
+
+def test_default_run_directories_started_in_the_same_second_differ(tmp_path):
+    first = RunDir.fresh(tmp_path, "20261205-101010")
+    first.mkdir()
+    second = RunDir.fresh(tmp_path, "20261205-101010")
+    second.mkdir()
+    assert (first.name, second.name, RunDir.fresh(tmp_path, "20261205-101010").name) == (
+        "20261205-101010", "20261205-101010-2", "20261205-101010-3")

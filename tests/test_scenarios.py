@@ -145,6 +145,11 @@ def test_a_fault_free_run_is_the_same_run_twice(tmp_path):
     assert first["fingerprint"] == second["fingerprint"] and first["end_s"] == second["end_s"]
     run = Path(first["run_dir"])  # a campaign draws no timeline (matplotlib's ~0.4 s a scenario): the report says how
     assert "`cellctl report" in (run / "report.md").read_text() and not (run / "timeline.png").exists()
+    # the same --run-dir again: refused before anything starts, the first campaign's runs untouched
+    events = (run / "events.jsonl").read_bytes()
+    code, _, text = _test(SCENARIOS / "demo_clean.yaml", "--run-dir", tmp_path)
+    assert code == 2 and f"run directory {tmp_path} holds runs already (001-demo_clean, 002-demo_clean)" in text
+    assert (run / "events.jsonl").read_bytes() == events
 
 
 def test_faults_land_at_their_sim_times(tmp_path):

@@ -150,8 +150,9 @@ class Line:
                watchdog_s: float = WATCHDOG_S, participants: Sequence[str] = (),
                clock: Callable[[], float] = time.monotonic, dashboard: int | None = None,
                opcua: int | None = None, mqtt: str | None = None) -> Line:
-        """A new run directory for ``config_path``."""
+        """A new run directory for ``config_path`` (RunDirInUse if it holds a run already)."""
         run = RunDir(run_dir)
+        run.check_fresh()
         run.path.mkdir(parents=True, exist_ok=True)
         effective = prepare(load_config(config_path), parts, driver, rate, participants)
         run.line_config.write_text(yaml.safe_dump(effective, sort_keys=False))
@@ -453,7 +454,7 @@ def run_line(config_path: str | None, parts: int | None = None, run_dir: str | N
     """``cellctl run`` (and ``demo``); with ``resume`` the line of ``run_dir`` goes on."""
     console = Console(stderr=True, highlight=False)
     stop_on_sigterm()
-    directory = Path(run_dir) if run_dir else Path("runs") / time.strftime("%Y%m%d-%H%M%S")
+    directory = Path(run_dir) if run_dir else RunDir.fresh(Path("runs"), time.strftime("%Y%m%d-%H%M%S"))
     if resume:
         line = Line(directory, console, watchdog_s=watchdog_s, resume=True, dashboard=dashboard, opcua=opcua,
                     mqtt=mqtt)

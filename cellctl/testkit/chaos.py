@@ -26,7 +26,7 @@ from rich.console import Console
 from cellctl.line.launcher import Line
 from cellctl.line.summary import ok, say
 from cellctl.processes.signals import stop_on_sigterm
-from cellctl.rundir import EventTail
+from cellctl.rundir import EventTail, RunDir
 
 FIRST_FAULT_AFTER_S = 3.0  # wall s after the cells start: past start-up
 GAP_S = (1.0, 3.5)  # wall s between faults, drawn uniformly
@@ -209,7 +209,7 @@ def run_chaos(config_path: str, parts: int, plan: ChaosPlan, run_dir: str | None
               timeout: float = 900.0, watchdog_s: float = 60.0) -> int:
     console = Console(stderr=True, highlight=False)
     stop_on_sigterm()
-    directory = Path(run_dir) if run_dir else Path("runs") / time.strftime("chaos-%Y%m%d-%H%M%S")
+    directory = Path(run_dir) if run_dir else RunDir.fresh(Path("runs"), time.strftime("chaos-%Y%m%d-%H%M%S"))
     line = Line.create(config_path, directory, parts, console, watchdog_s=watchdog_s)
     console.print(f"chaos on {config_path}: seed {plan.seed}, {parts} parts, {plan.kills} kills, {plan.pauses} "
                   f"pauses, {plan.twin_kills} twin kills; run directory {directory}")

@@ -30,6 +30,7 @@ from rich.table import Table
 
 from cellctl.config.loader import ConfigError
 from cellctl.processes.signals import stop_on_sigterm
+from cellctl.rundir import RunDir
 from cellctl.testkit.scenarios.schema import LoadedScenario, load_scenario
 from cellctl.testkit.scenarios.run import Check, ScenarioResult
 
@@ -184,7 +185,11 @@ def run_campaign(paths: Sequence[str], workers: int = 1, ray_address: str | None
                  run_dir: str | None = None, as_json: bool = False,
                  console: Console | None = None) -> int:
     console = console or Console(stderr=True, highlight=False)
-    root = Path(run_dir) if run_dir else Path("runs") / time.strftime("test-%Y%m%d-%H%M%S")
+    root = Path(run_dir) if run_dir else RunDir.fresh(Path("runs"), time.strftime("test-%Y%m%d-%H%M%S"))
+    if held := sorted(d.name for d in (root.iterdir() if root.is_dir() else ()) if RunDir(d).earlier_run()):
+        console.print(f"[red]cellctl test: run directory {root} holds runs already ({', '.join(held[:5])}"
+                      f"{' …' if len(held) > 5 else ''}): give a new --run-dir[/red]")
+        return EXIT_MALFORMED
     loaded: list[LoadedScenario] = []
     malformed: list[ScenarioResult] = []
     for path in map(Path, paths):
