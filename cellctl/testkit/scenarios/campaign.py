@@ -188,7 +188,7 @@ def run_campaign(paths: Sequence[str], workers: int = 1, ray_address: str | None
     root = Path(run_dir) if run_dir else RunDir.fresh(Path("runs"), time.strftime("test-%Y%m%d-%H%M%S"))
     if held := sorted(d.name for d in (root.iterdir() if root.is_dir() else ()) if RunDir(d).earlier_run()):
         console.print(f"[red]cellctl test: run directory {root} holds runs already ({', '.join(held[:5])}"
-                      f"{' …' if len(held) > 5 else ''}): give a new --run-dir[/red]")
+                      f"{' …' if len(held) > 5 else ''}): give a new --run-dir[/red]", soft_wrap=True)
         return EXIT_MALFORMED
     loaded: list[LoadedScenario] = []
     malformed: list[ScenarioResult] = []
