@@ -21,6 +21,7 @@ import xmlschema
 import zmq
 from junitparser import JUnitXml
 
+from benchmarks.campaign import phases
 from cellctl.cell.controller import Cell, CellSetup
 from cellctl.config.loader import load_config
 from cellctl.cell.control import ControlServer
@@ -242,17 +243,21 @@ def ray_cluster():
 @pytest.mark.timeout(1500)
 def test_a_campaign_gives_the_same_verdicts_on_1_and_2_workers_and_on_ray(tmp_path, ray_cluster, pytestconfig):
     paths = [_scenario(tmp_path, name, body) for name, body in CAMPAIGN.items()]
-    verdicts, rates = {}, {}
+    verdicts, rates, overheads = {}, {}, {}
     for label, args in (("1 worker", ["--workers", 1]), ("2 workers", ["--workers", 2]), ("ray", ["--ray", ray_cluster])):
         code, out, text = _test(*paths, *args, "--run-dir", tmp_path / label.replace(" ", "_"), timeout=1200)
         assert code == 1, text  # too_slow and held_is_seen fail as they should
         verdicts[label] = _verdicts(out)
         rates[label] = round(len(paths) / out["wall_s"] * 3600)
+        if label != "ray":  # the lines' run directories are here: the campaign's wall ÷ their ticking
+            ticking = sum(phases(r)["ticking"] for r in out["results"])
+            overheads[label] = round(out["wall_s"] / ticking, 2)
     assert verdicts["1 worker"] == verdicts["2 workers"] == verdicts["ray"], verdicts
     expected_failures = {name for name, (passed, _) in verdicts["1 worker"].items() if not passed}
     assert expected_failures == {"too_slow", "held_is_seen"}, verdicts["1 worker"]
     assert verdicts["1 worker"]["held_is_seen"][1] == ["never Held"]
-    to_ci_log(pytestconfig, f"campaign of {len(paths)} scenarios, scenarios per hour: {rates}")
+    to_ci_log(pytestconfig, f"campaign of {len(paths)} scenarios, scenarios per hour: {rates}; campaign overhead "
+                            f"(wall ÷ the lines' ticking): {overheads}")
 
 
 # -- the cut_link fault on the cell's control socket ------------------------------------------------

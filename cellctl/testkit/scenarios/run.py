@@ -60,6 +60,8 @@ class ScenarioResult:
     fingerprint: str = ""
     wall_s: float = 0.0
     run_dir: str = ""
+    started: float = 0.0  # wall clock (epoch s) when its line was set up: with the events' wall times, the
+    # share of wall_s before the first tick and after the last (benchmarks/campaign.py)
 
     def failures(self) -> list[Check]:
         return [c for c in self.checks if not c.ok]
@@ -206,7 +208,7 @@ def evaluate(expect: Expect, summary: dict, events: list[dict]) -> tuple[list[Ch
 
 
 def run_scenario(scenario: LoadedScenario, run_dir: Path, console: Console) -> ScenarioResult:
-    started = time.monotonic()
+    started, started_at = time.monotonic(), time.time()
     line = Line.create(str(scenario.line_path), run_dir, scenario.spec.parts, console,
                        participants=[INJECTOR] if scenario.faults else [])
     line.plot = False  # a campaign's wall time goes to simulation: `cellctl report RUN_DIR` draws the timeline
@@ -225,4 +227,4 @@ def run_scenario(scenario: LoadedScenario, run_dir: Path, console: Console) -> S
     if missing > 0:  # the line finished (or died) before them: said, not hidden
         faults.append({"fault": "not injected", "count": missing, "why": injector.error or "the line ended first"})
     return ScenarioResult(scenario.name, str(scenario.path), all(c.ok for c in checks), checks, [], faults,
-                          summary, end_s, fingerprint(events), round(time.monotonic() - started, 2), str(run_dir))
+                          summary, end_s, fingerprint(events), round(time.monotonic() - started, 2), str(run_dir), started_at)
