@@ -15,16 +15,18 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from cellctl.drivers.errors import LimitViolation
-from cellctl.drivers.types import Pose, RobotDescription, Trajectory
+from cellctl.drivers.types import RobotDescription, Trajectory
 
 _POS_TOL = 1e-6
 _RATE_TOL = 1.02  # sampled finite differences overshoot analytic limits by rounding only
 
 
 def check_trajectory(
-    desc: RobotDescription, traj: Trajectory, fk: Callable[[Sequence[float]], Pose] | None = None
+    desc: RobotDescription, traj: Trajectory, tcp_positions: Callable[[np.ndarray], np.ndarray] | None = None
 ) -> None:
-    """Raise LimitViolation naming the first broken limit (joint, sample time, value, limit)."""
+    """Raise LimitViolation naming the first broken limit (joint, sample time, value, limit).
+    ``tcp_positions`` (``Kinematics.tcp_positions``: the TCP for every sample at once) adds the
+    workspace check."""
     if tuple(traj.joint_names) != desc.joint_names:
         raise LimitViolation(f"joint names {list(traj.joint_names)} do not match the robot's {list(desc.joint_names)}")
     times, pos = traj.times, traj.positions
@@ -52,8 +54,8 @@ def check_trajectory(
             raise LimitViolation(f"velocities must be {len(times)}x{desc.dof} finite values")
         _first_violation(np.abs(given) > vmax * _RATE_TOL + 1e-9, given, vmax, times, desc,
                          "given a velocity beyond its limit")
-    if fk is not None:
-        check_workspace(desc, pos, times, fk)
+    if tcp_positions is not None:
+        check_workspace(desc, pos, times, tcp_positions)
 
 
 def check_positions(desc: RobotDescription, pos: np.ndarray, times: np.ndarray | None = None) -> None:
@@ -74,15 +76,16 @@ def check_point(desc: RobotDescription, position: Sequence[float], what: str) ->
 
 
 def check_workspace(desc: RobotDescription, positions: np.ndarray, times: np.ndarray,
-                    fk: Callable[[Sequence[float]], Pose]) -> None:
+                    tcp_positions: Callable[[np.ndarray], np.ndarray]) -> None:
     lo, hi = np.asarray(desc.workspace_min), np.asarray(desc.workspace_max)
-    for t, q in zip(times, positions):
-        p = np.asarray(fk(q).position)
-        if np.any(p < lo) or np.any(p > hi):
-            raise LimitViolation(
-                f"TCP leaves the workspace box at t={t:.2f}s: {np.round(p, 3).tolist()} "
-                f"not within {list(desc.workspace_min)}..{list(desc.workspace_max)}"
-            )
+    tcp = tcp_positions(positions)
+    outside = np.flatnonzero(np.any((tcp < lo) | (tcp > hi), axis=1))
+    if len(outside):
+        i = outside[0]
+        raise LimitViolation(
+            f"TCP leaves the workspace box at t={times[i]:.2f}s: {np.round(tcp[i], 3).tolist()} "
+            f"not within {list(desc.workspace_min)}..{list(desc.workspace_max)}"
+        )
 
 
 def _first_violation(mask: np.ndarray, values: np.ndarray, limit: np.ndarray, times: np.ndarray | None,

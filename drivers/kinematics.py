@@ -15,11 +15,31 @@ from cellctl.drivers.bullet import pb
 
 from cellctl.drivers.errors import Unreachable
 from cellctl.drivers.types import Pose
-from cellctl.drivers.urdf import by_name, link_indices, open_client, read_joints
+from cellctl.drivers.urdf import by_name, link_indices, loaded_joints, open_client
+from cellctl.drivers.urdf_chain import MOVABLE, UrdfError, read_frames, resolve
 
 POSITION_TOLERANCE = 1e-3  # m
 ORIENTATION_TOLERANCE = 1e-2  # rad
 _IK_ROUNDS = 30
+
+
+def _rpy_matrix(rpy: Sequence[float]) -> np.ndarray:
+    """A URDF origin's roll-pitch-yaw (fixed axes x, y, z) as a rotation matrix."""
+    return np.asarray(pb.getMatrixFromQuaternion(pb.getQuaternionFromEuler(rpy))).reshape(3, 3)
+
+
+def _unit(axis: Sequence[float]) -> np.ndarray:
+    """A URDF joint axis as a unit vector (a fixed joint's may be all zeros: it is never used)."""
+    v = np.asarray(axis, dtype=float)
+    norm = np.linalg.norm(v)
+    return v / norm if norm > 0 else v
+
+
+def _axis_rotations(axis: np.ndarray, angles: np.ndarray) -> np.ndarray:
+    """Rotations by each of ``angles`` about the unit ``axis`` (Rodrigues), N×3×3."""
+    k = np.array([[0.0, -axis[2], axis[1]], [axis[2], 0.0, -axis[0]], [-axis[1], axis[0], 0.0]])
+    s, c = np.sin(angles)[:, None, None], np.cos(angles)[:, None, None]
+    return np.eye(3) + s * k + (1.0 - c) * (k @ k)
 
 
 def quat_angle(q1: Sequence[float], q2: Sequence[float]) -> float:
@@ -44,7 +64,7 @@ class Kinematics:
         self._body = pb.loadURDF(
             urdf, base.position, base.orientation, useFixedBase=True, physicsClientId=self._client
         )
-        info = read_joints(self._client, self._body)
+        info = loaded_joints(self._client, self._body, urdf)
         named = by_name(info)
         self._joints = [named[n].index for n in joint_names]
         self._tcp = link_indices(info)[tcp_link]
@@ -60,6 +80,48 @@ class Kinematics:
         self._lo, self._hi = lo, hi
         self._lower, self._upper = np.asarray(lower), np.asarray(upper)
         self._rest = [0.5 * (a + b) for a, b in zip(lo, hi)]
+        self._base_rot = np.asarray(pb.getMatrixFromQuaternion(base.orientation)).reshape(3, 3)
+        self._frames = self._chain(urdf, tcp_link, joint_names)
+
+    def tcp_positions(self, qs: np.ndarray) -> np.ndarray:
+        """World TCP positions (N×3) at the rows of joint positions ``qs`` (N×dof), all at once:
+        the envelope's workspace check of every sample of every trajectory. Multiplies out the
+        URDF's joint frames in numpy (~2 µs a sample against ~35 of ``fk``, which sets the joints
+        in PyBullet and reads the link); a chain with a joint it does not model (floating,
+        planar) goes through ``fk``."""
+        qs = np.asarray(qs, dtype=float).reshape(-1, len(self._joints))
+        if self._frames is None:
+            return np.array([self.fk(q).position for q in qs])
+        n = len(qs)
+        rot = np.broadcast_to(self._base_rot, (n, 3, 3)).copy()
+        pos = np.broadcast_to(np.asarray(self.base.position, dtype=float), (n, 3)).copy()
+        for origin_xyz, origin_rot, kind, axis, column in self._frames:
+            pos += rot @ origin_xyz
+            rot = rot @ origin_rot
+            if column is None:  # fixed, or a movable joint not configured (a finger): it stays at 0, as in fk
+                continue
+            q = qs[:, column]
+            if kind == "prismatic":
+                pos += (rot @ axis) * q[:, None]
+            else:
+                rot = rot @ _axis_rotations(axis, q)
+        return pos + rot @ self._offset
+
+    def _chain(self, urdf: str, tcp_link: str, joint_names: Sequence[str]) -> list | None:
+        """The URDF's frames from the root to the TCP link as (origin xyz, origin rotation, kind,
+        axis, column of q or None), or None when ``tcp_positions`` cannot multiply them out."""
+        try:
+            frames = read_frames(resolve(urdf, None), tcp_link)
+        except UrdfError:
+            return None
+        if any(f.kind not in (*MOVABLE, "fixed") for f in frames):
+            return None
+        columns = {name: i for i, name in enumerate(joint_names)}
+        # a prismatic joint moves q times its axis as written (as PyBullet does), a revolute one
+        # turns about its axis's direction
+        return [(np.asarray(f.xyz), _rpy_matrix(f.rpy), f.kind,
+                 np.asarray(f.axis, dtype=float) if f.kind == "prismatic" else _unit(f.axis),
+                 columns.get(f.name) if f.kind != "fixed" else None) for f in frames]
 
     def close(self) -> None:
         if self._client >= 0:

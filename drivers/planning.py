@@ -35,7 +35,7 @@ def joint_motion(desc: RobotDescription, kin: Kinematics, start: Sequence[float]
                                desc.max_velocity, desc.max_acceleration, speed)
     except ValueError as exc:
         raise LimitViolation(str(exc)) from None
-    check_trajectory(desc, traj, kin.fk)
+    check_trajectory(desc, traj, kin.tcp_positions)
     return traj
 
 

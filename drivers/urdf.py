@@ -4,7 +4,6 @@ indices and limits."""
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 from cellctl.drivers.bullet import pb
@@ -48,11 +47,23 @@ def open_client() -> int:
     return client
 
 
-@functools.lru_cache(maxsize=32)
+_READ: dict[str, tuple[UrdfJoint, ...]] = {}  # URDF path -> its joints, read once per process
+
+
 def load_joints(urdf: str) -> tuple[UrdfJoint, ...]:
-    """The joints of a URDF file, read once per process in a client of their own."""
-    client = open_client()
-    try:
-        return read_joints(client, pb.loadURDF(urdf, useFixedBase=True, physicsClientId=client))
-    finally:
-        pb.disconnect(client)
+    """The joints of a URDF file, read once per process: from a body already loaded from it
+    (``loaded_joints``), else in a client of their own (a URDF with meshes takes tens of ms to load)."""
+    if urdf not in _READ:
+        client = open_client()
+        try:
+            _READ[urdf] = read_joints(client, pb.loadURDF(urdf, useFixedBase=True, physicsClientId=client))
+        finally:
+            pb.disconnect(client)
+    return _READ[urdf]
+
+
+def loaded_joints(client: int, body: int, urdf: str) -> tuple[UrdfJoint, ...]:
+    """``read_joints`` of a body just loaded from ``urdf``, remembered for ``load_joints``."""
+    joints = read_joints(client, body)
+    _READ.setdefault(urdf, joints)
+    return joints

@@ -10,7 +10,7 @@ from cellctl.drivers.bullet import pb
 
 from cellctl.drivers.description import describe_from_config
 from cellctl.drivers.types import JointState, MotionStatus, Trajectory
-from cellctl.drivers.urdf import by_name, link_indices, read_joints
+from cellctl.drivers.urdf import by_name, link_indices, loaded_joints
 from cellctl.drivers.robot_config import RobotConfig
 from cellctl.twin.checkpoint import SavedRobot
 from cellctl.twin.config import TwinConfig
@@ -41,7 +41,7 @@ class SimRobot:
         self._twin = twin
         self.body = pb.loadURDF(cfg.spec.urdf, cfg.base.position, cfg.base.orientation, useFixedBase=True,
                                 physicsClientId=client)
-        info = read_joints(client, self.body)
+        info = loaded_joints(client, self.body, cfg.spec.urdf)  # its description reads them, not a second load
         named, links = by_name(info), link_indices(info)
         if cfg.tcp_link not in links:
             raise ValueError(f"robot {name}: TCP link {cfg.tcp_link!r} is not in {cfg.spec.urdf} (links: {sorted(links)})")

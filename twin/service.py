@@ -149,7 +149,7 @@ class TwinService:
     def op_execute(self, a: P.Execute) -> dict:
         robot = self._robot(a.robot)
         traj = Trajectory.from_wire(a.trajectory.model_dump())
-        check_trajectory(robot.description, traj, self._kinematics(robot).fk)
+        check_trajectory(robot.description, traj, self._kinematics(robot).tcp_positions)
         gap = float(np.max(np.abs(traj.positions[0] - robot.positions())))
         if gap > START_TOLERANCE:
             raise OpError(P.LIMIT_VIOLATION, f"trajectory starts {gap:.3f} rad from the robot's position "
