@@ -173,3 +173,40 @@ def test_lockstep_grant_never_blocks_other_clients(twin_factory):
             assert time.monotonic() - started < 1.0
             time.sleep(0.05)
         assert times == sorted(times) and times[-1] > times[0]  # served while the grant is stepped
+
+
+def test_a_twin_serves_on_a_listening_socket_handed_down_and_its_early_clients_are_answered():
+    """The launcher listens on the twin's port for the whole run and hands the socket to each twin
+    process (``--listen-fd``): a request sent before the twin was up is answered once it is, and a
+    twin killed and started again serves on the same socket (no other process could take the port
+    in between)."""
+    import socket
+
+    import zmq
+
+    from cellctl.processes.children import TwinProcess
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    early = zmq.Context.instance().socket(zmq.DEALER)
+    early.setsockopt(zmq.LINGER, 0)
+    try:
+        early.connect(f"tcp://127.0.0.1:{port}")
+        for attempt in range(2):
+            early.send(P.pack({"id": attempt, "op": "joint_state", "args": {"robot": "press"}}))  # nobody serves yet
+            time.sleep(0.2)
+            twin = TwinProcess(str(CONFIGS / "kuka.yaml"), port, listen_fd=listener.fileno())
+            twin.spawn()
+            try:
+                reply = recv(early, timeout=30)
+                assert reply["id"] == attempt and reply["result"]["names"][0] == "lbr_iiwa_joint_1", reply
+                twin.wait_ready()
+                assert twin.endpoint == f"tcp://127.0.0.1:{port}"
+            finally:
+                twin.kill()
+    finally:
+        early.close()
+        listener.close()
+    wrong = subprocess.run([sys.executable, "-m", "cellctl", "twin", "serve", str(CONFIGS / "kuka.yaml"), "--port", "0",
+                            "--listen-fd", "1"], capture_output=True, text=True, timeout=60)
+    assert wrong.returncode == 2 and "--listen-fd 1: not a TCP socket listening on port 0" in wrong.stderr, wrong.stderr

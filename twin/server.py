@@ -32,7 +32,9 @@ CHECKPOINT_SIM_S = 0.25  # ... or sim s, whichever comes first (a lockstep twin 
 
 
 class TwinServer:
-    """With ``checkpoint`` the world is saved to that file every CHECKPOINT_EVERY_S and after every
+    """With ``listen_fd`` (a TCP socket listening on ``host:port``, inherited from a supervisor
+    that keeps it open across restarts) the request socket accepts on it instead of binding its
+    own. With ``checkpoint`` the world is saved to that file every CHECKPOINT_EVERY_S and after every
     part event (a spawn, a consumption, a part attached or released), and with ``restore`` it
     starts from what the file holds, at sim time ``resume_at`` or later. With the config's
     ``twin.orphan_grace``, a server whose parent process (``parent``, default: the one that started
@@ -41,7 +43,7 @@ class TwinServer:
 
     def __init__(self, config: SceneConfig, host: str = "127.0.0.1", port: int = 0, pub_port: int = 0,
                  checkpoint: Path | None = None, restore: bool = False, resume_at: float = 0.0,
-                 parent: int | None = None) -> None:
+                 parent: int | None = None, listen_fd: int | None = None) -> None:
         keys = config.keys("twin")
         check_bind(host, keys, "the twin")
         self._ctx = zmq.Context()
@@ -60,6 +62,9 @@ class TwinServer:
             for s in (self._router, self._pub):
                 s.setsockopt(zmq.IPV6, 1)
         addr = f"[{host}]" if ":" in host else host
+        if listen_fd is not None:  # the supervisor's listening socket on ``port``: its clients started before
+            # this process was ready, and connected already (they wait in its backlog)
+            self._router.setsockopt(zmq.USE_FD, listen_fd)
         self.endpoint = self._bind(self._router, addr, port)
         self.pub_endpoint = self._bind(self._pub, addr, pub_port)
         self.service = TwinService(config, self.pub_endpoint)

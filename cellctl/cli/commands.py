@@ -101,6 +101,21 @@ def _server_config(args: argparse.Namespace, command: str):
     return config
 
 
+def _listens(fd: int, port: int) -> bool:
+    """Whether ``fd`` is a TCP socket listening on ``port`` (a supervisor's, handed down)."""
+    import socket
+
+    try:
+        sock = socket.socket(fileno=fd)
+    except OSError:
+        return False
+    try:
+        return (sock.type == socket.SOCK_STREAM and sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN) == 1
+                and sock.getsockname()[1] == port)
+    finally:
+        sock.detach()  # the fd stays open: the server accepts on it
+
+
 def cmd_twin_serve(args: argparse.Namespace) -> int:
     config = _server_config(args, "twin serve")
     if config is None:
@@ -113,8 +128,12 @@ def cmd_twin_serve(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     from pathlib import Path
 
+    if args.listen_fd is not None and not _listens(args.listen_fd, args.port):
+        log.error(f"cellctl twin serve: --listen-fd {args.listen_fd}: not a TCP socket listening on port {args.port}")
+        return EXIT_USAGE
     server = TwinServer(config, args.host, args.port, args.pub_port,
-                        Path(args.checkpoint) if args.checkpoint else None, args.restore, args.resume_at, args.parent)
+                        Path(args.checkpoint) if args.checkpoint else None, args.restore, args.resume_at, args.parent,
+                        args.listen_fd)
     from cellctl.processes.signals import stop_on_sigterm
 
     stop_on_sigterm()  # SIGTERM ends it as Ctrl-C does: the rosbridge child with it

@@ -56,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the supervising process: once it is gone and no client speaks for twin.orphan_grace s, exit")
     p.add_argument("--resume-at", type=sim_time, default=0.0, metavar="T",
                    help="with --restore: sim time to go on from at the earliest (time never goes back)")
+    p.add_argument("--listen-fd", type=int, default=None, help=argparse.SUPPRESS)  # the launcher's socket on --port
     p.set_defaults(func=C.cmd_twin_serve)
     p = twin.add_parser("rosbridge", help="the twin's robots over rosbridge v2, for a running twin")
     p.add_argument("config")

@@ -169,9 +169,6 @@ class Line:
             "bridge": self.bridge.pid if self.bridge and self.bridge.proc else None,
             **{name: p.pid if p.proc else None for name, p in self.side.items()}})
 
-    def _start_twin(self, restore: bool) -> None:
-        self.keeper.start(restore, self.tail.last_sim_time)
-        self._save_pids()
 
     def _start_cell(self, name: str, first: bool) -> None:
         env = {k: v for k, v in os.environ.items() if k != CRASH_ENV}
@@ -180,7 +177,7 @@ class Line:
         log = open(self.rundir.cell_log(name), "a")  # noqa: SIM115 - the child owns it
         self.procs[name] = subprocess.Popen(
             [sys.executable, "-m", "cellctl", "cell", "run", str(self.effective), "--cell", name,
-             "--twin", self.keeper.twin.endpoint, "--run-dir", str(self.run_dir), "--start", "--exit-when-complete",
+             "--twin", self.keeper.endpoint, "--run-dir", str(self.run_dir), "--start", "--exit-when-complete",
              "--supervised", *(["--rosbridge", self.bridge.url, "--simulated"] if self.bridge else [])],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
         log.close()
@@ -235,13 +232,16 @@ class Line:
                 orphans = stop_orphans(self.rundir)
                 self._emit("resumed", stopped=orphans)
                 self.console.print(f"resuming {self.run_dir}: stopped {len(orphans)} orphaned processes")
-            self._start_twin(restore=self.resume)
+            self.keeper.spawn(restore=self.resume, resume_at=self.tail.last_sim_time)
             if self.driver == "ros":
-                self.bridge = RosbridgeProcess(str(self.effective), self.keeper.twin.endpoint,
-                                               log=self.rundir.rosbridge_log)
+                self.keeper.wait_ready()
+                self.bridge = RosbridgeProcess(str(self.effective), self.keeper.endpoint, log=self.rundir.rosbridge_log)
                 self.bridge.start()
-            for name in self.config.cells:
+            for name in self.config.cells:  # while the twin loads: the cells import and connect meanwhile
                 self._start_cell(name, first=not self.resume)
+            if self.keeper.starting is not None:
+                self.keeper.wait_ready()
+            self._save_pids()
             for name in self.side_args:
                 self._start_side(name)
             outcome = self._supervise(started, timeout)
@@ -419,9 +419,10 @@ class Line:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-        for child in (*self.side.values(), self.bridge, self.keeper.twin):
+        for child in (*self.side.values(), self.bridge):
             if isinstance(child, AnnouncedProcess):
                 child.stop(STOP_WAIT_S)
+        self.keeper.stop(STOP_WAIT_S)
 
     # -- the summary ----------------------------------------------------------------------------
     def _summary(self, outcome: Outcome, wall_s: float) -> dict:

@@ -6,6 +6,7 @@ sink consuming it): it is taken off as consumed by that cell's sink."""
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Callable
 
 from rich.console import Console
@@ -22,26 +23,68 @@ STATUS_TIMEOUT_S = 0.5
 
 
 class TwinKeeper:
+    """The twin's request port is a socket the keeper listens on for the whole run and hands to
+    each twin process it starts (``--listen-fd``): the cells can be started with its address at
+    once, alongside the twin (they connect and wait in its backlog while the twin loads), and a
+    restarted twin serves on the very same socket — no other process can take the port meanwhile."""
+
     def __init__(self, run: RunDir, config: LineConfig, keys: Keys | None, console: Console,
                  emit: Callable[..., None]) -> None:
         self.run, self.config, self.keys, self.console, self._emit = run, config, keys, console, emit
-        self.twin: TwinProcess | None = None
-        self._ports = (0, 0)  # a restarted twin binds the ports its clients know
+        self.twin: TwinProcess | None = None  # the twin that announced itself
+        self.starting: TwinProcess | None = None  # spawned, not yet announced
+        self._listener: socket.socket | None = None
+        self._pub_port = 0  # a restarted twin streams where its subscribers are
 
-    def start(self, restore: bool, resume_at: float = 0.0) -> None:
+    def _listen(self) -> socket.socket:
+        if self._listener is None:
+            host = self.config.twin.host
+            self._listener = socket.create_server((host, 0), family=socket.AF_INET6 if ":" in host else socket.AF_INET,
+                                                  backlog=128)
+        return self._listener
+
+    @property
+    def endpoint(self) -> str:
+        """Where the twin serves requests, known (and connectable) before it is ready."""
+        host = self.config.twin.host
+        return f"tcp://{f'[{host}]' if ':' in host else host}:{self._listen().getsockname()[1]}"
+
+    def spawn(self, restore: bool, resume_at: float = 0.0) -> None:
+        """Start a twin process; ``wait_ready`` waits for it."""
+        listener = self._listen()
         extra = ["--checkpoint", str(self.run.checkpoint), "--parent", str(os.getpid())]
         if restore:
             extra += ["--restore", "--resume-at", f"{resume_at:.6f}"]
-        twin = TwinProcess(str(self.run.line_config), *self._ports, extra=extra, log=self.run.twin_log)
-        twin.start()
+        self.starting = TwinProcess(str(self.run.line_config), listener.getsockname()[1], self._pub_port, extra=extra,
+                                    log=self.run.twin_log, listen_fd=listener.fileno())
+        self.starting.spawn()
+
+    def wait_ready(self) -> None:
+        """Until the spawned twin serves (ProcessFailed, the process stopped, if it does not)."""
+        twin, self.starting = self.starting, None
+        twin.wait_ready()
         self.twin = twin
-        self._ports = tuple(int(e.rsplit(":", 1)[1]) for e in (twin.endpoint, twin.pub_endpoint))
+        self._pub_port = int(twin.pub_endpoint.rsplit(":", 1)[1])
         self._emit("process", component="twin", event="started", pid=twin.pid, restored=twin.info.get("restored"),
                    time=twin.info.get("time"))
 
+    def start(self, restore: bool, resume_at: float = 0.0) -> None:
+        self.spawn(restore, resume_at)
+        self.wait_ready()
+
+    def stop(self, timeout: float) -> None:
+        """Stop the twin (and one still starting) and close its port."""
+        for twin in (self.starting, self.twin):
+            if twin is not None:
+                twin.stop(timeout)
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+
     @property
     def pid(self) -> int | None:
-        return self.twin.pid if self.twin and self.twin.proc else None
+        twin = self.twin or self.starting
+        return twin.pid if twin and twin.proc else None
 
     def alive(self) -> bool:
         return self.twin is not None and self.twin.alive()

@@ -28,13 +28,16 @@ class AnnouncedProcess:
 
     prefix = ""
 
-    def __init__(self, cmd: list[str], ready_timeout: float = 30.0, log: Path | None = None) -> None:
+    def __init__(self, cmd: list[str], ready_timeout: float = 30.0, log: Path | None = None,
+                 pass_fds: tuple[int, ...] = ()) -> None:
         self.cmd = cmd
         self.ready_timeout = ready_timeout
         self.log = log
+        self.pass_fds = pass_fds
         self.proc: subprocess.Popen | None = None
         self.info: dict = {}
         self.output: list[str] = []
+        self._lines: queue.Queue[str | None] = queue.Queue()
 
     def __enter__(self):
         self.start()
@@ -44,15 +47,28 @@ class AnnouncedProcess:
         self.stop()
 
     def start(self) -> None:
-        lines: queue.Queue[str | None] = queue.Queue()
+        self.spawn()
+        self.wait_ready()
+
+    def spawn(self) -> None:
+        """Start the process; ``wait_ready`` waits for its announcement (a caller may start others
+        in between)."""
+        lines = self._lines = queue.Queue()
         if self.log is None:
-            self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                         pass_fds=self.pass_fds)
             threading.Thread(target=self._pump, args=(lines,), daemon=True).start()
         else:
             with open(self.log, "a") as out:
                 start = out.tell()
-                self.proc = subprocess.Popen(self.cmd, stdout=out, stderr=subprocess.STDOUT, text=True)
+                self.proc = subprocess.Popen(self.cmd, stdout=out, stderr=subprocess.STDOUT, text=True,
+                                             pass_fds=self.pass_fds)
             threading.Thread(target=self._follow, args=(lines, start), daemon=True).start()
+
+    def wait_ready(self) -> None:
+        """Until the process announces itself (``info``); ProcessFailed, the process stopped, if it
+        exits first or stays silent for ``ready_timeout``."""
+        lines = self._lines
         deadline = time.monotonic() + self.ready_timeout
         while True:
             try:
@@ -163,9 +179,11 @@ class TwinProcess(AnnouncedProcess):
     prefix = TWIN_READY
 
     def __init__(self, config: str, port: int = 0, pub_port: int = 0, extra: list[str] | None = None,
-                 ready_timeout: float = 30.0, log: Path | None = None) -> None:
+                 ready_timeout: float = 30.0, log: Path | None = None, listen_fd: int | None = None) -> None:
+        listen = ["--listen-fd", str(listen_fd)] if listen_fd is not None else []
         super().__init__([sys.executable, "-m", "cellctl", "twin", "serve", str(config), "--port", str(port),
-                          "--pub-port", str(pub_port), *(extra or [])], ready_timeout, log)
+                          "--pub-port", str(pub_port), *listen, *(extra or [])], ready_timeout, log,
+                         (listen_fd,) if listen_fd is not None else ())
 
     @property
     def endpoint(self) -> str:
