@@ -5,6 +5,8 @@ it. Every spawn and consumption goes to the part log, the twin's own count of wh
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from cellctl.drivers.bullet import pb
 
@@ -39,9 +41,12 @@ class Feeds:
         off it must not have the next one spawned into it."""
         return any(station.holds(self._parts.bottom_centre(p), OVER_CLEARANCE) for p in self._parts.by_id.values())
 
-    def update(self, steps: int, now: float, held: set[str]) -> list[dict]:
+    def update(self, steps: int, now: float, held_parts: Callable[[], set[str]]) -> list[dict]:
+        """Spawn due parts, consume parts at rest on sinks (every CHECK_EVERY steps; ``held_parts``
+        is asked only then)."""
         if steps % CHECK_EVERY:
             return []
+        held = held_parts()
         events = []
         for name, station in self._feeds.items():
             feed = station.feed

@@ -47,6 +47,8 @@ class SimRobot:
             raise ValueError(f"robot {name}: TCP link {cfg.tcp_link!r} is not in {cfg.spec.urdf} (links: {sorted(links)})")
         self.joints = [named[n].index for n in cfg.spec.joints]
         self._forces = [max(named[n].max_force, 1.0) for n in cfg.spec.joints]
+        self._position_gains, self._velocity_gains = [0.2] * len(self.joints), [1.0] * len(self.joints)
+        self._zeros = [0.0] * len(self.joints)
         self.description = describe_from_config(name, cfg)
         home = np.asarray(self.description.home)
         if np.any(home < self.description.lower) or np.any(home > self.description.upper):
@@ -96,11 +98,13 @@ class SimRobot:
         """Sample the trajectory once, at every physics step it spans, so a step only indexes."""
         self._traj, self._t0, self.motion = traj, now, motion
         steps = np.arange(int(np.ceil(traj.duration / self._dt)) + 1) * self._dt
-        self._targets = np.column_stack([np.interp(steps, traj.times, traj.positions[:, j])
-                                         for j in range(traj.positions.shape[1])])
-        self._target_velocities = np.column_stack([np.interp(steps, traj.times, traj.velocities[:, j])
-                                                   for j in range(traj.velocities.shape[1])])
-        self._target_velocities[-1] = 0.0
+        targets = np.column_stack([np.interp(steps, traj.times, traj.positions[:, j])
+                                   for j in range(traj.positions.shape[1])])
+        velocities = np.column_stack([np.interp(steps, traj.times, traj.velocities[:, j])
+                                      for j in range(traj.velocities.shape[1])])
+        velocities[-1] = 0.0
+        # as lists of floats: PyBullet reads a list row faster than a numpy one, every step
+        self._targets, self._target_velocities = targets.tolist(), velocities.tolist()
 
     def halt(self, status: MotionStatus, reason: str, now: float) -> SimMotion | None:
         """End the running trajectory and hold where the arm is now."""
@@ -123,13 +127,13 @@ class SimRobot:
             if self._hold_applied:  # PyBullet keeps motor targets: re-sending a hold is wasted work
                 return None
             self._hold_applied = True
-            target, velocity = self._hold, np.zeros_like(self._hold)
+            target, velocity = self._hold.tolist(), self._zeros
         else:
             k = min(int(round((now - self._t0) / self._dt)), len(self._targets) - 1)
             target, velocity = self._targets[k], self._target_velocities[k]
         pb.setJointMotorControlArray(
             self.body, self.joints, pb.POSITION_CONTROL, targetPositions=target, targetVelocities=velocity,
-            forces=self._forces, positionGains=[0.2] * len(self.joints), velocityGains=[1.0] * len(self.joints),
+            forces=self._forces, positionGains=self._position_gains, velocityGains=self._velocity_gains,
             physicsClientId=self._client,
         )
         if traj is None or now - self._t0 < traj.duration:

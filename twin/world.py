@@ -139,7 +139,7 @@ class World:
         for robot in self.robots.values():
             for ev in robot.gripper.update(self.time):
                 self.events.append({"topic": "parts", "robot": robot.name, "time": self.time, **ev})
-        self.events.extend(self.feeds.update(self.steps, self.time, self.held_parts()))
+        self.events.extend(self.feeds.update(self.steps, self.time, self.held_parts))
         self.events.extend(self.machines.update(self.steps, self.time))
         self._check_contacts()
 
