@@ -70,3 +70,11 @@ class Fault:
 
 
 NO_FAULT: dict[str, None] = {"fault": None, "fault_kind": None, "fault_source": None}
+
+
+def with_kind(kind: object, reason: object) -> str:
+    """A fault's reason led by its kind, once, for a person: "starved: infeed empty" of kind
+    starved stays as it is (not "starved: starved: …"); "drive fault: …" of kind robot reads
+    "robot: drive fault: …"."""
+    kind, reason = str(kind or ""), str(reason or "")
+    return reason if not kind or reason.startswith(f"{kind}:") else f"{kind}: {reason}"

@@ -124,6 +124,7 @@ def test_the_view_draws_the_line_in_flow_order_and_makes_events_from_status_diff
     assert kpis["parts"] == 2 and kpis["cycle_s"] == 10.0 and kpis["lost_s"] == {}
     [alarm] = snap["alarms"]["active"]
     assert alarm["kind"] == "operator" and alarm["todo"].startswith("intended: press Unhold")
+    assert alarm["text"] == "operator: Hold by the operator (ana via page)"  # the page shows it after the cell
     assert [e["text"] for e in snap["events"][:2]] == ["Hold by the operator (ana via page)".join(["operator: ", ""]),
                                                         "Execute → Held"]
     assert snap["parts"][0] == {"part": "part-2", "state": "in work", "cell": "pack", "station": None,

@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 
 from cellctl.cell.packml import Command, CommandRefused, State
-from cellctl.faults import FaultKind
+from cellctl.cli.cells import status_line
+from cellctl.faults import FaultKind, with_kind
 from cellctl.testkit.harness import FakeCell
 from tests.conftest import CONFIGS
 
@@ -104,6 +105,7 @@ def test_a_dry_feed_suspends_the_cell_for_good_with_the_reason(tmp_path):
     status = fake.cell.status()
     assert (status["fault_kind"], status["fault"]) == ("dry_feed", "starved: infeed empty, 5 of 7 fed")
     assert status["parts_done"] == 5
+    assert ", dry_feed: starved: infeed empty, 5 of 7 fed" in status_line(status)  # `cellctl status`
     for _ in range(50):
         _tick(fake)
     assert fake.cell.state == State.SUSPENDED  # nothing comes: it stays, with its reason
@@ -116,6 +118,7 @@ def test_a_late_feed_suspends_the_cell_starved_and_it_comes_back_by_itself(tmp_p
     assert states.count("Suspended") == 2 and states.count("Unsuspending") == 2  # between the three parts
     starved = [e for e in _events(fake, "fault") if e["fault_kind"] == "starved"]
     assert [e["reason"] for e in starved] == ["starved: infeed empty"] * 2
+    assert with_kind("starved", starved[0]["reason"]) == "starved: infeed empty"  # the kind once, not twice
     assert [e["cleared_by"] for e in _events(fake, "alarm_cleared")] == ["Unsuspend by cell"] * 2
 
 

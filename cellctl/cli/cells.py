@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from cellctl.line.addresses import CellAddress, TargetError, resolve, run_cells, run_events, why_silent
+from cellctl.faults import with_kind
 from cellctl.rundir import RunDir
 
 __all__ = ["CellAddress", "TargetError", "resolve", "finished", "finished_cells", "why_silent", "where", "status_line"]
@@ -73,7 +74,7 @@ def status_line(r: dict) -> str:
     line = (f"{r['cell']}: {r['state']} ({r['state_number']}), skill {r['skill'] or '-'}, "
             f"parts done {r['parts_done']}/{r['work_order'] or '-'}, part {r['part'] or '-'}")
     if r.get("fault"):
-        line += f", {r.get('fault_kind') or 'fault'}: {r['fault']}"
+        line += f", {with_kind(r.get('fault_kind') or 'fault', r['fault'])}"
         if r.get("fault_since"):
             line += f" (since {r['fault_since']})"
     links = r.get("links") or {}

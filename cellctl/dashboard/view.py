@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from cellctl.config.line import LineConfig
-from cellctl.faults import ADVICE, FaultKind
+from cellctl.faults import ADVICE, FaultKind, with_kind
 from cellctl.line.report import LineKpis
 
 MAX_EVENTS = 60  # the last events the page lists
@@ -157,13 +157,17 @@ class LineView:
             s = view.status or {}
             if s.get("fault"):
                 active.append({"cell": name, "kind": s.get("fault_kind"), "reason": s["fault"],
+                               "text": with_kind(s.get("fault_kind"), s["fault"]),
                                "source": s.get("fault_source"), "since": s.get("fault_since"),
                                "todo": _advice(s.get("fault_kind"))})
             if view.silent and view.status is not None:
-                active.append({"cell": name, "kind": "silent", "reason": view.silent, "source": "dashboard",
+                active.append({"cell": name, "kind": "silent", "reason": view.silent,
+                               "text": with_kind("silent", view.silent), "source": "dashboard",
                                "since": None, "todo": "check the cell's PC and process; its neighbours hold if it "
                                                       "stays away"})
-            history += [{"cell": name, **a} for a in s.get("alarm_history") or []]
+            history += [{"cell": name, **a, "text": with_kind(a.get("kind") or a.get("fault_kind"),
+                                                               a.get("reason") or a.get("fault"))}
+                        for a in s.get("alarm_history") or []]
         history.sort(key=lambda a: str(a.get("cleared") or ""), reverse=True)
         return {"active": active, "history": history}
 
@@ -219,8 +223,7 @@ def _line(e: dict) -> dict:
     text = {
         "packml": lambda: f"{e.get('source') or '?'} → {e.get('dest')}" + (f" ({e['event']})" if e.get("event") else ""),
         "custody": lambda: f"{e.get('part')} {e.get('state')}" + (f" at {e['station']}" if e.get("station") else ""),
-        "fault": lambda: str(e.get("reason")) if str(e.get("reason")).startswith(str(e.get("fault_kind")))
-        else f"{e.get('fault_kind')}: {e.get('reason')}",
+        "fault": lambda: with_kind(e.get("fault_kind"), e.get("reason")),
         "command": lambda: f"{e.get('command')} by {e.get('user') or e.get('by')}" + (
             f" via {e.get('by')}" if e.get("user") else ""),
         "command_refused": lambda: f"{e.get('command')} refused: {e.get('reason')}",

@@ -101,11 +101,11 @@ function render() {
          el("td", {}, fmt(c.cycle_s, " s")), el("td", {}, c.availability === null ? "–" : `${Math.round(c.availability * 100)} %`),
          el("td", {}, Object.entries(c.lost_s).map(([cause, t]) => `${cause} ${t} s`).join(", ") || "–")))));
   document.getElementById("alarms").replaceChildren(...(s.alarms.active.length ? s.alarms.active.map((a) =>
-    el("div", {class: "alarm", "data-alarm": a.cell}, el("b", {}, `${a.cell}: ${a.kind}`), ` ${a.reason}`,
+    el("div", {class: "alarm", "data-alarm": a.cell}, el("b", {}, `${a.cell}:`), ` ${a.text}`,
        a.since ? el("small", {}, ` since ${a.since}`) : "", el("div", {class: "todo"}, `What to do: ${a.todo}`)))
     : [el("p", {class: "none"}, "none")]));
   document.getElementById("history").replaceChildren(...s.alarms.history.map((a) =>
-    el("div", {class: "past"}, `${a.cell}: ${a.kind || a.fault_kind || ""} ${a.reason || a.fault || ""} — cleared ${a.cleared || "?"} (${a.cleared_by || ""})`)));
+    el("div", {class: "past"}, `${a.cell}: ${a.text} — cleared ${a.cleared || "?"} (${a.cleared_by || ""})`)));
   renderParts();
   document.getElementById("events").replaceChildren(...s.events.map((e) =>
     el("div", {class: `event ${e.kind}`}, el("time", {}, e.at), ` ${e.cell}: ${e.text}`)));
