@@ -304,7 +304,10 @@ def _settled(cell: Cell) -> bool:
 
 
 def _stop(cell: Cell, clock) -> bool:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the stop short
+    # a second Ctrl-C or SIGTERM (a supervisor's, a process group's) must not cut the stop short: it is
+    # bounded by STOP_TIMEOUT, and SIGKILL still ends it
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if Command.STOP in cell.packml.allowed():
         cell.command(Command.STOP)
     deadline = time.monotonic() + STOP_TIMEOUT
