@@ -169,7 +169,6 @@ class Line:
             "bridge": self.bridge.pid if self.bridge and self.bridge.proc else None,
             **{name: p.pid if p.proc else None for name, p in self.side.items()}})
 
-
     def _start_cell(self, name: str, first: bool) -> None:
         env = {k: v for k, v in os.environ.items() if k != CRASH_ENV}
         if first and name in self.crash:
