@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -217,3 +218,37 @@ def test_a_paused_twin_holds_the_cells_and_they_go_on_when_it_resumes(tmp_path):
     events = _events(run_dir)
     assert any(e["kind"] == "fault" and e["reason"].startswith("twin lost") for e in events)
     assert any(e["kind"] == "unhold" and e["ok"] for e in events)
+
+
+def test_a_twin_still_starting_when_the_launcher_stops_is_stopped_with_it(tmp_path):
+    """The cells start while the twin loads; a Ctrl-C or SIGTERM that lands while the launcher
+    waits for the twin's announcement must stop that twin too (it is the keeper's ``starting``
+    until it announces itself), and the twin's port is closed."""
+    from rich.console import Console
+
+    from cellctl.line.twin_keeper import TwinKeeper
+    from cellctl.rundir import RunDir
+
+    run = RunDir(tmp_path)
+    (tmp_path / "line.yaml").write_text((CONFIGS / "kuka_lockstep.yaml").read_text())
+    keeper = TwinKeeper(run, load_config(str(run.line_config)), None, Console(quiet=True), lambda *a, **k: None)
+    keeper.spawn(restore=False)
+    endpoint, twin = keeper.endpoint, keeper.starting
+    assert keeper.pid == twin.pid
+    def interrupt(*_: object) -> None:
+        raise KeyboardInterrupt  # what stop_on_sigterm turns a SIGTERM into
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    signal.setitimer(signal.ITIMER_REAL, 0.05)  # the interrupt lands while the twin still imports
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            keeper.wait_ready()
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert keeper.starting is twin and twin.alive()
+    keeper.stop(5.0)
+    assert not twin.alive()
+    port = int(endpoint.rsplit(":", 1)[1])
+    with pytest.raises(ConnectionRefusedError):  # nobody listens on the twin's port any more
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()

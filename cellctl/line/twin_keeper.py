@@ -60,10 +60,15 @@ class TwinKeeper:
         self.starting.spawn()
 
     def wait_ready(self) -> None:
-        """Until the spawned twin serves (ProcessFailed, the process stopped, if it does not)."""
-        twin, self.starting = self.starting, None
-        twin.wait_ready()
-        self.twin = twin
+        """Until the spawned twin serves (ProcessFailed, the process stopped, if it does not). It
+        stays ``starting`` while waited for, so a stop (Ctrl-C, SIGTERM) meanwhile stops it too."""
+        twin = self.starting
+        try:
+            twin.wait_ready()
+        except ProcessFailed:
+            self.starting = None
+            raise
+        self.starting, self.twin = None, twin
         self._pub_port = int(twin.pub_endpoint.rsplit(":", 1)[1])
         self._emit("process", component="twin", event="started", pid=twin.pid, restored=twin.info.get("restored"),
                    time=twin.info.get("time"))
