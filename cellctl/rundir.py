@@ -56,8 +56,9 @@ class EventTail:
         return events
 
 
-class RunDirInUse(ValueError):
-    """A new run asked for a directory that holds another run."""
+class RunDirUnusable(ValueError):
+    """A new run asked for a directory that holds another run, or for a path it cannot make a
+    directory of (a file is there, no permission)."""
 
 
 @dataclass(frozen=True)
@@ -172,10 +173,21 @@ class RunDir:
         found = [p for p in (self.line_config, self.launch, self.events, self.checkpoint) if p.exists()]
         return [p.name for p in (*found, *sorted(self.path.glob("ledger-*.sqlite")))]
 
+    def make_fresh(self) -> None:
+        """Create the directory for a new run: RunDirUnusable when it holds a run already, or
+        cannot be made."""
+        if self.path.exists() and not self.path.is_dir():
+            raise RunDirUnusable(f"run directory {self.path} is a file, not a directory: give a new --run-dir")
+        self.check_fresh()
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RunDirUnusable(f"cannot make the run directory {self.path}: {exc.strerror or exc}") from None
+
     def check_fresh(self) -> None:
-        """RunDirInUse when the directory holds a run already."""
+        """RunDirUnusable when the directory holds a run already."""
         if held := self.earlier_run():
-            raise RunDirInUse(f"run directory {self.path} holds a run already ({', '.join(held)}): give a new "
+            raise RunDirUnusable(f"run directory {self.path} holds a run already ({', '.join(held)}): give a new "
                               f"--run-dir, or continue that run with `cellctl run --resume {self.path}`")
 
     @staticmethod

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from cellctl.rundir import ControlFile, EventTail, RunDir, RunDirInUse
+from cellctl.rundir import ControlFile, EventTail, RunDir, RunDirUnusable
 
 
 def test_control_files_are_written_whole_and_read_back(tmp_path):
@@ -85,9 +85,19 @@ def test_a_new_run_is_refused_a_directory_that_holds_one(tmp_path):
     run.ledger("press").write_bytes(b"")
     run.events.write_text("")
     assert run.earlier_run() == ["events.jsonl", "ledger-press.sqlite"]
-    with pytest.raises(RunDirInUse, match=r"holds a run already \(events.jsonl, ledger-press.sqlite\): give a new "
+    with pytest.raises(RunDirUnusable, match=r"holds a run already \(events.jsonl, ledger-press.sqlite\): give a new "
                                           r"--run-dir, or continue that run with `cellctl run --resume .*run`"):
         run.check_fresh()
+
+
+def test_a_run_directory_that_cannot_be_made_is_said_not_a_traceback(tmp_path):
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(RunDirUnusable, match=r"run directory .*afile is a file, not a directory: give a new --run-dir"):
+        RunDir(tmp_path / "afile").make_fresh()
+    with pytest.raises(RunDirUnusable, match=r"cannot make the run directory .*afile/run: Not a directory"):
+        RunDir(tmp_path / "afile" / "run").make_fresh()
+    RunDir(tmp_path / "new" / "run").make_fresh()
+    assert (tmp_path / "new" / "run").is_dir()
 
 
 def test_default_run_directories_started_in_the_same_second_differ(tmp_path):

@@ -197,12 +197,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     if _checked(args.config) is None:
         return EXIT_USAGE
     crash = dict(c.split(":", 1) for c in args.crash)
-    from cellctl.rundir import RunDirInUse
+    from cellctl.rundir import RunDirUnusable
 
     try:
         return run_line(args.config, args.parts, args.run_dir, args.json, args.timeout, crash, args.driver,
                         args.rate, args.watchdog, dashboard=args.dashboard, opcua=args.opcua, mqtt=args.mqtt)
-    except RunDirInUse as exc:
+    except RunDirUnusable as exc:
         log.error(f"cellctl {args.subcommand}: {exc}")
         return EXIT_USAGE
 
@@ -271,11 +271,11 @@ def cmd_chaos(args: argparse.Namespace) -> int:
     if _checked(args.config) is None:
         return EXIT_USAGE
     plan = ChaosPlan(args.seed, args.kills, args.pauses, args.twin_kills)
-    from cellctl.rundir import RunDirInUse
+    from cellctl.rundir import RunDirUnusable
 
     try:
         return run_chaos(args.config, args.parts, plan, args.run_dir, args.json, args.timeout, args.watchdog)
-    except RunDirInUse as exc:
+    except RunDirUnusable as exc:
         log.error(f"cellctl chaos: {exc}")
         return EXIT_USAGE
 

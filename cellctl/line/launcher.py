@@ -150,10 +150,9 @@ class Line:
                watchdog_s: float = WATCHDOG_S, participants: Sequence[str] = (),
                clock: Callable[[], float] = time.monotonic, dashboard: int | None = None,
                opcua: int | None = None, mqtt: str | None = None) -> Line:
-        """A new run directory for ``config_path`` (RunDirInUse if it holds a run already)."""
+        """A new run directory for ``config_path`` (RunDirUnusable if it holds a run already or cannot be made)."""
         run = RunDir(run_dir)
-        run.check_fresh()
-        run.path.mkdir(parents=True, exist_ok=True)
+        run.make_fresh()
         effective = prepare(load_config(config_path), parts, driver, rate, participants)
         run.line_config.write_text(yaml.safe_dump(effective, sort_keys=False))
         run.launch.write_text(json.dumps({"driver": driver, "rate": rate, "parts": parts, "config": str(config_path)}))

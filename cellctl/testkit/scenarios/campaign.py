@@ -181,14 +181,27 @@ def junit(results: Sequence[ScenarioResult], path: Path) -> None:
     xml.write(str(path), pretty=True)
 
 
+def _unusable(root: Path) -> str | None:
+    """Why the campaign cannot keep its runs under ``root`` (made here if need be), if it cannot."""
+    if root.exists() and not root.is_dir():
+        return f"run directory {root} is a file, not a directory: give a new --run-dir"
+    if held := sorted(d.name for d in (root.iterdir() if root.is_dir() else ()) if RunDir(d).earlier_run()):
+        return (f"run directory {root} holds runs already ({', '.join(held[:5])}{' …' if len(held) > 5 else ''}): "
+                f"give a new --run-dir")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return f"cannot make the run directory {root}: {exc.strerror or exc}"
+    return None
+
+
 def run_campaign(paths: Sequence[str], workers: int = 1, ray_address: str | None = None, junit_path: str | None = None,
                  run_dir: str | None = None, as_json: bool = False,
                  console: Console | None = None) -> int:
     console = console or Console(stderr=True, highlight=False)
     root = Path(run_dir) if run_dir else RunDir.fresh(Path("runs"), time.strftime("test-%Y%m%d-%H%M%S"))
-    if held := sorted(d.name for d in (root.iterdir() if root.is_dir() else ()) if RunDir(d).earlier_run()):
-        console.print(f"[red]cellctl test: run directory {root} holds runs already ({', '.join(held[:5])}"
-                      f"{' …' if len(held) > 5 else ''}): give a new --run-dir[/red]", soft_wrap=True)
+    if problem := _unusable(root):
+        console.print(f"[red]cellctl test: {problem}[/red]", soft_wrap=True)
         return EXIT_MALFORMED
     loaded: list[LoadedScenario] = []
     malformed: list[ScenarioResult] = []
