@@ -52,7 +52,8 @@ def main() -> int:
           + ", ".join(f"cellctl {k} {v} s ({result['cli_start_ratio'][k]}x)" for k, v in result["cli_start_s"].items()))
     st = result["startup"]
     print(f"demo line, 1 part: {st['before_first_tick_s']} s from `cellctl run` to the first tick "
-          f"({st['first_tick_ratio']}x a bare `import pybullet, zmq`, {st['import_pybullet_zmq_s']} s; goal <= 2), "
+          f"({st['first_tick_ratio']}x a bare `import pybullet, zmq`, {st['import_pybullet_zmq_s']} s; goal <= 2; "
+          f"the first process started at {st['launcher_s']} s, the twin announced itself at {st['twin_ready_s']} s), "
           f"{st['ticking_s']} s ticking, {st['after_last_part_s']} s after the last part")
     if args.json:
         print(json.dumps(result))

@@ -27,11 +27,16 @@ def _bare(rounds: int) -> float:
 
 
 def shares(run_dir: Path, started: float, ended: float) -> dict:
-    """Wall seconds before the first tick, ticking, and after the last part, of one run."""
+    """Wall seconds before the first tick (of which: in the launcher before it starts any process —
+    imports, the config check with its reach test, the run directory — and until the twin
+    announces itself), ticking, and after the last part, of one run."""
     rows = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+    spawned = min(e["wall_time"] for e in rows if e["kind"] == "process" and e.get("event") == "started")
+    twin = min(e["wall_time"] for e in rows if e["kind"] == "process" and e.get("component") == "twin")
     first = min(e["wall_time"] for e in rows if e["kind"] == "packml" and e["dest"] == "Execute")
     last = max(e["wall_time"] for e in rows if e["kind"] == "part_done")
-    return {"before_first_tick_s": round(first - started, 3), "ticking_s": round(last - first, 3),
+    return {"before_first_tick_s": round(first - started, 3), "launcher_s": round(spawned - started, 3),
+            "twin_ready_s": round(twin - started, 3), "ticking_s": round(last - first, 3),
             "after_last_part_s": round(ended - last, 3),
             "share_before": round((first - started) / (ended - started), 3),
             "share_after": round((ended - last) / (ended - started), 3)}
