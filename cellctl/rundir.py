@@ -61,6 +61,16 @@ class RunDirUnusable(ValueError):
     directory of (a file is there, no permission)."""
 
 
+def make_dir(path: Path) -> None:
+    """Make a directory for runs (and its parents): RunDirUnusable saying why it cannot be."""
+    if path.exists() and not path.is_dir():
+        raise RunDirUnusable(f"run directory {path} is a file, not a directory: give a new --run-dir")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunDirUnusable(f"cannot make the run directory {path}: {exc.strerror or exc}") from None
+
+
 @dataclass(frozen=True)
 class RunDir:
     """The files of one run directory, by role."""
@@ -176,19 +186,10 @@ class RunDir:
     def make_fresh(self) -> None:
         """Create the directory for a new run: RunDirUnusable when it holds a run already, or
         cannot be made."""
-        if self.path.exists() and not self.path.is_dir():
-            raise RunDirUnusable(f"run directory {self.path} is a file, not a directory: give a new --run-dir")
-        self.check_fresh()
-        try:
-            self.path.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise RunDirUnusable(f"cannot make the run directory {self.path}: {exc.strerror or exc}") from None
-
-    def check_fresh(self) -> None:
-        """RunDirUnusable when the directory holds a run already."""
         if held := self.earlier_run():
             raise RunDirUnusable(f"run directory {self.path} holds a run already ({', '.join(held)}): give a new "
-                              f"--run-dir, or continue that run with `cellctl run --resume {self.path}`")
+                                 f"--run-dir, or continue that run with `cellctl run --resume {self.path}`")
+        make_dir(self.path)
 
     @staticmethod
     def fresh(parent: Path, name: str) -> Path:

@@ -78,16 +78,16 @@ def test_a_new_run_is_refused_a_directory_that_holds_one(tmp_path):
     """A second run in a run's directory would read the first run's ledgers as its own (its cells
     Complete at once, its parts stranded): it is refused, and the message says what to do."""
     run = RunDir(tmp_path / "run")
-    run.check_fresh()  # not there yet
-    run.path.mkdir()
+    run.make_fresh()  # not there yet: made
+    assert run.path.is_dir()
     (run.path / "cell-press.log").write_text("")  # a log alone is no run
-    run.check_fresh()
+    run.make_fresh()
     run.ledger("press").write_bytes(b"")
     run.events.write_text("")
     assert run.earlier_run() == ["events.jsonl", "ledger-press.sqlite"]
     with pytest.raises(RunDirUnusable, match=r"holds a run already \(events.jsonl, ledger-press.sqlite\): give a new "
                                           r"--run-dir, or continue that run with `cellctl run --resume .*run`"):
-        run.check_fresh()
+        run.make_fresh()
 
 
 def test_a_run_directory_that_cannot_be_made_is_said_not_a_traceback(tmp_path):

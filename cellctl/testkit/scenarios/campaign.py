@@ -30,7 +30,7 @@ from rich.table import Table
 
 from cellctl.config.loader import ConfigError
 from cellctl.processes.signals import stop_on_sigterm
-from cellctl.rundir import RunDir
+from cellctl.rundir import RunDir, RunDirUnusable, make_dir
 from cellctl.testkit.scenarios.schema import LoadedScenario, load_scenario
 from cellctl.testkit.scenarios.run import Check, ScenarioResult
 
@@ -183,15 +183,13 @@ def junit(results: Sequence[ScenarioResult], path: Path) -> None:
 
 def _unusable(root: Path) -> str | None:
     """Why the campaign cannot keep its runs under ``root`` (made here if need be), if it cannot."""
-    if root.exists() and not root.is_dir():
-        return f"run directory {root} is a file, not a directory: give a new --run-dir"
     if held := sorted(d.name for d in (root.iterdir() if root.is_dir() else ()) if RunDir(d).earlier_run()):
         return (f"run directory {root} holds runs already ({', '.join(held[:5])}{' …' if len(held) > 5 else ''}): "
                 f"give a new --run-dir")
     try:
-        root.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        return f"cannot make the run directory {root}: {exc.strerror or exc}"
+        make_dir(root)
+    except RunDirUnusable as exc:
+        return str(exc)
     return None
 
 
