@@ -33,7 +33,6 @@ class TwinClient:
         self.client = client or f"twin-client-{os.getpid()}"
         self._ctx = zmq.Context.instance()
         self._sock: zmq.Socket | None = None
-        self._wait_ms = -1
         self._ids = itertools.count(1)
         self.server_info: dict = {}
         self.restarts_seen = 0  # hellos answered by another server instance than the one before
@@ -82,7 +81,6 @@ class TwinClient:
         if self._sock is not None:
             self._sock.close(0)
             self._sock = None
-        self._wait_ms = -1  # the receive timeout set on the socket (a new one has none)
 
     def request(self, op: str, _timeout: float | None = None, _idle: Callable[[], None] | None = None,
                 **args: object) -> object:
@@ -105,10 +103,7 @@ class TwinClient:
         deadline = time.monotonic() + timeout
         remaining = timeout
         while remaining > 0:
-            wait_ms = int(min(remaining, IDLE_EVERY_S if idle else remaining) * 1000) + 1
-            if wait_ms != self._wait_ms:  # most calls wait as long as the last one did
-                sock.setsockopt(zmq.RCVTIMEO, wait_ms)
-                self._wait_ms = wait_ms
+            sock.setsockopt(zmq.RCVTIMEO, int(min(remaining, IDLE_EVERY_S if idle else remaining) * 1000) + 1)
             try:
                 reply = P.unpack(sock.recv())
             except zmq.Again:
