@@ -340,9 +340,11 @@ class RosDriver(CommandingMixin):
         return ros
 
     def connect(self) -> None:
+        """Open the link and subscribe; the link counts as up (``check_link`` passes) only once the
+        first joint state is in, so no caller reads a state that has not come yet."""
         ros = self._open()
-        ros.on("close", lambda *_: self._on_lost())
-        self._ros, self._actions, self._joints = ros, {}, None
+        ros.on("close", lambda *_: self._on_lost() if self._ros is ros else None)  # an old link's close is old news
+        self._actions, self._joints = {}, None
         roslibpy.Topic(ros, self.names.joint_states, N.JOINT_STATE,
                        throttle_rate=self.names.joint_states_throttle).subscribe(self._on_joints)
         if self.names.clock:
@@ -361,8 +363,11 @@ class RosDriver(CommandingMixin):
             roslibpy.Topic(ros, self.names.ur_io_states, N.UR_IO_STATES).subscribe(self._on_ur_io)
         deadline = time.monotonic() + self.timeout
         while self._joints is None or (self.names.clock and self._clock_time is None):
+            if not ros.is_connected:
+                raise ConnectionLost(f"rosbridge at {self.url} closed the connection before the first "
+                                     f"{self.names.joint_states}")
             if time.monotonic() > deadline:
-                self._on_lost()
+                self._drop_ros(ros)
                 raise ConnectionLost(f"connected to {self.url}, but no {self.names.joint_states} "
                                      f"within {self.timeout}s")
             time.sleep(0.01)
@@ -373,6 +378,10 @@ class RosDriver(CommandingMixin):
                                                or any(n not in self._io for n in [*self.names.io, *self.names.ur_io])):
             time.sleep(0.01)
         self._backoff = BACKOFF_START
+        self._ros = ros
+        if not ros.is_connected:  # closed between the first joint state and now: its close went unheard
+            self._on_lost()
+            raise ConnectionLost(f"rosbridge at {self.url} closed the connection while it was opened")
         self._second_link()  # cancels and halts go out at once, without opening a connection first
         if self._lost_in_flight:  # goals we lost track of may still run on the robot: halt it first
             self._lost_in_flight = False
