@@ -28,6 +28,9 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(VENV)/bin/python -m pip install --quiet -e '.[test]'
+	# byte-compiled once here: an editable install has no .pyc, and where PYTHONDONTWRITEBYTECODE is
+	# set every twin and cell process would compile the whole stack again as it starts
+	$(VENV)/bin/python -m compileall -q cellctl twin drivers skills >/dev/null
 	touch $(STAMP)
 
 $(JS_STAMP): tests/js/package.json

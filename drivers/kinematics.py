@@ -49,6 +49,10 @@ def quat_angle(q1: Sequence[float], q2: Sequence[float]) -> float:
 
 
 class Kinematics:
+    """IK and FK of one arm. The private PyBullet client is opened at the first ``fk`` or ``ik``:
+    the twin checks trajectories with ``tcp_positions`` alone (numpy, no client), so a twin never
+    loads a second copy of each robot it serves."""
+
     def __init__(
         self,
         urdf: str,
@@ -59,29 +63,41 @@ class Kinematics:
         lower: Sequence[float],
         upper: Sequence[float],
     ) -> None:
-        self._client = open_client()
+        self._urdf, self._tcp_link, self._joint_names = urdf, tcp_link, list(joint_names)
+        self._client = -1
         self.base = base
-        self._body = pb.loadURDF(
-            urdf, base.position, base.orientation, useFixedBase=True, physicsClientId=self._client
-        )
-        info = loaded_joints(self._client, self._body, urdf)
-        named = by_name(info)
-        self._joints = [named[n].index for n in joint_names]
-        self._tcp = link_indices(info)[tcp_link]
         self._offset = np.asarray(tcp_offset, dtype=float)
+        self._lower, self._upper = np.asarray(lower), np.asarray(upper)
+        self._base_rot = np.asarray(pb.getMatrixFromQuaternion(base.orientation)).reshape(3, 3)
+        self._frames = self._chain(urdf, tcp_link, joint_names)
+
+    def _load(self) -> None:
+        """Open the private client and load the arm, once."""
+        if self._client >= 0:
+            return
+        client = open_client()
+        try:
+            self._body = pb.loadURDF(
+                self._urdf, self.base.position, self.base.orientation, useFixedBase=True, physicsClientId=client
+            )
+            info = loaded_joints(client, self._body, self._urdf)
+            named = by_name(info)
+            self._joints = [named[n].index for n in self._joint_names]
+            self._tcp = link_indices(info)[self._tcp_link]
+        except BaseException:
+            pb.disconnect(client)
+            raise
         movable = [j for j in info if j.movable]
         slots = {j.index: slot for slot, j in enumerate(movable)}
         self._ik_slots = [slots[j] for j in self._joints]
         # IK wants limits for every movable joint; unconfigured ones (fingers) keep the URDF's.
         lo = [j.lower for j in movable]
         hi = [j.upper for j in movable]
-        for slot, l, h in zip(self._ik_slots, lower, upper):
-            lo[slot], hi[slot] = l, h
+        for slot, l, h in zip(self._ik_slots, self._lower, self._upper):
+            lo[slot], hi[slot] = float(l), float(h)
         self._lo, self._hi = lo, hi
-        self._lower, self._upper = np.asarray(lower), np.asarray(upper)
         self._rest = [0.5 * (a + b) for a, b in zip(lo, hi)]
-        self._base_rot = np.asarray(pb.getMatrixFromQuaternion(base.orientation)).reshape(3, 3)
-        self._frames = self._chain(urdf, tcp_link, joint_names)
+        self._client = client
 
     def tcp_positions(self, qs: np.ndarray) -> np.ndarray:
         """World TCP positions (N×3) at the rows of joint positions ``qs`` (N×dof), all at once:
@@ -89,7 +105,7 @@ class Kinematics:
         URDF's joint frames in numpy (~2 µs a sample against ~35 of ``fk``, which sets the joints
         in PyBullet and reads the link); a chain with a joint it does not model (floating,
         planar) goes through ``fk``."""
-        qs = np.asarray(qs, dtype=float).reshape(-1, len(self._joints))
+        qs = np.asarray(qs, dtype=float).reshape(-1, len(self._joint_names))
         if self._frames is None:
             return np.array([self.fk(q).position for q in qs])
         n = len(qs)
@@ -137,6 +153,7 @@ class Kinematics:
         return Pose(tuple(pos), tuple(orn))
 
     def _set(self, q: Sequence[float]) -> None:
+        self._load()
         for j, v in zip(self._joints, q):
             pb.resetJointState(self._body, j, float(v), physicsClientId=self._client)
 
@@ -150,6 +167,7 @@ class Kinematics:
     def ik(self, pose: Pose, seed: Sequence[float]) -> np.ndarray:
         """Joint positions putting the TCP at ``pose``; raises Unreachable with the residual."""
         target = self.to_world(pose)
+        self._load()
         rot = np.asarray(pb.getMatrixFromQuaternion(target.orientation)).reshape(3, 3)
         link_pos = np.asarray(target.position) - rot @ self._offset
         q = np.asarray(seed, dtype=float)
