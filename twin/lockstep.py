@@ -20,6 +20,8 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from cellctl.twin.simtime import time_at
+
 
 @dataclass
 class Participant:
@@ -43,7 +45,7 @@ class UnknownParticipant(LockstepError):
 class Lockstep:
     def __init__(self, physics_hz: int, period_steps: int, silence_timeout: float,
                  expect: list[str] | None = None, max_horizon: float = 3600.0) -> None:
-        self.dt = 1.0 / physics_hz
+        self.hz = physics_hz
         self.max_horizon = max_horizon
         self._expect = set(expect or ())  # emptied once all have joined: a start barrier only
         self._barrier_deadline: float | None = None  # wall time a restart barrier gives up waiting
@@ -102,11 +104,11 @@ class Lockstep:
                 self.participants[peer].owed[name] += count
             elif count and peer in self._expect:
                 self._early[peer][name] += count
-        if until is not None and until > steps_now * self.dt + self.max_horizon:
+        if until is not None and until > time_at(steps_now, self.hz) + self.max_horizon:
             raise LockstepError(f"until {until} is more than {self.max_horizon}s of sim time ahead of "
-                                f"{steps_now * self.dt:.3f}")
+                                f"{time_at(steps_now, self.hz):.3f}")
         next_period = self._round_up(steps_now + 1)
-        target = next_period if until is None else max(next_period, self._round_up(math.ceil(until / self.dt - 1e-6)))
+        target = next_period if until is None else max(next_period, self._round_up(math.ceil(until * self.hz - 1e-6)))
         replaced = p.pending[:2] if p.pending is not None else None
         p.pending = (envelope, req_id, target)  # a repeated advance (its client gave up on the first) replaces it
         return replaced
@@ -152,7 +154,7 @@ class Lockstep:
         for p in waiting:
             envelope, req_id, until = p.pending
             if until <= steps or p.events or p.owed:
-                grant = {"time": steps * self.dt, "steps": steps, "deliver": dict(p.owed), "events": p.events}
+                grant = {"time": time_at(steps, self.hz), "steps": steps, "deliver": dict(p.owed), "events": p.events}
                 p.pending, p.events, p.owed = None, [], defaultdict(int)
                 p.waiting_since = time.monotonic()
                 grants.append((envelope, req_id, grant))

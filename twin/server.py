@@ -4,7 +4,6 @@ loop that steps the world. Realtime mode paces physics to the wall clock (× rat
 from __future__ import annotations
 
 import json
-import math
 import os
 import sys
 import time
@@ -17,6 +16,7 @@ from cellctl.twin.checkpoint import Checkpoint
 from cellctl.twin.config import SceneConfig
 from cellctl.drivers.curve import check_bind, release
 from cellctl.twin.service import TwinService
+from cellctl.twin.simtime import first_step_at
 
 JOINT_STATE_HZ = 50
 MAX_TOPICS = 64  # topic prefixes the event stream keeps track of
@@ -79,7 +79,7 @@ class TwinServer:
         self._saved_at = self._saved_time = 0.0
         self.restored = False
         if self._checkpoint is not None and restore and (state := self._checkpoint.load()) is not None:
-            self.service.restore(state, math.ceil(resume_at * config.twin.physics_hz - 1e-6))
+            self.service.restore(state, first_step_at(resume_at, config.twin.physics_hz))
             self.restored = True
 
     @staticmethod

@@ -17,6 +17,7 @@ from cellctl.twin.feeds import Feeds
 from cellctl.twin.machines import Machines
 from cellctl.twin.parts import Parts
 from cellctl.twin.robot import SimMotion, SimRobot
+from cellctl.twin.simtime import time_at
 
 STATION_COLOR = (0.55, 0.55, 0.6, 1.0)
 FAULT_LOG = 10_000
@@ -93,7 +94,7 @@ class World:
         for part_id in list(self.parts.by_id):
             self.parts.remove(part_id)
         self.steps = max(state.steps, at_steps)
-        self.time = self.steps * self.dt
+        self.time = time_at(self.steps, self.config.twin.physics_hz)
         for name, saved in state.robots.items():
             if name in self.robots:
                 self.robots[name].restore(saved)
@@ -135,7 +136,7 @@ class World:
             self.finish(robot.control(self.time))
         pb.stepSimulation(physicsClientId=self.client)
         self.steps += 1
-        self.time = self.steps * self.dt
+        self.time = time_at(self.steps, self.config.twin.physics_hz)
         for robot in self.robots.values():
             for ev in robot.gripper.update(self.time):
                 self.events.append({"topic": "parts", "robot": robot.name, "time": self.time, **ev})
