@@ -364,6 +364,7 @@ class RosDriver(CommandingMixin):
         deadline = time.monotonic() + self.timeout
         while self._joints is None or (self.names.clock and self._clock_time is None):
             if not ros.is_connected:
+                self._drop_ros(ros)  # its transport's loop and thread
                 raise ConnectionLost(f"rosbridge at {self.url} closed the connection before the first "
                                      f"{self.names.joint_states}")
             if time.monotonic() > deadline:

@@ -31,6 +31,7 @@ class GatedBridge:
 
     def __init__(self) -> None:
         self.publishing = threading.Event()
+        self.close_on_subscribe = False  # a bridge that drops a client as it subscribes
         self.subscribes = 0
         self._connections: set[ServerConnection] = set()
         self._loop = asyncio.new_event_loop()
@@ -57,6 +58,9 @@ class GatedBridge:
                 msg = json.loads(raw)
                 if msg.get("op") == "subscribe" and msg.get("topic", "").endswith("joint_states"):
                     self.subscribes += 1
+                    if self.close_on_subscribe:
+                        await ws.close()
+                        return
                     asyncio.ensure_future(self._publish(ws, msg["topic"]))
         finally:
             self._connections.discard(ws)
@@ -104,11 +108,25 @@ def _lost(driver: RosDriver) -> bool:
     return False
 
 
-def test_a_reconnected_link_is_up_only_once_its_first_joint_state_is_in(bridge):
+def _driver(port: int, **kwargs) -> RosDriver:
     desc = describe_from_config("press", load_config(CONFIGS / "kuka_ros.yaml").robots["press"])
-    names = RosNames("/press/joint_states", "/press/follow_joint_trajectory")
+    return RosDriver("127.0.0.1", port, desc, RosNames("/press/joint_states", "/press/follow_joint_trajectory"),
+                     **kwargs)
+
+
+def test_a_bridge_that_closes_before_the_first_joint_state_is_named_at_once(bridge):
+    bridge.close_on_subscribe = True
+    driver = _driver(bridge.port, timeout=20.0)
+    started = time.monotonic()
+    with pytest.raises(ConnectionLost, match="closed the connection before the first /press/joint_states"):
+        driver.connect()
+    assert time.monotonic() - started < 10  # not the whole timeout
+    driver.close()
+
+
+def test_a_reconnected_link_is_up_only_once_its_first_joint_state_is_in(bridge):
     # stale_after long: the last joint state of the old link stays fresh all through the test
-    driver = RosDriver("127.0.0.1", bridge.port, desc, names, timeout=20.0, stale_after=60.0)
+    driver = _driver(bridge.port, timeout=20.0, stale_after=60.0)
     bridge.publishing.set()
     driver.connect()
     try:
