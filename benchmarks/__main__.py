@@ -28,8 +28,12 @@ def main() -> int:
                    *([peers] if args.peers else [])):
         result.update(module.main(quick=args.quick))
     print(f"machine: {result['machine']}")
+    cost = result["twin_overhead_cost"]
     print(f"twin overhead (pick-and-place, lockstep next-event / raw PyBullet replay): {result['twin_overhead_ratio']}"
-          f"  (goal <= {GOALS['twin_overhead_ratio']})")
+          f"  (goal <= {GOALS['twin_overhead_ratio']}); {result['twin_overhead_ours_s']} s against "
+          f"{result['twin_overhead_raw_s']} s raw: the controller's Python (skills, planning, IK, envelope) "
+          f"{cost['controller_s']} s, inside {cost['requests']} requests {cost['in_requests_s']} s, of which beyond "
+          f"the raw replay {cost['twin_extra_s']} s ({cost['steps']} steps)")
     print(f"round trip p50/p99: twin driver {result['rtt_p50_us']}/{result['rtt_p99_us']} us, bare pyzmq "
           f"{result['rtt_raw_p50_us']}/{result['rtt_raw_p99_us']} us, ratio {result['rtt_ratio']} "
           f"(goal <= {GOALS['rtt_ratio']})")
